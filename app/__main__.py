@@ -1,0 +1,61 @@
+"""`python -m app`: serve log-save-server with uvicorn (uvloop + httptools)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+
+import uvicorn
+
+from fastapi import FastAPI
+
+from app import database, jsonlog
+from app.config import Settings
+from app.main import create_app
+
+log = logging.getLogger("app")
+
+
+def main() -> None:
+    settings = Settings()
+    jsonlog.configure(settings.log_level)
+    if not settings.database_configured:
+        # Started here, in the parent, so that every uvicorn worker shares one embedded server and it is
+        # stopped once, when this process exits.
+        source = database.resolve(settings)
+        log.info("database: %s", source.description)
+        os.environ["DATABASE_URL"] = source.dsn
+    # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal to whatever handler was there before.
+    # With the default handler the process would die by the signal: no exit 0, and no atexit, which is
+    # where the embedded PostgreSQL is stopped. A handler that does nothing lets main() return normally.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _drained)
+    uvicorn.run(
+        "app.__main__:serve",
+        factory=True,
+        host=settings.server_host,
+        port=settings.server_port,
+        workers=settings.web_concurrency,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        timeout_graceful_shutdown=int(settings.shutdown_timeout),
+    )
+
+
+def _drained(signum: int, frame: object) -> None:
+    log.info("shut down after %s", signal.Signals(signum).name)
+
+
+def serve() -> FastAPI:
+    """The app as each uvicorn worker process builds it, logging JSON lines like the parent."""
+    settings = Settings()
+    jsonlog.configure(settings.log_level)
+    return create_app(settings)
+
+
+if __name__ == "__main__":
+    main()

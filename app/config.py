@@ -1,0 +1,72 @@
+"""Settings, read once from the environment and an optional `.env` file.
+
+Every variable is listed with its default in `.env.example` and in README.md's configuration table.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class IngestMode(str, Enum):
+    # group: concurrent requests share one COPY transaction (see app/writer.py).
+    group = "group"
+    # direct: one COPY transaction per request, as the product description's design does.
+    direct = "direct"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # Where PostgreSQL comes from: DATABASE_URL, else DATABASE_HOST + the other DATABASE_*, else embedded.
+    database_url: str | None = None
+    database_host: str | None = None
+    database_port: int = 5432
+    database_name: str = "logs_db"
+    database_user: str = "postgres"
+    database_password: str = ""
+    logsave_data_dir: Path = Path(".data")
+
+    db_pool_min_size: int = Field(10, ge=0)
+    db_pool_max_size: int = Field(20, ge=1)
+    # Seconds to wait for a connection (connect or pool acquire) before answering 503.
+    db_acquire_timeout: float = Field(5.0, gt=0)
+    # Seconds one SQL command may run before it is abandoned and the request answered 503.
+    db_command_timeout: float = Field(30.0, gt=0)
+    # 0 disables prepared-statement caching (needed behind pgbouncer / RDS Proxy in transaction mode).
+    db_statement_cache_size: int = Field(100, ge=0)
+
+    server_host: str = "0.0.0.0"
+    server_port: int = Field(8000, ge=0, le=65535)
+    web_concurrency: int = Field(1, ge=1)
+    # Seconds uvicorn waits for in-flight requests after SIGTERM.
+    shutdown_timeout: float = Field(25.0, gt=0)
+    log_level: str = "INFO"
+
+    max_batch_size: int = Field(1000, ge=1)
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    cors_origins: str = "*"
+
+    ingest_mode: IngestMode = IngestMode.group
+    # Group commit: how many COPY transactions may run at once, how many rows one may carry, and how
+    # many rows may wait before new requests are turned away with 503.
+    writer_concurrency: int = Field(2, ge=1)
+    writer_max_group_rows: int = Field(10_000, ge=1)
+    writer_max_queued_rows: int = Field(50_000, ge=1)
+
+    @field_validator("log_level")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+
+    @property
+    def database_configured(self) -> bool:
+        return bool(self.database_url or self.database_host)

@@ -1,0 +1,108 @@
+"""Request bodies: Content-Type check and Content-Encoding decoding, capped while decompressing.
+
+The cap is enforced on the output of the decompressor chunk by chunk, so a few kilobytes of gzip that
+would expand to gigabytes stop at `limit + 1` bytes and never sit in memory.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import zstandard
+
+from app.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+
+ENCODINGS = ("identity", "gzip", "deflate", "zstd")
+_CHUNK = 256 * 1024
+
+
+def check_content_type(header: str | None) -> None:
+    """Accept `application/json`, with an optional charset that must be UTF-8."""
+    if not header:
+        raise UnsupportedMediaType("Content-Type is missing: send application/json")
+    media_type, _, params = header.partition(";")
+    if media_type.strip().lower() != "application/json":
+        raise UnsupportedMediaType(f"unsupported Content-Type {media_type.strip()!r}: send application/json")
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            raise UnsupportedMediaType(f"unsupported charset {value.strip()!r}: JSON bodies must be UTF-8")
+
+
+def decode(body: bytes, content_encoding: str | None, limit: int) -> bytes:
+    """Return the decoded body, or raise 400 (corrupt), 413 (over `limit`) or 415 (unknown encoding)."""
+    encoding = (content_encoding or "identity").strip().lower()
+    if len(body) > limit:
+        raise PayloadTooLarge(f"request body is {len(body)} bytes; the limit is {limit}")
+    if encoding == "identity":
+        return body
+    if encoding in ("gzip", "x-gzip"):
+        return _inflate(body, limit, wbits=16 + zlib.MAX_WBITS, name="gzip")
+    if encoding == "deflate":
+        # RFC 9110 "deflate" is zlib-wrapped, but some clients send a raw deflate stream.
+        wbits = zlib.MAX_WBITS if _zlib_wrapped(body) else -zlib.MAX_WBITS
+        return _inflate(body, limit, wbits=wbits, name="deflate")
+    if encoding == "zstd":
+        return _unzstd(body, limit)
+    raise UnsupportedMediaType(
+        f"unsupported Content-Encoding {content_encoding!r}: use one of {', '.join(ENCODINGS)}"
+    )
+
+
+def _zlib_wrapped(body: bytes) -> bool:
+    # A zlib header: compression method 8 in the low nibble, first two bytes a multiple of 31 (RFC 1950).
+    return len(body) >= 2 and body[0] & 0x0F == 8 and int.from_bytes(body[:2], "big") % 31 == 0
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"decompressed body exceeds the limit of {limit} bytes")
+
+
+def _inflate(body: bytes, limit: int, *, wbits: int, name: str) -> bytes:
+    out = bytearray()
+    data = body
+    # A gzip body may hold several members back to back (RFC 1952); each gets a fresh decompressor.
+    while True:
+        inflater = zlib.decompressobj(wbits)
+        try:
+            while data:
+                out += inflater.decompress(data, limit + 1 - len(out))
+                if len(out) > limit:
+                    raise _too_large(limit)
+                data = inflater.unconsumed_tail
+            if not inflater.eof:
+                out += inflater.flush()
+        except zlib.error as exc:
+            raise BadRequest(f"body is not valid {name} data: {exc}") from None
+        if len(out) > limit:
+            raise _too_large(limit)
+        if not inflater.eof:
+            raise BadRequest(f"{name} data is truncated")
+        data = inflater.unused_data
+        if not data or name != "gzip":
+            if data:
+                raise BadRequest(f"unexpected bytes after the end of the {name} stream")
+            return bytes(out)
+
+
+def _unzstd(body: bytes, limit: int) -> bytes:
+    try:
+        # zstd's decompressobj cannot cap its output, so first measure the output with a capped
+        # streaming read that keeps nothing; only a body known to fit is then decompressed for real.
+        size = 0
+        with zstandard.ZstdDecompressor().stream_reader(body, read_across_frames=True) as reader:
+            while chunk := reader.read(_CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(limit)
+        out = bytearray()
+        data = body
+        while data:
+            frame = zstandard.ZstdDecompressor().decompressobj()
+            out += frame.decompress(data)
+            if not frame.eof:
+                raise BadRequest("zstd data is truncated")
+            data = frame.unused_data
+    except zstandard.ZstdError as exc:
+        raise BadRequest(f"body is not valid zstd data: {exc}") from None
+    return bytes(out)

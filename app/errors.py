@@ -1,0 +1,74 @@
+"""Domain errors, and the one place they become HTTP answers.
+
+    IngestError                      (status, code, message)
+    ├── BadRequest                   400 malformed JSON, bad compressed data, not UTF-8
+    ├── PayloadTooLarge              413 body over MAX_BODY_BYTES, on the wire or once expanded
+    ├── UnsupportedMediaType         415 Content-Type or Content-Encoding we do not take
+    ├── InvalidLogs                  422 per-field validation errors, each named like `logs.2.level`
+    ├── ServiceUnavailable           503 + Retry-After: PostgreSQL unreachable, or the write queue full
+    └── DatabaseNotConfigured        500 a deployment without a database (Lambda never embeds one)
+
+Every error body has the same shape: {"error": code, "message": text} (+ "errors" for 422).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class IngestError(Exception):
+    status = 500
+    code = "internal_error"
+    headers: dict[str, str] = {}
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.code, "message": self.message}
+
+
+class BadRequest(IngestError):
+    status = 400
+    code = "bad_request"
+
+
+class PayloadTooLarge(IngestError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(IngestError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class InvalidLogs(IngestError):
+    status = 422
+    code = "validation_failed"
+    # A batch of 1000 bad entries would otherwise answer with a megabyte of errors.
+    max_listed = 100
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        self.errors = errors
+        listed = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:3])
+        more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+        super().__init__(f"{len(errors)} invalid field(s): {listed}{more}")
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "errors": self.errors[: self.max_listed], "error_count": len(self.errors)}
+
+
+class ServiceUnavailable(IngestError):
+    status = 503
+    code = "service_unavailable"
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
+class DatabaseNotConfigured(IngestError):
+    status = 500
+    code = "database_not_configured"

@@ -1,0 +1,166 @@
+"""The request and response schema: what POST /logs accepts, and what every endpoint answers.
+
+Log entries are TypedDicts rather than models: pydantic validates JSON bytes straight into plain dicts,
+which is several times cheaper than building a model object per log (see tests/benchmarks/). The same
+types generate the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from functools import lru_cache
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StringConstraints,
+    TypeAdapter,
+    WithJsonSchema,
+    with_config,
+)
+from typing_extensions import NotRequired, TypedDict
+
+LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
+# Python's logging names two levels differently; accept them and store the canonical name.
+LEVEL_ALIASES = {"WARNING": "WARN", "CRITICAL": "FATAL"}
+LOG_TYPES = ("BACKEND", "FRONTEND", "MOBILE", "IOT", "WORKER")
+ENVIRONMENTS = ("production", "staging", "development", "test", "local")
+METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
+
+# Unix seconds accepted for created_at: 1970-01-01 up to the end of year 9999.
+_MAX_UNIX = 253_402_300_800
+
+
+def _normalize_level(value: Any) -> Any:
+    if isinstance(value, str):
+        upper = value.strip().upper()
+        return LEVEL_ALIASES.get(upper, upper)
+    return value
+
+
+def _upper(value: Any) -> Any:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _parse_created_at(value: Any) -> datetime:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value) or not 0 <= value < _MAX_UNIX:
+            raise ValueError("Unix seconds must be a finite number between 0 (1970) and the year 9999")
+        return datetime.fromtimestamp(value, timezone.utc)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(
+                "must be Unix seconds or an RFC 3339 timestamp such as 2026-11-27T12:00:00.123Z"
+            ) from None
+        if parsed.tzinfo is None:
+            raise ValueError("RFC 3339 timestamps need a UTC offset (Z or +hh:mm)")
+        return parsed
+    raise ValueError("must be Unix seconds (a number) or an RFC 3339 string")
+
+
+def _text(max_length: int) -> Any:
+    return Annotated[str, StringConstraints(max_length=max_length)]
+
+
+Level = Annotated[Literal[LEVELS], BeforeValidator(_normalize_level)]  # type: ignore[valid-type]
+LogType = Annotated[Literal[LOG_TYPES], BeforeValidator(_upper)]  # type: ignore[valid-type]
+Environment = Annotated[Literal[ENVIRONMENTS], BeforeValidator(_lower)]  # type: ignore[valid-type]
+Method = Annotated[Literal[METHODS], BeforeValidator(_upper)]  # type: ignore[valid-type]
+CreatedAt = Annotated[
+    datetime,
+    PlainValidator(_parse_created_at),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "number"}, {"type": "string", "format": "date-time"}],
+            "description": "Unix seconds, or RFC 3339 with an offset. Absent: the time the server received it.",
+        }
+    ),
+]
+DurationMs = Annotated[float, Field(strict=True, ge=0, le=9_999_999.999, allow_inf_nan=False)]
+
+
+@with_config(ConfigDict(extra="allow"))
+class LogEntry(TypedDict):
+    """One log. Fields not listed here are kept inside `metadata` under their own names."""
+
+    level: Level
+    service: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    message: str
+    created_at: NotRequired[CreatedAt | None]
+    log_type: NotRequired[LogType | None]
+    environment: NotRequired[Environment | None]
+    service_version: NotRequired[_text(50) | None]
+    trace_id: NotRequired[_text(32) | None]
+    user_id: NotRequired[_text(255) | None]
+    session_id: NotRequired[_text(100) | None]
+    error_type: NotRequired[_text(200) | None]
+    stack_trace: NotRequired[str | None]
+    path: NotRequired[_text(500) | None]
+    method: NotRequired[Method | None]
+    action_type: NotRequired[_text(50) | None]
+    function_name: NotRequired[_text(300) | None]
+    file_path: NotRequired[_text(1000) | None]
+    duration_ms: NotRequired[DurationMs | None]
+    metadata: NotRequired[dict[str, Any] | None]
+
+
+# Names of the fields above, i.e. everything that is not an "unknown field" destined for metadata.
+KNOWN_FIELDS = frozenset(LogEntry.__annotations__)
+
+
+@lru_cache
+def batch_adapter(max_batch_size: int) -> TypeAdapter[Any]:
+    """A validator for `{"logs": [...]}` holding 1 to `max_batch_size` entries, built once per size."""
+
+    @with_config(ConfigDict(extra="forbid"))
+    class LogBatch(TypedDict):
+        logs: Annotated[list[LogEntry], Field(min_length=1, max_length=max_batch_size)]
+
+    return TypeAdapter(LogBatch)
+
+
+class IngestResult(BaseModel):
+    saved: int = Field(description="How many logs were committed to PostgreSQL.")
+    status: Literal["success"] = "success"
+
+
+class ServiceCount(BaseModel):
+    service: str
+    count: int
+
+
+class Stats(BaseModel):
+    total_logs: int
+    services: list[ServiceCount] = Field(description="Largest first.")
+    by_level: dict[str, int]
+    recent_24h: int = Field(description="Logs whose created_at falls in the last 24 hours.")
+
+
+class Health(BaseModel):
+    status: Literal["healthy"] = "healthy"
+    service: str = "log-save-server"
+    version: str
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="Where the problem is, e.g. `logs.2.level`.")
+    message: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="A stable code, e.g. `validation_failed`.")
+    message: str = Field(description="What is wrong, for a person.")
+    errors: list[FieldError] | None = Field(None, description="422 only: each invalid field (first 100).")
+    error_count: int | None = Field(None, description="422 only: how many fields were invalid in all.")
