@@ -11,8 +11,6 @@ import re
 import warnings
 from pathlib import Path
 
-import psutil
-
 _DB_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -41,6 +39,8 @@ def _forget_dead_handles(pgdata: Path) -> None:
     The server is stopped at exit only by the last process on that list; one killed process left on it
     would keep every later server running after its app exits.
     """
+    import psutil
+
     handles = pgdata / ".handle_pids.json"
     if handles.exists():
         alive = [pid for pid in json.loads(handles.read_text() or "[]") if psutil.pid_exists(pid)]

@@ -1,0 +1,186 @@
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from app.errors import BadRequest, InvalidLogs
+from app.rows import COLUMNS, parse
+from tests.support import log_entry
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
+
+
+def body(*entries: dict[str, Any]) -> bytes:
+    return json.dumps({"logs": list(entries)}).encode()
+
+
+def one(**fields: Any) -> dict[str, Any]:
+    """Parse a single entry and return its row as {column: value}."""
+    (row,) = parse(body(log_entry(**fields)), 1000, NOW)
+    return dict(zip(COLUMNS, row))
+
+
+def errors_of(raw: bytes, max_batch_size: int = 1000) -> list[str]:
+    with pytest.raises(InvalidLogs) as caught:
+        parse(raw, max_batch_size, NOW)
+    return [error["field"] for error in caught.value.errors]
+
+
+def test_minimal_entry_gets_the_tables_defaults() -> None:
+    row = one()
+    assert row["created_at"] == NOW
+    assert (row["level"], row["service"], row["message"]) == ("INFO", "checkout", "order placed")
+    assert (row["log_type"], row["environment"], row["service_version"]) == ("BACKEND", "development", "v0.0.0-dev")
+    assert row["metadata"] is None and row["trace_id"] is None
+
+
+@pytest.mark.parametrize(
+    ("sent", "stored"),
+    [("info", "INFO"), (" Error ", "ERROR"), ("warning", "WARN"), ("WARN", "WARN"), ("critical", "FATAL"), ("trace", "TRACE")],
+)
+def test_levels_are_case_insensitive_and_stored_canonical(sent: str, stored: str) -> None:
+    assert one(level=sent)["level"] == stored
+
+
+def test_enums_are_stored_canonical() -> None:
+    row = one(log_type="frontend", environment="Production", method="post")
+    assert (row["log_type"], row["environment"], row["method"]) == ("FRONTEND", "production", "POST")
+
+
+@pytest.mark.parametrize(
+    ("sent", "stored"),
+    [
+        (1_764_244_800, datetime(2025, 11, 27, 12, 0, tzinfo=timezone.utc)),
+        (1_764_244_800.25, datetime(2025, 11, 27, 12, 0, 0, 250000, tzinfo=timezone.utc)),
+        ("2026-11-27T10:00:00Z", datetime(2026, 11, 27, 10, 0, tzinfo=timezone.utc)),
+        ("2026-11-27T19:00:00.5+09:00", datetime(2026, 11, 27, 10, 0, 0, 500000, tzinfo=timezone.utc)),
+    ],
+)
+def test_created_at_accepts_unix_seconds_and_rfc3339(sent: Any, stored: datetime) -> None:
+    assert one(created_at=sent)["created_at"] == stored
+
+
+@pytest.mark.parametrize(
+    ("sent", "message"),
+    [
+        ("2026-11-27T10:00:00", "need a UTC offset"),
+        ("yesterday", "RFC 3339"),
+        (-1, "between 0"),
+        (1e20, "between 0"),
+        (True, "Unix seconds"),
+        ([], "Unix seconds"),
+    ],
+)
+def test_bad_created_at_is_named(sent: Any, message: str) -> None:
+    with pytest.raises(InvalidLogs) as caught:
+        parse(body(log_entry(created_at=sent)), 1000, NOW)
+    (error,) = caught.value.errors
+    assert error["field"] == "logs.0.created_at"
+    assert message in error["message"]
+
+
+def test_null_created_at_means_receive_time() -> None:
+    assert one(created_at=None)["created_at"] == NOW
+
+
+def test_unknown_fields_are_kept_in_metadata_under_their_own_names() -> None:
+    row = one(host="web-1", tags=["a", "b"], metadata={"request": {"id": 7}})
+    assert json.loads(row["metadata"]) == {"request": {"id": 7}, "host": "web-1", "tags": ["a", "b"]}
+
+
+def test_id_and_deleted_are_not_columns_a_client_can_set() -> None:
+    row = one(id=5, deleted=True)
+    assert json.loads(row["metadata"]) == {"id": 5, "deleted": True}
+
+
+def test_unknown_field_that_collides_with_a_metadata_key_is_refused() -> None:
+    assert errors_of(body(log_entry(host="a", metadata={"host": "b"}))) == ["logs.0.host"]
+
+
+def test_nul_is_replaced_in_every_stored_string() -> None:
+    row = one(message="a\x00b", service="svc\x00", stack_trace="\x00", metadata={"k\x00": ["v\x00", {"n": "\x00"}]})
+    assert row["message"] == "a\ufffdb" and row["service"] == "svc\ufffd" and row["stack_trace"] == "\ufffd"
+    assert json.loads(row["metadata"]) == {"k\ufffd": ["v\ufffd", {"n": "\ufffd"}]}
+
+
+def test_non_ascii_text_is_kept_as_is() -> None:
+    row = one(message="주문 완료 ✓", metadata={"도시": "서울"})
+    assert row["message"] == "주문 완료 ✓"
+    assert "서울" in row["metadata"]
+
+
+def test_duration_is_rounded_to_the_columns_three_decimals() -> None:
+    assert one(duration_ms=12.34567)["duration_ms"] == 12.346
+    assert one(duration_ms=7)["duration_ms"] == 7
+
+
+@pytest.mark.parametrize("duration", [-1, 10_000_000, "12"])
+def test_out_of_range_duration_is_refused(duration: Any) -> None:
+    assert errors_of(body(log_entry(duration_ms=duration))) == ["logs.0.duration_ms"]
+
+
+@pytest.mark.parametrize(
+    ("field", "limit"),
+    [("service", 100), ("service_version", 50), ("trace_id", 32), ("user_id", 255), ("session_id", 100),
+     ("error_type", 200), ("path", 500), ("action_type", 50), ("function_name", 300), ("file_path", 1000)],
+)  # fmt: skip
+def test_length_limits_follow_the_table(field: str, limit: int) -> None:
+    assert one(**{field: "é" * limit})[field] == "é" * limit
+    assert errors_of(body(log_entry(**{field: "é" * (limit + 1)}))) == [f"logs.0.{field}"]
+
+
+def test_each_bad_entry_is_named_by_index_and_field() -> None:
+    entries = [
+        log_entry(),
+        log_entry(level="LOUD"),
+        {"level": "INFO", "message": "no service"},
+        log_entry(metadata=[1, 2]),
+        log_entry(method="FETCH", environment="prod", log_type="desktop"),
+        log_entry(service=""),
+        log_entry(message=42),
+    ]
+    assert errors_of(body(*entries)) == [
+        "logs.1.level",
+        "logs.2.service",
+        "logs.3.metadata",
+        "logs.4.log_type",
+        "logs.4.environment",
+        "logs.4.method",
+        "logs.5.service",
+        "logs.6.message",
+    ]
+
+
+def test_batch_size_is_bounded() -> None:
+    assert errors_of(body(*[log_entry()] * 3), max_batch_size=2) == ["logs"]
+    assert errors_of(body()) == ["logs"]
+    assert len(parse(body(*[log_entry()] * 2), 2, NOW)) == 2
+
+
+@pytest.mark.parametrize(
+    "raw", [b'{"logs": 1}', b"[]", b'"logs"', b"{}", b'{"logs": [], "extra": 1}', b'{"logs": [1]}']
+)
+def test_wrong_shapes_are_validation_errors(raw: bytes) -> None:
+    assert errors_of(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b'{"logs": [', "not valid JSON"),
+        (b"", "not valid JSON"),
+        (b'{"logs": [{"message": "\xff"}]}', "not valid UTF-8 JSON"),
+        (b'{"logs": [{"message": "\\ud800"}]}', "not valid JSON"),
+    ],
+)
+def test_malformed_bodies_are_bad_requests(raw: bytes, message: str) -> None:
+    with pytest.raises(BadRequest, match=message):
+        parse(raw, 1000, NOW)
+
+
+def test_receive_time_defaults_to_now() -> None:
+    (row,) = parse(body(log_entry()), 1000)
+    assert abs(row[0] - datetime.now(timezone.utc)) < timedelta(minutes=1)
