@@ -46,7 +46,15 @@ _UNAVAILABLE = (
 _REFUSED = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
 # The connection was found dead before anything was sent (e.g. a Lambda container thawed after the
 # server closed its idle connection): safe to retry once on a fresh connection.
-_STALE = (asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError, ConnectionResetError, BrokenPipeError)
+# InternalClientError is what asyncpg raises when the server's goodbye arrived but the socket's close has
+# not been processed yet.
+_STALE = (
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    ConnectionResetError,
+    BrokenPipeError,
+)
 
 
 class Writer(Protocol):
