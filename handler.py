@@ -1,0 +1,51 @@
+"""AWS Lambda entry point: `handler.handler`, behind API Gateway (REST or HTTP API), a Function URL or an ALB.
+
+The app is the same one uvicorn serves, with three Lambda differences:
+* lifespan="off": Mangum would otherwise open and close the pool on every invocation. The pool is opened
+  lazily by the first request instead, on Mangum's event loop, and reused while the container is warm.
+* small pool defaults (DB_POOL_MIN_SIZE=0, DB_POOL_MAX_SIZE=1) unless set: one container serves one
+  request at a time, and reserved concurrency x max size is what the database must accept.
+* one COPY per request (INGEST_MODE=direct): group commit's writer tasks must not outlive an invocation.
+Never an embedded PostgreSQL: without DATABASE_URL or DATABASE_HOST every request answers a 500 saying so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from typing import Any
+
+from fastapi import FastAPI
+from mangum import Mangum
+
+from app import jsonlog
+from app.config import IngestMode, Settings
+from app.main import create_app
+
+LAMBDA_DEFAULTS = {"db_pool_min_size": 0, "db_pool_max_size": 1}
+
+
+def lambda_settings(settings: Settings | None = None) -> Settings:
+    """The settings from the environment, with Lambda's pool defaults where the environment is silent."""
+    settings = settings or Settings()
+    defaults = {name: value for name, value in LAMBDA_DEFAULTS.items() if name not in settings.model_fields_set}
+    return settings.model_copy(update=defaults)
+
+
+def build(settings: Settings | None = None) -> tuple[FastAPI, Mangum]:
+    settings = lambda_settings(settings)
+    jsonlog.configure(settings.log_level)
+    app = create_app(settings, allow_embedded=False, ingest_mode=IngestMode.direct)
+    return app, Mangum(app, lifespan="off")
+
+
+app, _mangum = build()
+# Mangum runs each invocation on the thread's current event loop, and the pool belongs to the loop it was
+# opened on. One loop for the life of the container, made current before every invocation (newer Pythons
+# no longer create one implicitly, and anything that ran asyncio.run() in between would have unset it).
+_loop = asyncio.new_event_loop()
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    asyncio.set_event_loop(_loop)
+    return _mangum(event, context)
