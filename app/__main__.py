@@ -42,6 +42,7 @@ def main() -> None:
         log_config=None,
         access_log=False,
         proxy_headers=True,
+        timeout_keep_alive=settings.server_keepalive_timeout,
         timeout_graceful_shutdown=int(settings.shutdown_timeout),
     )
 

@@ -22,8 +22,10 @@ class IngestMode(str, Enum):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
-    # Where PostgreSQL comes from: DATABASE_URL, else DATABASE_HOST + the other DATABASE_*, else embedded.
+    # Where PostgreSQL comes from: DATABASE_URL, else DATABASE_SECRET_ARN (an RDS-style Secrets Manager
+    # secret), else DATABASE_HOST + the other DATABASE_*, else embedded.
     database_url: str | None = None
+    database_secret_arn: str | None = None
     database_host: str | None = None
     database_port: int = 5432
     database_name: str = "logs_db"
@@ -42,6 +44,8 @@ class Settings(BaseSettings):
 
     server_host: str = "0.0.0.0"
     server_port: int = Field(8000, ge=0, le=65535)
+    # Seconds an idle keep-alive connection stays open; behind a load balancer, above its idle timeout.
+    server_keepalive_timeout: int = Field(5, ge=1)
     web_concurrency: int = Field(1, ge=1)
     # Seconds uvicorn waits for in-flight requests after SIGTERM.
     shutdown_timeout: float = Field(25.0, gt=0)
@@ -69,4 +73,4 @@ class Settings(BaseSettings):
 
     @property
     def database_configured(self) -> bool:
-        return bool(self.database_url or self.database_host)
+        return bool(self.database_url or self.database_secret_arn or self.database_host)

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import asyncpg
 
-from app import embedded, migrations
+from app import embedded, migrations, secrets
 from app.config import Settings
 from app.errors import DatabaseNotConfigured
 
@@ -24,27 +24,32 @@ class Source:
 
 
 def resolve(settings: Settings, *, allow_embedded: bool = True) -> Source:
-    """DATABASE_URL, else DATABASE_HOST and friends, else an embedded PostgreSQL under LOGSAVE_DATA_DIR."""
+    """DATABASE_URL, else DATABASE_SECRET_ARN, else DATABASE_HOST and friends, else an embedded PostgreSQL."""
     if settings.database_url:
         return Source(settings.database_url, "DATABASE_URL")
+    if settings.database_secret_arn:
+        secret = secrets.fetch(settings.database_secret_arn)
+        dsn = _dsn(secret["host"], int(secret.get("port", 5432)), secret.get("dbname", settings.database_name),
+                   secret["username"], secret["password"])  # fmt: skip
+        return Source(dsn, f"DATABASE_SECRET_ARN ({secret['host']})")
     if settings.database_host:
-        user = quote(settings.database_user, safe="")
-        password = quote(settings.database_password, safe="")
-        auth = f"{user}:{password}" if password else user
-        dsn = (
-            f"postgresql://{auth}@{settings.database_host}:{settings.database_port}"
-            f"/{quote(settings.database_name, safe='')}"
-        )
+        dsn = _dsn(settings.database_host, settings.database_port, settings.database_name,
+                   settings.database_user, settings.database_password)  # fmt: skip
         where = f"{settings.database_host}:{settings.database_port}/{settings.database_name}"
         return Source(dsn, f"DATABASE_HOST ({where})")
     if not allow_embedded:
         raise DatabaseNotConfigured(
-            "no database configured: set DATABASE_URL, or DATABASE_HOST with DATABASE_PORT, "
-            "DATABASE_NAME, DATABASE_USER and DATABASE_PASSWORD"
+            "no database configured: set DATABASE_URL, DATABASE_SECRET_ARN, or DATABASE_HOST with "
+            "DATABASE_PORT, DATABASE_NAME, DATABASE_USER and DATABASE_PASSWORD"
         )
     data_dir = settings.logsave_data_dir.resolve()
     dsn = embedded.start(data_dir, settings.database_name)
     return Source(dsn, f"embedded PostgreSQL in {data_dir / 'pg'}")
+
+
+def _dsn(host: str, port: int, name: str, user: str, password: str) -> str:
+    auth = quote(user, safe="") + (f":{quote(password, safe='')}" if password else "")
+    return f"postgresql://{auth}@{host}:{port}/{quote(name, safe='')}"
 
 
 async def create_pool(settings: Settings, dsn: str) -> asyncpg.Pool:

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import asyncpg
 import pytest
@@ -36,7 +39,7 @@ def test_database_host_uses_the_seeds_defaults() -> None:
 
 
 def test_without_configuration_and_without_embedding_the_error_says_what_is_missing() -> None:
-    with pytest.raises(DatabaseNotConfigured, match="set DATABASE_URL, or DATABASE_HOST"):
+    with pytest.raises(DatabaseNotConfigured, match="set DATABASE_URL, DATABASE_SECRET_ARN, or DATABASE_HOST"):
         resolve(settings(), allow_embedded=False)
 
 
@@ -89,3 +92,33 @@ def test_the_table_has_the_seeds_21_columns_in_order(db: DB) -> None:
         "user_id", "session_id", "error_type", "message", "stack_trace", "path", "method", "action_type",
         "function_name", "file_path", "duration_ms", "deleted", "metadata",
     ]  # fmt: skip
+
+
+class FakeSecretsManager:
+    """Stands in for AWS Secrets Manager, which cannot exist here."""
+
+    def __init__(self, secret: dict[str, object]) -> None:
+        self.secret = secret
+        self.asked: list[str] = []
+
+    def get_secret_value(self, SecretId: str) -> dict[str, str]:  # noqa: N803 - boto3's spelling
+        self.asked.append(SecretId)
+        return {"SecretString": json.dumps(self.secret)}
+
+
+def test_a_secrets_manager_secret_in_rds_format_builds_the_dsn(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeSecretsManager({"engine": "postgres", "host": "db.aws", "port": 5433, "username": "app",
+                               "password": "s/cret", "dbname": "logs"})  # fmt: skip
+    monkeypatch.setitem(sys.modules, "boto3", SimpleNamespace(client=lambda service: fake))
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:logs-db"
+    source = resolve(settings(database_secret_arn=arn, database_host="ignored"))
+    assert source.dsn == "postgresql://app:s%2Fcret@db.aws:5433/logs"
+    assert source.description == "DATABASE_SECRET_ARN (db.aws)"
+    assert fake.asked == [arn]
+
+
+def test_a_secret_without_credentials_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeSecretsManager({"host": "db.aws"})
+    monkeypatch.setitem(sys.modules, "boto3", SimpleNamespace(client=lambda service: fake))
+    with pytest.raises(ValueError, match="lacks username, password"):
+        resolve(settings(database_secret_arn="arn:x"))
