@@ -1,0 +1,102 @@
+"""`python -m bench [all|db|http|report] [--quick] [--out DIR]`: measure, save raw JSON, render the report."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from app.rows import parse
+from bench import database, db, http, machine, report
+from bench.data import LogFactory, body
+
+ROOT = Path(__file__).parent.parent
+
+# (batch sizes, warm-up s, measured s) per suite
+FULL = {"db": ([1, 10, 100, 1000, 10000], 0.5, 3.0), "http": (1.0, 5.0)}
+QUICK = {"db": ([10, 1000], 0.1, 0.3), "http": (0.3, 1.0)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("suite", nargs="?", default="all", choices=["all", "db", "http", "report"])
+    parser.add_argument("--quick", action="store_true", help="a smoke run in well under a minute")
+    parser.add_argument("--out", type=Path, default=ROOT / "results", help="where JSON, REPORT.md and plots go")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    if args.suite in ("all", "db", "http"):
+        source = asyncio.run(database.prepare())
+        meta = {**machine.describe(), "database": source.description, "quick": args.quick}
+        meta["postgres"] = asyncio.run(_postgres(source.dsn))
+        plan = QUICK if args.quick else FULL
+        steps = _count_steps(args.suite, plan)
+        with tqdm(total=steps, unit="arm", file=sys.stderr) as bar:
+            started = False
+
+            def progress(label: str) -> None:
+                # Called as each arm starts: the previous one is then done.
+                nonlocal started
+                if started:
+                    bar.update(1)
+                started = True
+                bar.set_description(label)
+
+            if args.suite in ("all", "db"):
+                sizes, warmup, duration = plan["db"]
+                pool = _rows(max(sizes) * 2)
+                results = asyncio.run(db.suite(source.dsn, pool, sizes, warmup, duration, progress))
+                _save(args.out / "db.json", meta, {"batch_sizes": sizes, "warmup_s": warmup, "duration_s": duration,
+                                                   "rows_in_pool": len(pool), "seed": 42}, results)  # fmt: skip
+            if args.suite in ("all", "http"):
+                warmup, duration = plan["http"]
+                arms = http.quick_arms() if args.quick else http.full_arms()
+                results = http.suite(source.dsn, arms, warmup, duration, progress)
+                _save(args.out / "http.json", meta, {"warmup_s": warmup, "duration_s": duration, "seed": 7,
+                                                     "arms": [arm.__dict__ for arm in arms]}, results)  # fmt: skip
+            bar.update(1)
+    written = report.render(args.out)
+    print(f"wrote {', '.join(str(p) for p in written)}")
+    return 0
+
+
+def _count_steps(suite: str, plan: dict[str, Any]) -> int:
+    steps = 0
+    if suite in ("all", "db"):
+        steps += len(plan["db"][0]) * len(db.METHODS) + 1
+    if suite in ("all", "http"):
+        steps += len(http.quick_arms() if plan is QUICK else http.full_arms()) + 1
+    return steps
+
+
+def _rows(count: int) -> list[tuple[Any, ...]]:
+    factory = LogFactory(42)
+    rows: list[tuple[Any, ...]] = []
+    while len(rows) < count:
+        rows.extend(parse(body(factory.batch(1000)), 1000))
+    return rows[:count]
+
+
+async def _postgres(dsn: str) -> dict[str, Any]:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await machine.describe_postgres(conn)
+    finally:
+        await conn.close()
+
+
+def _save(path: Path, meta: dict[str, Any], parameters: dict[str, Any], results: Any) -> None:
+    path.write_text(json.dumps({"meta": meta, "parameters": parameters, "results": results}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""`python -m bench --quick` end to end, against the test database (in a `logs_bench` database beside it)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.__main__ import main
+
+
+def test_quick_run_writes_well_formed_results(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("BENCH_DATABASE_NAME", "logs_bench_test")
+    assert main(["--quick", "--out", str(tmp_path)]) == 0
+    db_data = json.loads((tmp_path / "db.json").read_text())
+    http_data = json.loads((tmp_path / "http.json").read_text())
+    for data in (db_data, http_data):
+        assert {"date", "cpu", "cores", "os", "python", "libraries", "postgres"} <= set(data["meta"])
+        assert data["meta"]["quick"] is True
+        assert "logs_bench_test" in data["meta"]["database"]
+    assert {r["method"] for r in db_data["results"]} == {"insert", "executemany", "unnest", "copy"}
+    assert all(r["rows_per_s"] > 0 for r in db_data["results"])
+    arms = http_data["results"]["arms"]
+    assert arms and all(a["stored_equals_acknowledged"] and a["logs"] > 0 for a in arms)
+    assert all(set(a["statuses"]) == {"200"} for a in arms)
+    assert {c["connections"] for c in http_data["results"]["ceilings"]} == {1, 2}
+    assert "## The product description's claims, measured" in (tmp_path / "REPORT.md").read_text()

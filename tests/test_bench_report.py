@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from bench import report
+
+FIXTURES = Path(__file__).parent / "fixtures" / "bench"
+
+
+def rendered(tmp_path: Path) -> str:
+    for name in ("db.json", "http.json"):
+        shutil.copy(FIXTURES / name, tmp_path / name)
+    written = report.render(tmp_path)
+    assert {p.name for p in written} == {"REPORT.md", "db_throughput.png", "db_latency.png", "http_throughput.png"}
+    for png in tmp_path.glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    return (tmp_path / "REPORT.md").read_text()
+
+
+def test_report_puts_the_claims_beside_the_measurements(tmp_path: Path) -> None:
+    text = rendered(tmp_path)
+    assert "| batch 10 | 2,500 logs/s | 30,000 logs/s | HTTP `b10-c32`" in text
+    assert "| batch 1000 (gzip) | 19,231 logs/s | 45,000 logs/s | HTTP `b1000-gzip-c8`" in text
+    assert "| memory | ~100 MB | 90 MB peak RSS |" in text
+    assert "| gzip saving | 70% | 83% smaller |" in text
+
+
+def test_report_computes_the_target_ratios(tmp_path: Path) -> None:
+    text = rendered(tmp_path)
+    assert "| `b1000-gzip-c8` ≥ 0.80 × `raw-copy-b1000-2conn` | 0.90 × | yes |" in text
+    assert "| `b10-c32` (group commit) ≥ 3.0 × `b10-c32-direct` | 4.00 × | yes |" in text
+    assert "| `b1000-c1` p50 ≤ 1.3 × `raw-copy-b1000-1conn` p50 | 1.20 × (30.00 vs 25.00 ms) | yes |" in text
+
+
+def test_report_has_the_method_table_with_a_vs_copy_column(tmp_path: Path) -> None:
+    text = rendered(tmp_path)
+    assert "| batch | method | rows/s | vs COPY |" in text
+    assert "| 1000 | copy | 41,280 | 1.00 |" in text
+    assert "four partial btrees" in text
+    assert "What these numbers do and don't show" in text
+
+
+def test_report_says_a_quick_run_is_not_to_be_quoted(tmp_path: Path) -> None:
+    assert "**Quick run**" in rendered(tmp_path)
