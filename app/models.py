@@ -119,13 +119,47 @@ class LogEntry(TypedDict):
 KNOWN_FIELDS = frozenset(LogEntry.__annotations__)
 
 
+@with_config(ConfigDict(extra="allow"))
+class RawLogEntry(TypedDict):
+    """LogEntry with every check that would call back into Python left out (the enum normalizers and
+    created_at), so that pydantic validates it entirely in Rust. app/rows.py finishes those checks with
+    the very same functions; anything they refuse is validated again with LogEntry for its messages."""
+
+    level: str
+    service: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    message: str
+    created_at: NotRequired[Annotated[float, Field(strict=True)] | str | None]
+    log_type: NotRequired[str | None]
+    environment: NotRequired[str | None]
+    service_version: NotRequired[_text(50) | None]
+    trace_id: NotRequired[_text(32) | None]
+    user_id: NotRequired[_text(255) | None]
+    session_id: NotRequired[_text(100) | None]
+    error_type: NotRequired[_text(200) | None]
+    stack_trace: NotRequired[str | None]
+    path: NotRequired[_text(500) | None]
+    method: NotRequired[str | None]
+    action_type: NotRequired[_text(50) | None]
+    function_name: NotRequired[_text(300) | None]
+    file_path: NotRequired[_text(1000) | None]
+    duration_ms: NotRequired[DurationMs | None]
+    metadata: NotRequired[dict[str, Any] | None]
+
+
+assert frozenset(RawLogEntry.__annotations__) == KNOWN_FIELDS
+
+
 @lru_cache
-def batch_adapter(max_batch_size: int) -> TypeAdapter[Any]:
-    """A validator for `{"logs": [...]}` holding 1 to `max_batch_size` entries, built once per size."""
+def batch_adapter(max_batch_size: int, raw: bool = False) -> TypeAdapter[Any]:
+    """A validator for `{"logs": [...]}` holding 1 to `max_batch_size` entries, built once per size.
+
+    `raw=True` gives the Rust-only first pass (RawLogEntry); the default is the documented schema.
+    """
+    entry = RawLogEntry if raw else LogEntry
 
     @with_config(ConfigDict(extra="forbid"))
     class LogBatch(TypedDict):
-        logs: Annotated[list[LogEntry], Field(min_length=1, max_length=max_batch_size)]
+        logs: Annotated[list[entry], Field(min_length=1, max_length=max_batch_size)]  # type: ignore[valid-type]
 
     return TypeAdapter(LogBatch)
 

@@ -184,3 +184,73 @@ def test_malformed_bodies_are_bad_requests(raw: bytes, message: str) -> None:
 def test_receive_time_defaults_to_now() -> None:
     (row,) = parse(body(log_entry()), 1000)
     assert abs(row[0] - datetime.now(timezone.utc)) < timedelta(minutes=1)
+
+
+@pytest.mark.parametrize(
+    "metadata_json",
+    ['{"ratio": NaN}', '{"a": [1, Infinity]}', '{"big": 1e400}', '{"n": -Infinity, "x": null}'],
+)
+def test_non_finite_numbers_in_metadata_are_refused_not_nulled(metadata_json: str) -> None:
+    raw = b'{"logs": [{"level": "INFO", "service": "s", "message": "m", "metadata": %s}]}' % metadata_json.encode()
+    assert errors_of(raw) == ["logs.0.metadata"]
+
+
+def test_non_finite_numbers_in_unknown_fields_are_refused() -> None:
+    raw = b'{"logs": [{"level": "INFO", "service": "s", "message": "m", "score": NaN}]}'
+    assert errors_of(raw) == ["logs.0.metadata"]
+
+
+def test_nulls_and_huge_integers_in_metadata_are_kept() -> None:
+    row = one(metadata={"a": None, "big": 2**80, "list": [None, 1.5]})
+    assert json.loads(row["metadata"]) == {"a": None, "big": 2**80, "list": [None, 1.5]}
+
+
+def _exact_only(raw: bytes) -> Any:
+    """What the documented schema alone makes of a body: the reference the two-pass parse must match."""
+    from pydantic import ValidationError
+
+    from app import rows as module
+    from app.models import batch_adapter
+
+    try:
+        entries = batch_adapter(1000).validate_json(raw)["logs"]
+    except ValidationError as exc:
+        error = module._to_domain_error(exc)
+        return type(error), [e["field"] for e in getattr(error, "errors", [])]
+    try:
+        return module._rows(entries, NOW, b"\\u0000" in raw)
+    except InvalidLogs as exc:
+        return InvalidLogs, [e["field"] for e in exc.errors]
+
+
+def _two_pass(raw: bytes) -> Any:
+    try:
+        return parse(raw, 1000, NOW)
+    except (InvalidLogs, BadRequest) as exc:
+        return type(exc), [e["field"] for e in getattr(exc, "errors", [])]
+
+
+VARIANTS: dict[str, list[Any]] = {
+    "level": ["INFO", "info", " Warning ", "CRITICAL", "\x1cerror", "LOUD", "", 3, None, "ＩＮＦＯ"],
+    "log_type": ["backend", "IOT", "desktop", None, 1],
+    "environment": ["Production", "prod", None, "TEST", " local "],
+    "method": ["get", "FETCH", None, "options", True],
+    "created_at": [0, 1.5e9, "2026-01-01T00:00:00Z", "2026-01-01T00:00:00", "x", -5, 1e20, True, None, [], "2026-01-01"],
+    "duration_ms": [0, 1.23456, -1, "3", None, 9_999_999.999, 1e7],
+    "service": ["a", "", "x" * 100, "x" * 101, None, 7],
+    "metadata": [{"a": 1}, None, [], "text", {"n": None}],
+    "extra_field": ["kept", None, {"nested": [1, 2]}],
+}
+
+
+def test_two_pass_parse_agrees_with_the_documented_schema() -> None:
+    import random
+
+    rng = random.Random(1234)
+    for _ in range(400):
+        entry = log_entry()
+        for field, options in VARIANTS.items():
+            if rng.random() < 0.4:
+                entry[field] = rng.choice(options)
+        raw = json.dumps({"logs": [log_entry(), entry]}).encode()
+        assert _two_pass(raw) == _exact_only(raw), entry
