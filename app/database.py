@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import asyncpg
 
-from app import embedded, migrations, secrets
+from app import embedded, migrations, numeric, secrets
 from app.config import Settings
 from app.errors import DatabaseNotConfigured
 
@@ -52,10 +52,18 @@ def _dsn(host: str, port: int, name: str, user: str, password: str) -> str:
     return f"postgresql://{auth}@{host}:{port}/{quote(name, safe='')}"
 
 
+async def init_connection(conn: asyncpg.Connection) -> None:
+    """Set up every connection the app (or the bench) writes logs through."""
+    await conn.set_type_codec(
+        "numeric", schema="pg_catalog", encoder=numeric.encode, decoder=numeric.decode, format="binary"
+    )
+
+
 async def create_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
     """Open the pool and bring the schema up to date before the first request is served."""
     pool = await asyncpg.create_pool(
         dsn,
+        init=init_connection,
         min_size=min(settings.db_pool_min_size, settings.db_pool_max_size),
         max_size=settings.db_pool_max_size,
         timeout=settings.db_acquire_timeout,

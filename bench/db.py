@@ -19,6 +19,7 @@ from typing import Any
 
 import asyncpg
 
+from app.database import init_connection
 from app.rows import COLUMNS
 
 Row = tuple[Any, ...]
@@ -70,6 +71,13 @@ async def copy(conn: asyncpg.Connection, rows: Sequence[Row]) -> int:
 
 
 METHODS: dict[str, Method] = {"insert": insert, "executemany": executemany, "unnest": unnest, "copy": copy}
+
+
+async def connect(dsn: str) -> asyncpg.Connection:
+    """A connection set up as the server's are (app.database.init_connection)."""
+    conn = await asyncpg.connect(dsn)
+    await init_connection(conn)
+    return conn
 
 
 class RowCountMismatch(AssertionError):
@@ -168,7 +176,7 @@ async def suite(dsn: str, pool: Sequence[Row], batch_sizes: Sequence[int], warmu
                 progress: Callable[[str], None]) -> list[dict[str, Any]]:  # fmt: skip
     """Every method at every batch size, then COPY at batch 1000 with the seed's indexes added."""
     results = []
-    conn = await asyncpg.connect(dsn)
+    conn = await connect(dsn)
     try:
         for batch in batch_sizes:
             for name, method in METHODS.items():

@@ -271,7 +271,7 @@ async def copy_ceiling(dsn: str, bodies: Sequence[bytes], connections: int, warm
     """COPY the same rows straight from this process, batch by batch, on `connections` connections."""
     rows = [row for raw in bodies for row in parse(raw, 10_000)]
     batch = len(rows) // len(bodies)
-    conns = [await asyncpg.connect(dsn) for _ in range(connections)]
+    conns = [await db.connect(dsn) for _ in range(connections)]
     try:
         await conns[0].execute("TRUNCATE logs")
         timing, written = await db.timed(conns, db.copy, db.cycler(rows, batch), warmup, duration)
