@@ -1,8 +1,8 @@
 """The request and response schema: what POST /logs accepts, and what every endpoint answers.
 
-Log entries are TypedDicts rather than models: pydantic validates JSON bytes straight into plain dicts,
-which is several times cheaper than building a model object per log (see tests/benchmarks/). The same
-types generate the OpenAPI document.
+`LogEntry` is the documented schema: it generates the OpenAPI document and every 422 message. It is a
+TypedDict, so pydantic validates JSON bytes straight into plain dicts. `RawLogEntry` mirrors it for the
+fast first pass of app/rows.py (see there, and tests/benchmarks/ for what each costs).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
+import msgspec
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -119,47 +120,53 @@ class LogEntry(TypedDict):
 KNOWN_FIELDS = frozenset(LogEntry.__annotations__)
 
 
-@with_config(ConfigDict(extra="allow"))
-class RawLogEntry(TypedDict):
-    """LogEntry with every check that would call back into Python left out (the enum normalizers and
-    created_at), so that pydantic validates it entirely in Rust. app/rows.py finishes those checks with
-    the very same functions; anything they refuse is validated again with LogEntry for its messages."""
+def _limit(max_length: int, min_length: int = 0) -> Any:
+    return Annotated[str, msgspec.Meta(min_length=min_length, max_length=max_length)]
+
+
+class RawLogEntry(msgspec.Struct, forbid_unknown_fields=True):
+    """LogEntry for the fast first pass of app/rows.py, decoded by msgspec in C: the same fields in the
+    same order with the same limits, minus the checks that need Python (enum spellings, created_at), which
+    rows.py finishes with LogEntry's own functions. Unknown fields are refused here: such a body takes the
+    second pass, through LogEntry, which keeps them."""
 
     level: str
-    service: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    service: _limit(100, min_length=1)
     message: str
-    created_at: NotRequired[Annotated[float, Field(strict=True)] | str | None]
-    log_type: NotRequired[str | None]
-    environment: NotRequired[str | None]
-    service_version: NotRequired[_text(50) | None]
-    trace_id: NotRequired[_text(32) | None]
-    user_id: NotRequired[_text(255) | None]
-    session_id: NotRequired[_text(100) | None]
-    error_type: NotRequired[_text(200) | None]
-    stack_trace: NotRequired[str | None]
-    path: NotRequired[_text(500) | None]
-    method: NotRequired[str | None]
-    action_type: NotRequired[_text(50) | None]
-    function_name: NotRequired[_text(300) | None]
-    file_path: NotRequired[_text(1000) | None]
-    duration_ms: NotRequired[DurationMs | None]
-    metadata: NotRequired[dict[str, Any] | None]
+    created_at: float | str | None = None
+    log_type: str | None = None
+    environment: str | None = None
+    service_version: _limit(50) | None = None
+    trace_id: _limit(32) | None = None
+    user_id: _limit(255) | None = None
+    session_id: _limit(100) | None = None
+    error_type: _limit(200) | None = None
+    stack_trace: str | None = None
+    path: _limit(500) | None = None
+    method: str | None = None
+    action_type: _limit(50) | None = None
+    function_name: _limit(300) | None = None
+    file_path: _limit(1000) | None = None
+    duration_ms: Annotated[float, msgspec.Meta(ge=0, le=9_999_999.999)] | None = None
+    metadata: dict[str, Any] | None = None
 
 
-assert frozenset(RawLogEntry.__annotations__) == KNOWN_FIELDS
+class RawLogBatch(msgspec.Struct, forbid_unknown_fields=True):
+    logs: list[RawLogEntry]
+
+
+# Both passes hand rows.py the fields in this order.
+FIELDS = tuple(LogEntry.__annotations__)
+assert RawLogEntry.__struct_fields__ == FIELDS
 
 
 @lru_cache
-def batch_adapter(max_batch_size: int, raw: bool = False) -> TypeAdapter[Any]:
-    """A validator for `{"logs": [...]}` holding 1 to `max_batch_size` entries, built once per size.
-
-    `raw=True` gives the Rust-only first pass (RawLogEntry); the default is the documented schema.
-    """
-    entry = RawLogEntry if raw else LogEntry
+def batch_adapter(max_batch_size: int) -> TypeAdapter[Any]:
+    """A validator for `{"logs": [...]}` holding 1 to `max_batch_size` entries, built once per size."""
 
     @with_config(ConfigDict(extra="forbid"))
     class LogBatch(TypedDict):
-        logs: Annotated[list[entry], Field(min_length=1, max_length=max_batch_size)]  # type: ignore[valid-type]
+        logs: Annotated[list[LogEntry], Field(min_length=1, max_length=max_batch_size)]
 
     return TypeAdapter(LogBatch)
 

@@ -16,9 +16,15 @@ from decimal import Decimal
 
 _POSITIVE, _NEGATIVE, _NAN = 0x0000, 0x4000, 0xC000
 _HEADER = struct.Struct("!hhHh")
+# Header + k digits, for the k a value below 1e12 with 3 decimals can have.
+_SHORT = [struct.Struct(f"!hhHh{k}H") for k in range(6)]
 
 
 def encode(value: float | int | Decimal) -> bytes:
+    if type(value) is float and -1e12 < value < 1e12:
+        thousandths = round(value * 1000)
+        if thousandths / 1000 == value:
+            return _encode_thousandths(thousandths)
     decimal = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
     if not decimal.is_finite():
         if decimal.is_nan():
@@ -46,6 +52,28 @@ def encode(value: float | int | Decimal) -> bytes:
     return _HEADER.pack(len(groups), weight, _NEGATIVE if sign else _POSITIVE, dscale) + struct.pack(
         f"!{len(groups)}H", *groups
     )
+
+
+def _encode_thousandths(n: int) -> bytes:
+    """The common case, a float with at most 3 decimals (every duration_ms): integer arithmetic only."""
+    sign = _NEGATIVE if n < 0 else _POSITIVE
+    integer, fraction = divmod(abs(n), 1000)
+    if integer < 10000:
+        groups = [integer] if integer else []
+    else:
+        groups = []
+        while integer:
+            integer, group = divmod(integer, 10000)
+            groups.append(group)
+        groups.reverse()
+    weight = len(groups) - 1
+    dscale = 0
+    if fraction:
+        groups.append(fraction * 10)  # .abc is the base-10000 digit abc0
+        dscale = 3 if fraction % 10 else 2 if fraction % 100 else 1
+    while groups and groups[-1] == 0:
+        groups.pop()
+    return _SHORT[len(groups)].pack(len(groups), weight if groups else 0, sign if groups else _POSITIVE, dscale, *groups)
 
 
 def decode(data: bytes) -> Decimal:
