@@ -103,18 +103,24 @@ def _wait_until_up(process: subprocess.Popen[bytes], port: int, log: Path) -> No
 
 
 class Sampler:
-    """Peak RSS of the server, sampled every 20 ms on a thread, and CPU seconds of the server, PostgreSQL's
-    processes and this process over the same interval."""
+    """Peak RSS of the server (its worker processes included), sampled every 20 ms on a thread, and CPU
+    seconds of the server, PostgreSQL's processes and this process over the same interval."""
 
     def __init__(self, server: psutil.Process) -> None:
-        self.server = server
+        self.server = [server, *server.children(recursive=True)]
         self.peak_rss = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
         while not self._stop.is_set():
-            self.peak_rss = max(self.peak_rss, self.server.memory_info().rss)
+            rss = 0
+            for process in self.server:
+                try:
+                    rss += process.memory_info().rss
+                except psutil.NoSuchProcess:
+                    pass
+            self.peak_rss = max(self.peak_rss, rss)
             self._stop.wait(0.02)
 
     @staticmethod
@@ -135,14 +141,14 @@ class Sampler:
     def __enter__(self) -> Sampler:
         self.me = psutil.Process()
         self.postgres = self._postgres()
-        self.start = (self._cpu([self.server]), self._cpu(self.postgres), self._cpu([self.me]), time.perf_counter())
+        self.start = (self._cpu(self.server), self._cpu(self.postgres), self._cpu([self.me]), time.perf_counter())
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        end = (self._cpu([self.server]), self._cpu(self.postgres), self._cpu([self.me]), time.perf_counter())
+        end = (self._cpu(self.server), self._cpu(self.postgres), self._cpu([self.me]), time.perf_counter())
         seconds = end[3] - self.start[3]
         # CPU in cores: 1.0 = one core busy for the whole interval.
         self.server_cpu, self.postgres_cpu, self.client_cpu = (round((end[i] - self.start[i]) / seconds, 2) for i in range(3))
