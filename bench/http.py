@@ -42,15 +42,20 @@ class Arm:
     batch: int
     gzip: bool
     clients: int
+    workers: int = 1  # the server's WEB_CONCURRENCY
 
 
 def full_arms() -> list[Arm]:
     arms = [Arm(f"b{b}{'-gzip' if g else ''}-c8", "group", b, g, 8) for b in (10, 100, 1000) for g in (False, True)]
     return arms + [
+        Arm("b1000-c1", "group", 1000, False, 1),
         Arm("b10-c32", "group", 10, False, 32),
         Arm("b10-c32-direct", "direct", 10, False, 32),
         Arm("b1000-gzip-c8-direct", "direct", 1000, True, 8),
-        Arm("b1000-c1", "group", 1000, False, 1),
+        Arm("b1000-gzip-c8-w2", "group", 1000, True, 8, workers=2),
+        Arm("b100-gzip-c8-w2", "group", 100, True, 8, workers=2),
+        Arm("b10-c32-w2", "group", 10, False, 32, workers=2),
+        Arm("b10-c32-direct-w2", "direct", 10, False, 32, workers=2),
     ]
 
 
@@ -69,12 +74,12 @@ def _free_port() -> int:
 
 
 @contextmanager
-def server(dsn: str, mode: str) -> Iterator[tuple[psutil.Process, int]]:
+def server(dsn: str, mode: str, workers: int = 1) -> Iterator[tuple[psutil.Process, int]]:
     """`python -m app` on 127.0.0.1, with a working directory of its own (no stray .env)."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "LOGSAVE_"))}
     env.update(DATABASE_URL=dsn, SERVER_HOST="127.0.0.1", SERVER_PORT=str(port), LOG_LEVEL="WARNING",
-               INGEST_MODE=mode, PYTHONPATH=str(ROOT))  # fmt: skip
+               INGEST_MODE=mode, WEB_CONCURRENCY=str(workers), PYTHONPATH=str(ROOT))  # fmt: skip
     with tempfile.TemporaryDirectory() as cwd, open(Path(cwd) / "server.log", "wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "app"], env=env, cwd=cwd, stderr=log)
         try:
@@ -259,7 +264,8 @@ def run_arm(dsn: str, process: psutil.Process, port: int, arm: Arm, bodies: Sequ
     ms = [latency * 1000 for latency in measured.latencies]
     logs = measured.acknowledged
     return {
-        "arm": arm.name, "mode": arm.mode, "batch": arm.batch, "gzip": arm.gzip, "clients": arm.clients,
+        "arm": arm.name, "mode": arm.mode, "workers": arm.workers, "batch": arm.batch, "gzip": arm.gzip,
+        "clients": arm.clients,
         "seconds": round(seconds, 3), "requests": measured.requests, "logs": logs,
         "logs_per_s": round(logs / seconds, 1), "requests_per_s": round(measured.requests / seconds, 1),
         "p50_ms": round(db.percentile(ms, 50), 3), "p90_ms": round(db.percentile(ms, 90), 3),
@@ -293,12 +299,9 @@ def suite(dsn: str, arms: Sequence[Arm], warmup: float, duration: float, progres
     factory = LogFactory(seed)
     bodies = {b: _bodies(factory, b) for b in sorted({arm.batch for arm in arms} | {1000})}
     results = []
-    for mode in ("group", "direct"):
-        mode_arms = [arm for arm in arms if arm.mode == mode]
-        if not mode_arms:
-            continue
-        with server(dsn, mode) as (process, port):
-            for arm in mode_arms:
+    for mode, workers in dict.fromkeys((arm.mode, arm.workers) for arm in arms):
+        with server(dsn, mode, workers) as (process, port):
+            for arm in (a for a in arms if (a.mode, a.workers) == (mode, workers)):
                 progress(f"http {arm.name}")
                 results.append(run_arm(dsn, process, port, arm, bodies[arm.batch], warmup, duration))
     progress("raw COPY ceiling")

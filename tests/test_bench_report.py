@@ -21,15 +21,17 @@ def rendered(tmp_path: Path) -> str:
 def test_report_puts_the_claims_beside_the_measurements(tmp_path: Path) -> None:
     text = rendered(tmp_path)
     assert "| batch 10 | 2,500 logs/s | 30,000 logs/s | HTTP `b10-c32`" in text
-    assert "| batch 1000 (gzip) | 19,231 logs/s | 45,000 logs/s | HTTP `b1000-gzip-c8`" in text
-    assert "| memory | ~100 MB | 90 MB peak RSS |" in text
+    assert "| batch 1000 (gzip) | 19,231 logs/s | 55,000 logs/s | HTTP `b1000-gzip-c8-w2` (8 clients, 2 worker(s)" in text
+    assert "| memory | ~100 MB | 90 MB peak RSS | one server process" in text
+    assert "| server process peak RSS ≤ 100 MB (one worker) | 90 MB (`b1000-gzip-c8`) | yes |" in text
     assert "| gzip saving | 70% | 83% smaller |" in text
 
 
 def test_report_computes_the_target_ratios(tmp_path: Path) -> None:
     text = rendered(tmp_path)
+    assert "| `b1000-gzip-c8-w2` ≥ 0.80 × `raw-copy-b1000-2conn` | 1.10 × | yes |" in text
     assert "| `b1000-gzip-c8` ≥ 0.80 × `raw-copy-b1000-2conn` | 0.90 × | yes |" in text
-    assert "| `b10-c32` (group commit) ≥ 3.0 × `b10-c32-direct` | 4.00 × | yes |" in text
+    assert "| `b10-c32` ≥ 3.00 × `b10-c32-direct` | 4.00 × | yes |" in text
     assert "| `b1000-c1` p50 ≤ 1.3 × `raw-copy-b1000-1conn` p50 | 1.20 × (30.00 vs 25.00 ms) | yes |" in text
 
 

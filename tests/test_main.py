@@ -221,3 +221,16 @@ def test_unknown_routes_answer_json(client: TestClient) -> None:
     assert response.status_code == 404
     assert response.json() == {"error": "not_found", "message": "Not Found"}
     assert client.get("/logs").status_code == 405
+
+
+def test_cors_headers_on_the_fast_route_and_its_errors(client: TestClient, db: DB) -> None:
+    ok = post(client, {"logs": [log_entry()]}, {"Origin": "https://app.example"})
+    assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == "*"
+    refused = post(client, {"logs": [log_entry(level="LOUD")]}, {"Origin": "https://app.example"})
+    assert refused.status_code == 422 and refused.headers["access-control-allow-origin"] == "*"
+
+
+def test_post_logs_is_served_under_a_root_path(db: DB, database_url: str) -> None:
+    with TestClient(create_app(make_settings(database_url)), root_path="/prod") as client:
+        assert post(client, {"logs": [log_entry()]}).json() == {"saved": 1, "status": "success"}
+    assert db.count() == 1
