@@ -12,7 +12,6 @@ Never an embedded PostgreSQL: without DATABASE_URL or DATABASE_HOST every reques
 from __future__ import annotations
 
 import asyncio
-
 from typing import Any
 
 from fastapi import FastAPI
@@ -28,7 +27,9 @@ LAMBDA_DEFAULTS = {"db_pool_min_size": 0, "db_pool_max_size": 1}
 def lambda_settings(settings: Settings | None = None) -> Settings:
     """The settings from the environment, with Lambda's pool defaults where the environment is silent."""
     settings = settings or Settings()
-    defaults = {name: value for name, value in LAMBDA_DEFAULTS.items() if name not in settings.model_fields_set}
+    defaults = {
+        name: value for name, value in LAMBDA_DEFAULTS.items() if name not in settings.model_fields_set
+    }
     return settings.model_copy(update=defaults)
 
 

@@ -7,7 +7,6 @@ import os
 import signal
 
 import uvicorn
-
 from fastapi import FastAPI
 
 from app import database, jsonlog

@@ -30,24 +30,32 @@ def check_content_type(header: str | None) -> None:
             raise UnsupportedMediaType(f"unsupported charset {value.strip()!r}: JSON bodies must be UTF-8")
 
 
-def decode(body: bytes, content_encoding: str | None, limit: int) -> bytes:
+def content_encoding(header: str | None) -> str:
+    """The request's Content-Encoding, normalized; 415 for one we do not take (before reading the body)."""
+    encoding = (header or "identity").strip().lower()
+    if encoding == "x-gzip":
+        return "gzip"
+    if encoding not in ENCODINGS:
+        raise UnsupportedMediaType(
+            f"unsupported Content-Encoding {header!r}: use one of {', '.join(ENCODINGS)}"
+        )
+    return encoding
+
+
+def decode(body: bytes, header: str | None, limit: int) -> bytes:
     """Return the decoded body, or raise 400 (corrupt), 413 (over `limit`) or 415 (unknown encoding)."""
-    encoding = (content_encoding or "identity").strip().lower()
+    encoding = content_encoding(header)
     if len(body) > limit:
         raise PayloadTooLarge(f"request body is {len(body)} bytes; the limit is {limit}")
     if encoding == "identity":
         return body
-    if encoding in ("gzip", "x-gzip"):
+    if encoding == "gzip":
         return _inflate(body, limit, wbits=16 + zlib.MAX_WBITS, name="gzip")
     if encoding == "deflate":
         # RFC 9110 "deflate" is zlib-wrapped, but some clients send a raw deflate stream.
         wbits = zlib.MAX_WBITS if _zlib_wrapped(body) else -zlib.MAX_WBITS
         return _inflate(body, limit, wbits=wbits, name="deflate")
-    if encoding == "zstd":
-        return _unzstd(body, limit)
-    raise UnsupportedMediaType(
-        f"unsupported Content-Encoding {content_encoding!r}: use one of {', '.join(ENCODINGS)}"
-    )
+    return _unzstd(body, limit)
 
 
 def _zlib_wrapped(body: bytes) -> bool:

@@ -17,7 +17,10 @@ _LOCK_KEY = 0x10654E5A
 def available() -> list[tuple[str, str]]:
     """(version, sql) for every migration file shipped with the app, in order."""
     files = [f for f in resources.files("app.schema").iterdir() if f.name.endswith(".sql")]
-    return [(f.name.removesuffix(".sql"), f.read_text(encoding="utf-8")) for f in sorted(files, key=lambda f: f.name)]
+    return [
+        (f.name.removesuffix(".sql"), f.read_text(encoding="utf-8"))
+        for f in sorted(files, key=lambda f: f.name)
+    ]
 
 
 async def apply(conn: asyncpg.Connection) -> list[str]:

@@ -73,7 +73,9 @@ def _encode_thousandths(n: int) -> bytes:
         dscale = 3 if fraction % 10 else 2 if fraction % 100 else 1
     while groups and groups[-1] == 0:
         groups.pop()
-    return _SHORT[len(groups)].pack(len(groups), weight if groups else 0, sign if groups else _POSITIVE, dscale, *groups)
+    return _SHORT[len(groups)].pack(
+        len(groups), weight if groups else 0, sign if groups else _POSITIVE, dscale, *groups
+    )
 
 
 def decode(data: bytes) -> Decimal:

@@ -76,7 +76,9 @@ def parse(body: bytes, max_batch_size: int, received_at: datetime | None = None)
     try:
         entries = _RAW.decode(body).logs
         if 0 < len(entries) <= max_batch_size:
-            return _rows([(msgspec.structs.astuple(entry), None) for entry in entries], now, _NUL_ESCAPE in body)
+            return _rows(
+                [(msgspec.structs.astuple(entry), None) for entry in entries], now, _NUL_ESCAPE in body
+            )
     except (msgspec.MsgspecError, UnicodeDecodeError, _Recheck):
         pass
     return documented(body, max_batch_size, now)
@@ -96,14 +98,18 @@ def _fields_and_extras(entry: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str
     return tuple(map(entry.get, FIELDS)), {name: entry[name] for name in sorted(unknown)} if unknown else None
 
 
-def _rows(entries: list[tuple[tuple[Any, ...], dict[str, Any] | None]], now: datetime, strip_nul: bool) -> list[Row]:
+def _rows(
+    entries: list[tuple[tuple[Any, ...], dict[str, Any] | None]], now: datetime, strip_nul: bool
+) -> list[Row]:
     rows = []
     errors = []
     for index, (values, extras) in enumerate(entries):
         try:
             rows.append(_row(values, extras, now, strip_nul))
         except _MetadataProblem as problem:
-            errors.append({"field": f"logs.{index}.{problem.field}", "message": problem.message, "type": problem.kind})
+            errors.append(
+                {"field": f"logs.{index}.{problem.field}", "message": problem.message, "type": problem.kind}
+            )
     if errors:
         raise InvalidLogs(errors)
     return rows
@@ -166,7 +172,9 @@ def _merge(metadata: dict[str, Any] | None, extras: dict[str, Any]) -> dict[str,
     for name, value in extras.items():
         if name in merged:
             raise _MetadataProblem(
-                name, f"unknown field {name!r} is stored in metadata, which already has that key", "metadata_conflict"
+                name,
+                f"unknown field {name!r} is stored in metadata, which already has that key",
+                "metadata_conflict",
             )
         merged[name] = value
     return merged
@@ -185,7 +193,9 @@ def _jsonb(value: dict[str, Any]) -> str:
             json.dumps(value, allow_nan=False)
         except ValueError:
             raise _MetadataProblem(
-                "metadata", "NaN, Infinity and numbers beyond ±1.8e308 cannot be stored as JSON", "json_non_finite"
+                "metadata",
+                "NaN, Infinity and numbers beyond ±1.8e308 cannot be stored as JSON",
+                "json_non_finite",
             ) from None
     return text
 

@@ -76,7 +76,9 @@ def database_errors() -> Iterator[None]:
     try:
         yield
     except _REFUSED as exc:
-        raise InvalidLogs([{"field": "logs", "message": f"PostgreSQL refused the batch: {exc}", "type": "db_refused"}]) from exc
+        raise InvalidLogs(
+            [{"field": "logs", "message": f"PostgreSQL refused the batch: {exc}", "type": "db_refused"}]
+        ) from exc
     except _UNAVAILABLE as exc:
         raise ServiceUnavailable(f"database unavailable: {type(exc).__name__}: {exc}".rstrip(": ")) from exc
 
@@ -155,7 +157,9 @@ class GroupCommitWriter:
 
     def _start(self) -> None:
         self._wakeup = asyncio.Event()
-        self._tasks = [asyncio.create_task(self._run(), name=f"group-writer-{i}") for i in range(self.concurrency)]
+        self._tasks = [
+            asyncio.create_task(self._run(), name=f"group-writer-{i}") for i in range(self.concurrency)
+        ]
 
     def _take_group(self) -> list[_Pending]:
         group = [self._queue.popleft()]

@@ -1,4 +1,5 @@
-"""`python -m bench [all|db|http|report] [--quick] [--out DIR]`: measure, save raw JSON, render the report."""
+"""`python -m bench [all|db|http|steps REV...|report] [--quick] [--out DIR]`: measure, save raw JSON, render
+the report."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 from tqdm import tqdm
 
 from app.rows import parse
-from bench import database, db, http, machine, report
+from bench import database, db, http, machine, report, steps
 from bench.data import LogFactory, body
 
 ROOT = Path(__file__).parent.parent
@@ -25,20 +26,24 @@ QUICK = {"db": ([10, 1000], 0.1, 0.3), "http": (0.3, 1.0)}
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("suite", nargs="?", default="all", choices=["all", "db", "http", "report"])
+    parser.add_argument("suite", nargs="?", default="all", choices=["all", "db", "http", "steps", "report"])
+    parser.add_argument("revisions", nargs="*", help="steps: git revisions whose server to measure, in order")
     parser.add_argument("--quick", action="store_true", help="a smoke run in well under a minute")
-    parser.add_argument("--out", type=Path, default=ROOT / "results", help="where JSON, REPORT.md and plots go")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "results", help="where JSON, REPORT.md and plots go"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     args.out.mkdir(parents=True, exist_ok=True)
 
-    if args.suite in ("all", "db", "http"):
+    if args.suite == "steps" and not args.revisions:
+        parser.error("steps needs the git revisions to compare, oldest first")
+    if args.suite in ("all", "db", "http", "steps"):
         source = asyncio.run(database.prepare())
         meta = {**machine.describe(), "database": source.description, "quick": args.quick}
         meta["postgres"] = asyncio.run(_postgres(source.dsn))
         plan = QUICK if args.quick else FULL
-        steps = _count_steps(args.suite, plan)
-        with tqdm(total=steps, unit="arm", file=sys.stderr) as bar:
+        with tqdm(total=_count_steps(args.suite, plan, args.revisions), unit="arm", file=sys.stderr) as bar:
             started = False
 
             def progress(label: str) -> None:
@@ -61,19 +66,26 @@ def main(argv: list[str] | None = None) -> int:
                 results = http.suite(source.dsn, arms, warmup, duration, progress)
                 _save(args.out / "http.json", meta, {"warmup_s": warmup, "duration_s": duration, "seed": 7,
                                                      "arms": [arm.__dict__ for arm in arms]}, results)  # fmt: skip
+            if args.suite == "steps":
+                warmup, duration = plan["http"]
+                results = steps.run(source.dsn, args.revisions, warmup, duration, progress)
+                _save(args.out / "steps.json", meta, {"warmup_s": warmup, "duration_s": duration, "seed": 7,
+                                                      "arms": [arm.__dict__ for arm in steps.ARMS]}, results)  # fmt: skip
             bar.update(1)
     written = report.render(args.out)
     print(f"wrote {', '.join(str(p) for p in written)}")
     return 0
 
 
-def _count_steps(suite: str, plan: dict[str, Any]) -> int:
-    steps = 0
+def _count_steps(suite: str, plan: dict[str, Any], revisions: list[str]) -> int:
+    count = 0
     if suite in ("all", "db"):
-        steps += len(plan["db"][0]) * len(db.METHODS) + 1
+        count += len(plan["db"][0]) * len(db.METHODS) + 1
     if suite in ("all", "http"):
-        steps += len(http.quick_arms() if plan is QUICK else http.full_arms()) + 1
-    return steps
+        count += len(http.quick_arms() if plan is QUICK else http.full_arms()) + 1
+    if suite == "steps":
+        count += steps.REPEATS * len(revisions) * (len(steps.ARMS) + 1)
+    return count
 
 
 def _rows(count: int) -> list[tuple[Any, ...]]:

@@ -90,10 +90,17 @@ class LogFactory:
             "method": method,
             "duration_ms": min(duration, 9_999_999.0),
             "metadata": {
-                "http": {"status": 200 if level in ("DEBUG", "INFO") else r.choice([400, 404, 429, 500, 503]),
-                         "user_agent": r.choice(["Mozilla/5.0 (iPhone; CPU iPhone OS 18_1)", "okhttp/4.12.0",
-                                                 "python-requests/2.32.3"]),  # fmt: skip
-                         "bytes": r.randrange(200, 50_000)},
+                "http": {
+                    "status": 200 if level in ("DEBUG", "INFO") else r.choice([400, 404, 429, 500, 503]),
+                    "user_agent": r.choice(
+                        [
+                            "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1)",
+                            "okhttp/4.12.0",
+                            "python-requests/2.32.3",
+                        ]
+                    ),  # fmt: skip
+                    "bytes": r.randrange(200, 50_000),
+                },
                 "performance": {"db_ms": round(duration * r.random(), 2), "cache_hit": r.random() < 0.7},
                 "region": r.choice(["ap-northeast-2", "us-east-1", "eu-west-1"]),
             },

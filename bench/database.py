@@ -26,7 +26,8 @@ async def prepare(settings: Settings | None = None) -> Source:
         await _create_database(home.dsn, name)
         source = Source(dsn, f"{home.description}, database {name}")
     else:
-        source = resolve(settings.model_copy(update={"database_name": name}))
+        embedded = resolve(settings.model_copy(update={"database_name": name}))
+        source = Source(embedded.dsn, f"{embedded.description}, database {name}")
     conn = await asyncpg.connect(source.dsn)
     try:
         await migrations.apply(conn)

@@ -116,7 +116,11 @@ async def verify_count(conn: asyncpg.Connection, expected: int) -> None:
 
 
 async def timed(
-    conns: Sequence[asyncpg.Connection], method: Method, batches: Callable[[], Sequence[Row]], warmup: float, duration: float
+    conns: Sequence[asyncpg.Connection],
+    method: Method,
+    batches: Callable[[], Sequence[Row]],
+    warmup: float,
+    duration: float,
 ) -> tuple[Timing, int]:
     """Each connection writes batches back to back: `warmup` seconds unmeasured, then `duration` measured.
 
@@ -181,12 +185,16 @@ async def suite(dsn: str, pool: Sequence[Row], batch_sizes: Sequence[int], warmu
         for batch in batch_sizes:
             for name, method in METHODS.items():
                 progress(f"db {name} batch {batch}")
-                results.append(await run_arm(conn, name, method, pool, batch, warmup, duration, indexes="brin"))
+                results.append(
+                    await run_arm(conn, name, method, pool, batch, warmup, duration, indexes="brin")
+                )
         progress("db copy batch 1000, seed indexes")
         for statement in SEED_INDEXES:
             await conn.execute(statement)
         try:
-            results.append(await run_arm(conn, "copy", copy, pool, 1000, warmup, duration, indexes="seed btrees"))
+            results.append(
+                await run_arm(conn, "copy", copy, pool, 1000, warmup, duration, indexes="seed btrees")
+            )
         finally:
             for statement in SEED_INDEXES:
                 await conn.execute(f"DROP INDEX IF EXISTS {statement.split()[2]}")

@@ -46,7 +46,11 @@ class Arm:
 
 
 def full_arms() -> list[Arm]:
-    arms = [Arm(f"b{b}{'-gzip' if g else ''}-c8", "group", b, g, 8) for b in (10, 100, 1000) for g in (False, True)]
+    arms = [
+        Arm(f"b{b}{'-gzip' if g else ''}-c8", "group", b, g, 8)
+        for b in (10, 100, 1000)
+        for g in (False, True)
+    ]
     return arms + [
         Arm("b1000-c1", "group", 1000, False, 1),
         Arm("b10-c32", "group", 10, False, 32),
@@ -74,12 +78,12 @@ def _free_port() -> int:
 
 
 @contextmanager
-def server(dsn: str, mode: str, workers: int = 1) -> Iterator[tuple[psutil.Process, int]]:
-    """`python -m app` on 127.0.0.1, with a working directory of its own (no stray .env)."""
+def server(dsn: str, mode: str, workers: int = 1, root: Path = ROOT) -> Iterator[tuple[psutil.Process, int]]:
+    """`python -m app` from `root` on 127.0.0.1, with a working directory of its own (no stray .env)."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "LOGSAVE_"))}
     env.update(DATABASE_URL=dsn, SERVER_HOST="127.0.0.1", SERVER_PORT=str(port), LOG_LEVEL="WARNING",
-               INGEST_MODE=mode, WEB_CONCURRENCY=str(workers), PYTHONPATH=str(ROOT))  # fmt: skip
+               INGEST_MODE=mode, WEB_CONCURRENCY=str(workers), PYTHONPATH=str(root))  # fmt: skip
     with tempfile.TemporaryDirectory() as cwd, open(Path(cwd) / "server.log", "wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "app"], env=env, cwd=cwd, stderr=log)
         try:
@@ -146,7 +150,12 @@ class Sampler:
     def __enter__(self) -> Sampler:
         self.me = psutil.Process()
         self.postgres = self._postgres()
-        self.start = (self._cpu(self.server), self._cpu(self.postgres), self._cpu([self.me]), time.perf_counter())
+        self.start = (
+            self._cpu(self.server),
+            self._cpu(self.postgres),
+            self._cpu([self.me]),
+            time.perf_counter(),
+        )
         self._thread.start()
         return self
 
@@ -156,7 +165,9 @@ class Sampler:
         end = (self._cpu(self.server), self._cpu(self.postgres), self._cpu([self.me]), time.perf_counter())
         seconds = end[3] - self.start[3]
         # CPU in cores: 1.0 = one core busy for the whole interval.
-        self.server_cpu, self.postgres_cpu, self.client_cpu = (round((end[i] - self.start[i]) / seconds, 2) for i in range(3))
+        self.server_cpu, self.postgres_cpu, self.client_cpu = (
+            round((end[i] - self.start[i]) / seconds, 2) for i in range(3)
+        )
 
 
 # --- the load generator -------------------------------------------------------------------------------
@@ -196,7 +207,9 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool
     return status, await reader.readexactly(length), close
 
 
-async def _client(port: int, requests: Sequence[bytes], offset: int, until: float, tally: Tally, record: bool) -> None:
+async def _client(
+    port: int, requests: Sequence[bytes], offset: int, until: float, tally: Tally, record: bool
+) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     i = offset
     try:
@@ -221,13 +234,19 @@ async def _client(port: int, requests: Sequence[bytes], offset: int, until: floa
         writer.close()
 
 
-async def load(port: int, requests: Sequence[bytes], clients: int, warmup: float, duration: float) -> tuple[Tally, Tally, float]:
+async def load(
+    port: int, requests: Sequence[bytes], clients: int, warmup: float, duration: float
+) -> tuple[Tally, Tally, float]:
     """Warm-up, then the measured phase; every client finishes its in-flight request before returning."""
     warm = Tally()
-    await asyncio.gather(*(_client(port, requests, n * 7, time.perf_counter() + warmup, warm, False) for n in range(clients)))
+    await asyncio.gather(
+        *(_client(port, requests, n * 7, time.perf_counter() + warmup, warm, False) for n in range(clients))
+    )
     measured = Tally()
     started = time.perf_counter()
-    await asyncio.gather(*(_client(port, requests, n * 7, started + duration, measured, True) for n in range(clients)))
+    await asyncio.gather(
+        *(_client(port, requests, n * 7, started + duration, measured, True) for n in range(clients))
+    )
     return warm, measured, time.perf_counter() - started
 
 
@@ -260,7 +279,9 @@ def run_arm(dsn: str, process: psutil.Process, port: int, arm: Arm, bodies: Sequ
     stored = asyncio.run(_count(dsn))
     acknowledged = warm.acknowledged + measured.acknowledged
     if stored != acknowledged:
-        raise db.RowCountMismatch(f"{arm.name}: the server acknowledged {acknowledged} logs but {stored} are stored")
+        raise db.RowCountMismatch(
+            f"{arm.name}: the server acknowledged {acknowledged} logs but {stored} are stored"
+        )
     ms = [latency * 1000 for latency in measured.latencies]
     logs = measured.acknowledged
     return {
@@ -295,12 +316,12 @@ async def copy_ceiling(dsn: str, bodies: Sequence[bytes], connections: int, warm
 
 
 def suite(dsn: str, arms: Sequence[Arm], warmup: float, duration: float, progress: Callable[[str], None],
-          seed: int = 7) -> dict[str, Any]:  # fmt: skip
+          seed: int = 7, server_root: Path = ROOT) -> dict[str, Any]:  # fmt: skip
     factory = LogFactory(seed)
     bodies = {b: _bodies(factory, b) for b in sorted({arm.batch for arm in arms} | {1000})}
     results = []
     for mode, workers in dict.fromkeys((arm.mode, arm.workers) for arm in arms):
-        with server(dsn, mode, workers) as (process, port):
+        with server(dsn, mode, workers, server_root) as (process, port):
             for arm in (a for a in arms if (a.mode, a.workers) == (mode, workers)):
                 progress(f"http {arm.name}")
                 results.append(run_arm(dsn, process, port, arm, bodies[arm.batch], warmup, duration))

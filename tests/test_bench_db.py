@@ -37,7 +37,9 @@ def test_an_arm_reports_percentiles_and_checks_the_count(db: DB, database_url: s
     async def arm() -> dict[str, Any]:
         conn = await asyncpg.connect(database_url)
         try:
-            return await bench_db.run_arm(conn, "copy", bench_db.copy, rows(200), 50, warmup=0.05, duration=0.1)
+            return await bench_db.run_arm(
+                conn, "copy", bench_db.copy, rows(200), 50, warmup=0.05, duration=0.1
+            )
         finally:
             await conn.close()
 

@@ -10,7 +10,9 @@ import pytest
 from bench.__main__ import main
 
 
-def test_quick_run_writes_well_formed_results(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_quick_run_writes_well_formed_results(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("BENCH_DATABASE_NAME", "logs_bench_test")
     assert main(["--quick", "--out", str(tmp_path)]) == 0

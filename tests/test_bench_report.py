@@ -12,7 +12,12 @@ def rendered(tmp_path: Path) -> str:
     for name in ("db.json", "http.json"):
         shutil.copy(FIXTURES / name, tmp_path / name)
     written = report.render(tmp_path)
-    assert {p.name for p in written} == {"REPORT.md", "db_throughput.png", "db_latency.png", "http_throughput.png"}
+    assert {p.name for p in written} == {
+        "REPORT.md",
+        "db_throughput.png",
+        "db_latency.png",
+        "http_throughput.png",
+    }
     for png in tmp_path.glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     return (tmp_path / "REPORT.md").read_text()
@@ -21,7 +26,10 @@ def rendered(tmp_path: Path) -> str:
 def test_report_puts_the_claims_beside_the_measurements(tmp_path: Path) -> None:
     text = rendered(tmp_path)
     assert "| batch 10 | 2,500 logs/s | 30,000 logs/s | HTTP `b10-c32`" in text
-    assert "| batch 1000 (gzip) | 19,231 logs/s | 55,000 logs/s | HTTP `b1000-gzip-c8-w2` (8 clients, 2 worker(s)" in text
+    assert (
+        "| batch 1000 (gzip) | 19,231 logs/s | 55,000 logs/s | HTTP `b1000-gzip-c8-w2` (8 clients, 2 worker(s)"
+        in text
+    )
     assert "| memory | ~100 MB | 90 MB peak RSS | one server process" in text
     assert "| server process peak RSS ≤ 100 MB (one worker) | 90 MB (`b1000-gzip-c8`) | yes |" in text
     assert "| gzip saving | 70% | 83% smaller |" in text
@@ -45,3 +53,21 @@ def test_report_has_the_method_table_with_a_vs_copy_column(tmp_path: Path) -> No
 
 def test_report_says_a_quick_run_is_not_to_be_quoted(tmp_path: Path) -> None:
     assert "**Quick run**" in rendered(tmp_path)
+
+
+def test_steps_table_reads_each_step_against_its_own_ceiling(tmp_path: Path) -> None:
+    import json
+
+    http = json.loads((FIXTURES / "http.json").read_text())
+    results = http["results"]
+    run = {"arms": results["arms"], "ceilings": results["ceilings"]}
+    slower = {
+        "arms": [{**a, "logs_per_s": a["logs_per_s"] / 2} for a in results["arms"]],
+        "ceilings": results["ceilings"],
+    }
+    step = {"revision": "abc1234", "subject": "Faster parsing: details", "runs": [run, slower, run]}
+    steps = {"meta": http["meta"], "parameters": {"warmup_s": 1.0, "duration_s": 5.0}, "results": [step]}
+    (tmp_path / "steps.json").write_text(json.dumps(steps))
+    text = rendered(tmp_path)
+    assert "## What each step bought" in text
+    assert "| `abc1234` Faster parsing | 30,000 | 4.00 × | 45,000 | 90% | 1.20 × | 3 |" in text

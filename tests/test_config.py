@@ -23,7 +23,9 @@ def test_defaults_match_the_documented_ones(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_environment_and_env_file_are_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     env_file = tmp_path / ".env"
-    env_file.write_text("DATABASE_HOST=db\nDB_POOL_MAX_SIZE=7\nCORS_ORIGINS=https://a.example, https://b.example\n")
+    env_file.write_text(
+        "DATABASE_HOST=db\nDB_POOL_MAX_SIZE=7\nCORS_ORIGINS=https://a.example, https://b.example\n"
+    )
     monkeypatch.setenv("DB_POOL_MAX_SIZE", "9")  # the environment beats the file
     monkeypatch.setenv("INGEST_MODE", "direct")
     settings = Settings(_env_file=env_file)  # type: ignore[call-arg]

@@ -27,8 +27,13 @@ def test_database_url_wins() -> None:
 
 def test_database_host_and_friends_build_a_dsn_with_quoted_credentials() -> None:
     source = resolve(
-        settings(database_host="db.internal", database_port=6543, database_name="logs", database_user="app",
-                 database_password="p@ss:w/rd")  # fmt: skip
+        settings(
+            database_host="db.internal",
+            database_port=6543,
+            database_name="logs",
+            database_user="app",
+            database_password="p@ss:w/rd",
+        )  # fmt: skip
     )
     assert source.dsn == "postgresql://app:p%40ss%3Aw%2Frd@db.internal:6543/logs"
     assert source.description == "DATABASE_HOST (db.internal:6543/logs)"
@@ -39,7 +44,9 @@ def test_database_host_uses_the_seeds_defaults() -> None:
 
 
 def test_without_configuration_and_without_embedding_the_error_says_what_is_missing() -> None:
-    with pytest.raises(DatabaseNotConfigured, match="set DATABASE_URL, DATABASE_SECRET_ARN, or DATABASE_HOST"):
+    with pytest.raises(
+        DatabaseNotConfigured, match="set DATABASE_URL, DATABASE_SECRET_ARN, or DATABASE_HOST"
+    ):
         resolve(settings(), allow_embedded=False)
 
 

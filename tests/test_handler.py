@@ -103,14 +103,18 @@ def test_warm_invocations_reuse_one_connection(lambda_handler: ModuleType, db: D
     assert db.count() == 6
 
 
-def test_lambda_pool_defaults_are_small_unless_configured(monkeypatch: pytest.MonkeyPatch, database_url: str) -> None:
+def test_lambda_pool_defaults_are_small_unless_configured(
+    monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
     settings = load_handler(monkeypatch, DATABASE_URL=database_url).app.state.settings
     assert (settings.db_pool_min_size, settings.db_pool_max_size) == (0, 1)
     settings = load_handler(monkeypatch, DATABASE_URL=database_url, DB_POOL_MAX_SIZE="3").app.state.settings
     assert (settings.db_pool_min_size, settings.db_pool_max_size) == (0, 3)
 
 
-def test_without_a_database_the_answer_says_what_is_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_without_a_database_the_answer_says_what_is_missing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     lambda_handler = load_handler(monkeypatch, LOGSAVE_DATA_DIR=str(tmp_path))
     response = lambda_handler.handler(event("apigw-http-v2"), Context())
     assert response["statusCode"] == 500

@@ -8,8 +8,17 @@ from app.jsonlog import JsonFormatter
 
 def test_records_become_one_json_object_with_their_extra_fields() -> None:
     record = logging.makeLogRecord(
-        {"name": "app", "levelname": "INFO", "msg": "request %s", "args": ("done",),
-         "method": "POST", "path": "/logs", "status": 200, "duration_ms": 1.5, "saved": 10}  # fmt: skip
+        {
+            "name": "app",
+            "levelname": "INFO",
+            "msg": "request %s",
+            "args": ("done",),
+            "method": "POST",
+            "path": "/logs",
+            "status": 200,
+            "duration_ms": 1.5,
+            "saved": 10,
+        }  # fmt: skip
     )
     line = JsonFormatter().format(record)
     assert "\n" not in line

@@ -99,14 +99,20 @@ def _error(response: Any, status: int, code: str) -> dict[str, Any]:
         (gzip.compress(b'{"logs": []}' * 10)[:-6], {"Content-Encoding": "gzip"}, "truncated"),
     ],
 )
-def test_400_for_malformed_bodies(client: TestClient, db: DB, raw: bytes, headers: dict[str, str], message: str) -> None:
+def test_400_for_malformed_bodies(
+    client: TestClient, db: DB, raw: bytes, headers: dict[str, str], message: str
+) -> None:
     assert message in _error(post(client, raw, headers), 400, "bad_request")["message"]
     assert db.count() == 0
 
 
 @pytest.mark.parametrize(
     "headers",
-    [{"Content-Type": "text/plain"}, {"Content-Type": "application/x-www-form-urlencoded"}, {"Content-Encoding": "br"}],
+    [
+        {"Content-Type": "text/plain"},
+        {"Content-Type": "application/x-www-form-urlencoded"},
+        {"Content-Encoding": "br"},
+    ],
 )
 def test_415_for_unsupported_media(client: TestClient, db: DB, headers: dict[str, str]) -> None:
     _error(post(client, {"logs": [log_entry()]}, headers), 415, "unsupported_media_type")
@@ -179,7 +185,8 @@ def test_stats_counts_are_exact(client: TestClient, db: DB) -> None:
     old = (datetime.now(timezone.utc) - timedelta(days=3)).isoformat()
     batches = [
         [log_entry(service="api", level="ERROR")] * 7 + [log_entry(service="api", level="INFO")] * 5,
-        [log_entry(service="web", level="WARN")] * 3 + [log_entry(service="web", level="INFO", created_at=old)] * 2,
+        [log_entry(service="web", level="WARN")] * 3
+        + [log_entry(service="web", level="INFO", created_at=old)] * 2,
         [log_entry(service="cron", level="DEBUG")],
     ]
     for batch in batches:
@@ -196,7 +203,9 @@ def test_stats_counts_are_exact(client: TestClient, db: DB) -> None:
 def test_openapi_documents_the_body_and_every_error(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     post_logs = spec["paths"]["/logs"]["post"]
-    assert post_logs["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/LogBatch"}
+    assert post_logs["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/LogBatch"
+    }
     assert set(post_logs["responses"]) >= {"200", "400", "413", "415", "422", "503"}
     entry = spec["components"]["schemas"]["LogEntry"]
     assert set(entry["required"]) == {"level", "service", "message"}

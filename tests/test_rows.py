@@ -33,13 +33,24 @@ def test_minimal_entry_gets_the_tables_defaults() -> None:
     row = one()
     assert row["created_at"] == NOW
     assert (row["level"], row["service"], row["message"]) == ("INFO", "checkout", "order placed")
-    assert (row["log_type"], row["environment"], row["service_version"]) == ("BACKEND", "development", "v0.0.0-dev")
+    assert (row["log_type"], row["environment"], row["service_version"]) == (
+        "BACKEND",
+        "development",
+        "v0.0.0-dev",
+    )
     assert row["metadata"] is None and row["trace_id"] is None
 
 
 @pytest.mark.parametrize(
     ("sent", "stored"),
-    [("info", "INFO"), (" Error ", "ERROR"), ("warning", "WARN"), ("WARN", "WARN"), ("critical", "FATAL"), ("trace", "TRACE")],
+    [
+        ("info", "INFO"),
+        (" Error ", "ERROR"),
+        ("warning", "WARN"),
+        ("WARN", "WARN"),
+        ("critical", "FATAL"),
+        ("trace", "TRACE"),
+    ],
 )
 def test_levels_are_case_insensitive_and_stored_canonical(sent: str, stored: str) -> None:
     assert one(level=sent)["level"] == stored
@@ -101,7 +112,9 @@ def test_unknown_field_that_collides_with_a_metadata_key_is_refused() -> None:
 
 
 def test_nul_is_replaced_in_every_stored_string() -> None:
-    row = one(message="a\x00b", service="svc\x00", stack_trace="\x00", metadata={"k\x00": ["v\x00", {"n": "\x00"}]})
+    row = one(
+        message="a\x00b", service="svc\x00", stack_trace="\x00", metadata={"k\x00": ["v\x00", {"n": "\x00"}]}
+    )
     assert row["message"] == "a\ufffdb" and row["service"] == "svc\ufffd" and row["stack_trace"] == "\ufffd"
     assert json.loads(row["metadata"]) == {"k\ufffd": ["v\ufffd", {"n": "\ufffd"}]}
 
@@ -191,7 +204,10 @@ def test_receive_time_defaults_to_now() -> None:
     ['{"ratio": NaN}', '{"a": [1, Infinity]}', '{"big": 1e400}', '{"n": -Infinity, "x": null}'],
 )
 def test_non_finite_numbers_in_metadata_are_refused_not_nulled(metadata_json: str) -> None:
-    raw = b'{"logs": [{"level": "INFO", "service": "s", "message": "m", "metadata": %s}]}' % metadata_json.encode()
+    raw = (
+        b'{"logs": [{"level": "INFO", "service": "s", "message": "m", "metadata": %s}]}'
+        % metadata_json.encode()
+    )
     assert errors_of(raw) == ["logs.0.metadata"]
 
 
@@ -225,7 +241,19 @@ VARIANTS: dict[str, list[Any]] = {
     "log_type": ["backend", "IOT", "desktop", None, 1],
     "environment": ["Production", "prod", None, "TEST", " local "],
     "method": ["get", "FETCH", None, "options", True],
-    "created_at": [0, 1.5e9, "2026-01-01T00:00:00Z", "2026-01-01T00:00:00", "x", -5, 1e20, True, None, [], "2026-01-01"],
+    "created_at": [
+        0,
+        1.5e9,
+        "2026-01-01T00:00:00Z",
+        "2026-01-01T00:00:00",
+        "x",
+        -5,
+        1e20,
+        True,
+        None,
+        [],
+        "2026-01-01",
+    ],
     "duration_ms": [0, 1.23456, -1, "3", None, 9_999_999.999, 1e7],
     "service": ["a", "", "x" * 100, "x" * 101, None, 7],
     "metadata": [{"a": 1}, None, [], "text", {"n": None}],

@@ -41,7 +41,9 @@ async def with_writer(settings: Settings, mode: IngestMode, work: Any) -> Any:
 @pytest.mark.parametrize("mode", list(IngestMode))
 def test_concurrent_writes_are_all_committed(db: DB, settings: Settings, mode: IngestMode) -> None:
     async def work(writer: Any) -> None:
-        await asyncio.gather(*(writer.write(rows(size, message=f"r{i}")) for i, size in enumerate([1, 10, 100] * 20)))
+        await asyncio.gather(
+            *(writer.write(rows(size, message=f"r{i}")) for i, size in enumerate([1, 10, 100] * 20))
+        )
 
     asyncio.run(with_writer(settings, mode, work))
     assert db.count() == 111 * 20

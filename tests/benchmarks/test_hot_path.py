@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
+from app import rows
 from app.decode import decode
 from app.models import batch_adapter
-from app import rows
 from app.rows import COLUMNS, parse
 from bench.data import LogFactory, body, gzipped
 
