@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 from datetime import datetime, timezone
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -33,6 +35,19 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def git_commit() -> str | None:
+    """The commit measured, with "+changes" when the work tree differs from it."""
+    root = Path(__file__).parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                                check=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "app", "bench"], cwd=root, capture_output=True,
+                               text=True, check=True).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return f"{commit}+changes" if dirty else commit
+
+
 def describe() -> dict[str, Any]:
     versions = {}
     for name in LIBRARIES:
@@ -42,6 +57,7 @@ def describe() -> dict[str, Any]:
             versions[name] = None
     return {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "commit": git_commit(),
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),

@@ -299,7 +299,8 @@ def environment_lines(meta: dict[str, Any]) -> list[str]:
     pg = meta["postgres"]
     settings = ", ".join(f"{k}={v}" for k, v in pg["settings"].items())
     return [
-        f"- Measured {meta['date']} on {meta['cpu']}, {meta['cores']} cores, {meta['memory_gib']} GiB, {meta['os']}.",
+        f"- Measured {meta['date']} at commit `{meta.get('commit')}` on {meta['cpu']}, {meta['cores']} cores, "
+        f"{meta['memory_gib']} GiB, {meta['os']}.",
         f"- Python {meta['python']}; {libs}.",
         f"- PostgreSQL {pg['version']} ({meta['database']}); {settings}.",
         "- "
