@@ -23,7 +23,7 @@ def main() -> None:
         # Started here, in the parent, so that every uvicorn worker shares one embedded server and it is
         # stopped once, when this process exits.
         source = database.resolve(settings)
-        log.info("database: %s", source.description)
+        log.info("database: %s (handed to the app as DATABASE_URL)", source.description)
         os.environ["DATABASE_URL"] = source.dsn
     # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal to whatever handler was there before.
     # With the default handler the process would die by the signal: no exit 0, and no atexit, which is
