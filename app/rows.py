@@ -46,9 +46,6 @@ COLUMNS = (
 )  # fmt: skip
 # The table's NOT NULL defaults, applied here because COPY names every column.
 DEFAULTS = {"log_type": "BACKEND", "environment": "development", "service_version": "v0.0.0-dev"}
-_STRINGS = ("service", "service_version", "trace_id", "user_id", "session_id", "error_type", "message",
-            "stack_trace", "path", "action_type", "function_name", "file_path")  # fmt: skip
-
 # PostgreSQL text and jsonb cannot hold U+0000; it becomes U+FFFD so the log is kept, not refused.
 NUL = "\x00"
 REPLACEMENT = "\ufffd"
