@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
 def _count_steps(suite: str, plan: dict[str, Any], revisions: list[str]) -> int:
     count = 0
     if suite in ("all", "db"):
-        count += len(plan["db"][0]) * len(db.METHODS) + 1
+        count += len(plan["db"][0]) * len(db.METHODS) + len(db.SCHEMAS)
     if suite in ("all", "http"):
         count += len(http.quick_arms() if plan is QUICK else http.full_arms()) + 1
     if suite == "steps":

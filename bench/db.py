@@ -37,12 +37,35 @@ UNNEST = (
     + ")"
 )
 # The product description's four partial btrees, to measure what they cost at ingest.
-SEED_INDEXES = [
+_SEED_INDEXES = [
     "CREATE INDEX seed_service_level ON logs (service, level, created_at DESC) WHERE deleted = FALSE",
     "CREATE INDEX seed_error_type ON logs (error_type, created_at DESC) WHERE error_type IS NOT NULL AND deleted = FALSE",
     "CREATE INDEX seed_user ON logs (user_id, created_at DESC) WHERE user_id IS NOT NULL AND deleted = FALSE",
     "CREATE INDEX seed_trace ON logs (trace_id) WHERE trace_id IS NOT NULL AND deleted = FALSE",
 ]
+# Schema choices measured against ours (PK + BRIN on created_at, JSONB): (set up, undo) statements.
+SCHEMAS: dict[str, tuple[list[str], list[str]]] = {
+    "ours": ([], []),
+    "seed btrees": (_SEED_INDEXES, [f"DROP INDEX {statement.split()[2]}" for statement in _SEED_INDEXES]),
+    "trace_id btree": (["CREATE INDEX bench_trace_id ON logs (trace_id)"], ["DROP INDEX bench_trace_id"]),
+    "metadata json": (
+        ["ALTER TABLE logs ALTER COLUMN metadata TYPE json"],
+        ["ALTER TABLE logs ALTER COLUMN metadata TYPE jsonb USING metadata::jsonb"],
+    ),
+}
+# What each choice buys at query time, on a table of QUERY_ROWS rows: (SQL, parameter per run).
+QUERIES: dict[str, tuple[str, Callable[[Sequence[Row], int], Any]]] = {
+    "trace_id lookup": (
+        "SELECT count(*) FROM logs WHERE trace_id = $1 AND NOT deleted",
+        lambda rows, i: rows[i * 97 % len(rows)][6],
+    ),
+    "metadata filter": (
+        "SELECT count(*) FROM logs WHERE metadata->>'region' = $1 AND NOT deleted",
+        lambda rows, i: "eu-west-1",
+    ),
+}
+QUERY_ROWS = 100_000
+QUERY_RUNS = 15
 
 
 async def insert(conn: asyncpg.Connection, rows: Sequence[Row]) -> int:
@@ -178,7 +201,7 @@ async def run_arm(
 
 async def suite(dsn: str, pool: Sequence[Row], batch_sizes: Sequence[int], warmup: float, duration: float,
                 progress: Callable[[str], None]) -> list[dict[str, Any]]:  # fmt: skip
-    """Every method at every batch size, then COPY at batch 1000 with the seed's indexes added."""
+    """Every method at every batch size on our schema, then COPY at batch 1000 under each schema choice."""
     results = []
     conn = await connect(dsn)
     try:
@@ -186,19 +209,56 @@ async def suite(dsn: str, pool: Sequence[Row], batch_sizes: Sequence[int], warmu
             for name, method in METHODS.items():
                 progress(f"db {name} batch {batch}")
                 results.append(
-                    await run_arm(conn, name, method, pool, batch, warmup, duration, indexes="brin")
+                    await run_arm(conn, name, method, pool, batch, warmup, duration, schema="ours")
                 )
-        progress("db copy batch 1000, seed indexes")
-        for statement in SEED_INDEXES:
-            await conn.execute(statement)
-        try:
-            results.append(
-                await run_arm(conn, "copy", copy, pool, 1000, warmup, duration, indexes="seed btrees")
-            )
-        finally:
-            for statement in SEED_INDEXES:
-                await conn.execute(f"DROP INDEX IF EXISTS {statement.split()[2]}")
-        await conn.execute("TRUNCATE logs")
     finally:
         await conn.close()
+    for schema in SCHEMAS:
+        progress(f"db copy batch 1000, schema: {schema}")
+        results.append(await schema_arm(dsn, schema, pool, warmup, duration))
     return results
+
+
+async def schema_arm(
+    dsn: str, schema: str, pool: Sequence[Row], warmup: float, duration: float
+) -> dict[str, Any]:
+    """COPY at batch 1000 with one schema choice applied, then the queries it is meant to serve."""
+    setup, undo = SCHEMAS[schema]
+    admin = await connect(dsn)
+    try:
+        await admin.execute("TRUNCATE logs")
+        for statement in setup:
+            await admin.execute(statement)
+        try:
+            # A connection of its own: asyncpg caches the table's column types per connection.
+            conn = await connect(dsn)
+            try:
+                result = await run_arm(conn, "copy", copy, pool, 1000, warmup, duration, schema=schema)
+                result["queries"] = await query_times(conn, pool)
+            finally:
+                await conn.close()
+        finally:
+            await admin.execute("TRUNCATE logs")
+            for statement in undo:
+                await admin.execute(statement)
+    finally:
+        await admin.close()
+    return result
+
+
+async def query_times(conn: asyncpg.Connection, pool: Sequence[Row]) -> dict[str, Any]:
+    """p50 of each query over QUERY_RUNS runs on a table refilled to exactly QUERY_ROWS rows."""
+    await conn.execute("TRUNCATE logs")
+    next_batch = cycler(pool, 1000)
+    for _ in range(QUERY_ROWS // 1000):
+        await copy(conn, next_batch())
+    await conn.execute("ANALYZE logs")
+    times = {"rows": QUERY_ROWS}
+    for name, (sql, parameter) in QUERIES.items():
+        runs = []
+        for i in range(QUERY_RUNS):
+            started = time.perf_counter()
+            await conn.fetchval(sql, parameter(pool, i))
+            runs.append((time.perf_counter() - started) * 1000)
+        times[f"{name} p50_ms"] = round(percentile(runs, 50), 3)
+    return times

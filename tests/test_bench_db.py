@@ -70,3 +70,30 @@ def test_percentile_and_cycler() -> None:
     assert bench_db.percentile(list(range(1, 101)), 99) == 99
     next_batch = bench_db.cycler(list(range(10)), 4)
     assert [next_batch(), next_batch(), next_batch()] == [[0, 1, 2, 3], [4, 5, 6, 7], [0, 1, 2, 3]]
+
+
+@pytest.mark.parametrize("schema", ["trace_id btree", "metadata json"])
+def test_a_schema_arm_measures_then_puts_the_schema_back(
+    db: DB, database_url: str, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bench_db, "QUERY_ROWS", 3000)
+    before = (
+        db.fetch("SELECT indexname FROM pg_indexes WHERE tablename = 'logs' ORDER BY 1"),
+        db.fetch(
+            "SELECT data_type FROM information_schema.columns WHERE table_name = 'logs' AND column_name = 'metadata'"
+        ),
+    )
+
+    result = asyncio.run(bench_db.schema_arm(database_url, schema, rows(2000), warmup=0.05, duration=0.1))
+
+    assert result["schema"] == schema and result["rows_per_s"] > 0
+    assert result["queries"]["rows"] == 3000
+    assert result["queries"]["trace_id lookup p50_ms"] > 0 and result["queries"]["metadata filter p50_ms"] > 0
+    after = (
+        db.fetch("SELECT indexname FROM pg_indexes WHERE tablename = 'logs' ORDER BY 1"),
+        db.fetch(
+            "SELECT data_type FROM information_schema.columns WHERE table_name = 'logs' AND column_name = 'metadata'"
+        ),
+    )
+    assert after == before
+    assert db.count() == 0

@@ -47,7 +47,8 @@ def test_report_has_the_method_table_with_a_vs_copy_column(tmp_path: Path) -> No
     text = rendered(tmp_path)
     assert "| batch | method | rows/s | vs COPY |" in text
     assert "| 1000 | copy | 41,280 | 1.00 |" in text
-    assert "four partial btrees" in text
+    assert "| seed btrees | 32,423 | 0.79 | 44.69 | 0.20 | 31.00 |" in text
+    assert "| metadata json | 45,000 | 1.09 | 29.25 | 12.50 | 90.00 |" in text
     assert "What these numbers do and don't show" in text
 
 
