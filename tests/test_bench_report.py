@@ -41,6 +41,8 @@ def test_report_computes_the_target_ratios(tmp_path: Path) -> None:
     assert "| `b1000-gzip-c8` ≥ 0.80 × `raw-copy-b1000-2conn` | 0.90 × | yes |" in text
     assert "| `b10-c32` ≥ 3.00 × `b10-c32-direct` | 4.00 × | yes |" in text
     assert "| `b1000-c1` p50 ≤ 1.3 × `raw-copy-b1000-1conn` p50 | 1.20 × (30.00 vs 25.00 ms) | yes |" in text
+    assert "- **Latency.** A lone batch of 1000 took 30.00 ms through the server against 25.00 ms" in text
+    assert "- **Coalescing.** Per request of 10 logs the server spent" in text
 
 
 def test_report_has_the_method_table_with_a_vs_copy_column(tmp_path: Path) -> None:
