@@ -37,22 +37,22 @@ METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
 _MAX_UNIX = 253_402_300_800
 
 
-def _normalize_level(value: Any) -> Any:
+def normalize_level(value: Any) -> Any:
     if isinstance(value, str):
         upper = value.strip().upper()
         return LEVEL_ALIASES.get(upper, upper)
     return value
 
 
-def _upper(value: Any) -> Any:
+def upper(value: Any) -> Any:
     return value.strip().upper() if isinstance(value, str) else value
 
 
-def _lower(value: Any) -> Any:
+def lower(value: Any) -> Any:
     return value.strip().lower() if isinstance(value, str) else value
 
 
-def _parse_created_at(value: Any) -> datetime:
+def parse_created_at(value: Any) -> datetime:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if not math.isfinite(value) or not 0 <= value < _MAX_UNIX:
             raise ValueError("Unix seconds must be a finite number between 0 (1970) and the year 9999")
@@ -74,13 +74,13 @@ def _text(max_length: int) -> Any:
     return Annotated[str, StringConstraints(max_length=max_length)]
 
 
-Level = Annotated[Literal[LEVELS], BeforeValidator(_normalize_level)]  # type: ignore[valid-type]
-LogType = Annotated[Literal[LOG_TYPES], BeforeValidator(_upper)]  # type: ignore[valid-type]
-Environment = Annotated[Literal[ENVIRONMENTS], BeforeValidator(_lower)]  # type: ignore[valid-type]
-Method = Annotated[Literal[METHODS], BeforeValidator(_upper)]  # type: ignore[valid-type]
+Level = Annotated[Literal[LEVELS], BeforeValidator(normalize_level)]  # type: ignore[valid-type]
+LogType = Annotated[Literal[LOG_TYPES], BeforeValidator(upper)]  # type: ignore[valid-type]
+Environment = Annotated[Literal[ENVIRONMENTS], BeforeValidator(lower)]  # type: ignore[valid-type]
+Method = Annotated[Literal[METHODS], BeforeValidator(upper)]  # type: ignore[valid-type]
 CreatedAt = Annotated[
     datetime,
-    PlainValidator(_parse_created_at),
+    PlainValidator(parse_created_at),
     WithJsonSchema(
         {
             "anyOf": [{"type": "number"}, {"type": "string", "format": "date-time"}],

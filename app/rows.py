@@ -31,11 +31,11 @@ from app.models import (
     LOG_TYPES,
     METHODS,
     RawLogBatch,
-    _lower,
-    _normalize_level,
-    _parse_created_at,
-    _upper,
     batch_adapter,
+    lower,
+    normalize_level,
+    parse_created_at,
+    upper,
 )
 
 # Every column COPY writes, in table order (id is the sequence's, deleted is always FALSE on ingest).
@@ -134,7 +134,7 @@ def _row(values: tuple[Any, ...], extras: dict[str, Any] | None, now: datetime, 
         created_at = now
     elif type(created_at) is not datetime:
         try:
-            created_at = _parse_created_at(created_at)
+            created_at = parse_created_at(created_at)
         except ValueError:
             raise _Recheck from None
     if extras:
@@ -150,13 +150,13 @@ def _row(values: tuple[Any, ...], extras: dict[str, Any] | None, now: datetime, 
             metadata = _strip_nul(metadata)
     return (
         created_at,
-        _enum(level, _LEVELS, _normalize_level),
-        DEFAULTS["log_type"] if log_type is None else _enum(log_type, _LOG_TYPES, _upper),
+        _enum(level, _LEVELS, normalize_level),
+        DEFAULTS["log_type"] if log_type is None else _enum(log_type, _LOG_TYPES, upper),
         service,
-        DEFAULTS["environment"] if environment is None else _enum(environment, _ENVIRONMENTS, _lower),
+        DEFAULTS["environment"] if environment is None else _enum(environment, _ENVIRONMENTS, lower),
         DEFAULTS["service_version"] if service_version is None else service_version,
         trace_id, user_id, session_id, error_type, message, stack_trace, path,
-        None if method is None else _enum(method, _METHODS, _upper),
+        None if method is None else _enum(method, _METHODS, upper),
         action_type, function_name, file_path,
         None if duration is None else round(duration, 3),
         None if metadata is None else _jsonb(metadata),
