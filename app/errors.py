@@ -13,13 +13,13 @@ Every error body has the same shape: {"error": code, "message": text} (+ "errors
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 
 class IngestError(Exception):
     status = 500
     code = "internal_error"
-    headers: dict[str, str] = {}
+    headers: ClassVar[dict[str, str]] = {}
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

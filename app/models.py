@@ -8,9 +8,9 @@ fast first pass of app/rows.py (see there, and tests/benchmarks/ for what each c
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
 import msgspec
 from pydantic import (
@@ -24,7 +24,7 @@ from pydantic import (
     WithJsonSchema,
     with_config,
 )
-from typing_extensions import NotRequired, TypedDict
+from typing_extensions import TypedDict
 
 LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
 # Python's logging names two levels differently; accept them and store the canonical name.
@@ -56,7 +56,7 @@ def parse_created_at(value: Any) -> datetime:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if not math.isfinite(value) or not 0 <= value < _MAX_UNIX:
             raise ValueError("Unix seconds must be a finite number between 0 (1970) and the year 9999")
-        return datetime.fromtimestamp(value, timezone.utc)
+        return datetime.fromtimestamp(value, UTC)
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)

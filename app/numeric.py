@@ -20,7 +20,7 @@ _HEADER = struct.Struct("!hhHh")
 _SHORT = [struct.Struct(f"!hhHh{k}H") for k in range(6)]
 
 
-def encode(value: float | int | Decimal) -> bytes:
+def encode(value: float | Decimal) -> bytes:
     if type(value) is float and -1e12 < value < 1e12:
         thousandths = round(value * 1000)
         if thousandths / 1000 == value:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -69,7 +69,7 @@ class _Recheck(Exception):
 
 def parse(body: bytes, max_batch_size: int, received_at: datetime | None = None) -> list[Row]:
     """Validate a `{"logs": [...]}` body and return one tuple per log, in COPY column order."""
-    now = received_at or datetime.now(timezone.utc)
+    now = received_at or datetime.now(UTC)
     try:
         entries = _RAW.decode(body).logs
         if 0 < len(entries) <= max_batch_size:

@@ -98,7 +98,7 @@ class LogFactory:
                             "okhttp/4.12.0",
                             "python-requests/2.32.3",
                         ]
-                    ),  # fmt: skip
+                    ),
                     "bytes": r.randrange(200, 50_000),
                 },
                 "performance": {"db_ms": round(duration * r.random(), 2), "cache_hit": r.random() < 0.7},

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import asyncpg
 import httpx
@@ -152,7 +152,7 @@ class Sampler:
         # CPU time the hypervisor gave to other guests (Linux only): a shared VM's hidden competitor.
         return getattr(psutil.cpu_times(), "steal", 0.0)
 
-    def __enter__(self) -> Sampler:
+    def __enter__(self) -> Self:
         self.me = psutil.Process()
         self.postgres = self._postgres()
         self.start = (self._cpu(self.server), self._cpu(self.postgres), self._cpu([self.me]), self._steal(),

@@ -58,7 +58,7 @@ def run(dsn: str, revisions: Sequence[str], warmup: float, duration: float, prog
                         ARMS,
                         warmup,
                         duration,
-                        lambda text: progress(f"{label} {text}"),
+                        lambda text, label=label: progress(f"{label} {text}"),
                         server_root=root,
                     )
                 )

@@ -33,7 +33,7 @@ def test_database_host_and_friends_build_a_dsn_with_quoted_credentials() -> None
             database_name="logs",
             database_user="app",
             database_password="p@ss:w/rd",
-        )  # fmt: skip
+        )
     )
     assert source.dsn == "postgresql://app:p%40ss%3Aw%2Frd@db.internal:6543/logs"
     assert source.description == "DATABASE_HOST (db.internal:6543/logs)"
@@ -108,7 +108,7 @@ class FakeSecretsManager:
         self.secret = secret
         self.asked: list[str] = []
 
-    def get_secret_value(self, SecretId: str) -> dict[str, str]:  # noqa: N803 - boto3's spelling
+    def get_secret_value(self, SecretId: str) -> dict[str, str]:
         self.asked.append(SecretId)
         return {"SecretString": json.dumps(self.secret)}
 

@@ -18,7 +18,7 @@ def test_records_become_one_json_object_with_their_extra_fields() -> None:
             "status": 200,
             "duration_ms": 1.5,
             "saved": 10,
-        }  # fmt: skip
+        }
     )
     line = JsonFormatter().format(record)
     assert "\n" not in line

@@ -6,7 +6,7 @@ import gzip
 import json
 import socket
 import zlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -47,7 +47,7 @@ def test_every_column_round_trips(client: TestClient, db: DB) -> None:
     (row,) = db.fetch("SELECT *, level::text AS lv, method::text AS mt FROM logs")
     assert row["lv"] == "WARN" and row["mt"] == "PATCH"
     assert row["log_type"] == "MOBILE" and row["environment"] == "staging"
-    assert row["created_at"] == datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc)
+    assert row["created_at"] == datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
     assert str(row["duration_ms"]) == "12.346"
     assert json.loads(row["metadata"]) == {"http": {"status": 504}}
     for field in ("service_version", "trace_id", "user_id", "session_id", "error_type", "stack_trace", "path",
@@ -75,11 +75,11 @@ def test_unknown_fields_and_nul_are_stored_not_dropped(client: TestClient, db: D
 
 
 def test_created_at_defaults_to_receive_time(client: TestClient, db: DB) -> None:
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     assert post(client, {"logs": [log_entry(), log_entry(created_at=0)]}).status_code == 200
     first, second = db.fetch("SELECT created_at FROM logs ORDER BY id")
-    assert before - timedelta(seconds=1) <= first["created_at"] <= datetime.now(timezone.utc)
-    assert second["created_at"] == datetime(1970, 1, 1, tzinfo=timezone.utc)
+    assert before - timedelta(seconds=1) <= first["created_at"] <= datetime.now(UTC)
+    assert second["created_at"] == datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _error(response: Any, status: int, code: str) -> dict[str, Any]:
@@ -182,7 +182,7 @@ def test_health(client: TestClient) -> None:
 
 
 def test_stats_counts_are_exact(client: TestClient, db: DB) -> None:
-    old = (datetime.now(timezone.utc) - timedelta(days=3)).isoformat()
+    old = (datetime.now(UTC) - timedelta(days=3)).isoformat()
     batches = [
         [log_entry(service="api", level="ERROR")] * 7 + [log_entry(service="api", level="INFO")] * 5,
         [log_entry(service="web", level="WARN")] * 3

@@ -19,7 +19,7 @@ VALUES: list[float | int | Decimal] = [
 VALUES += [round(random.Random(3).uniform(0, 9_999_999.999), n % 4) for n in range(300)]
 
 
-def as_decimal(value: float | int | Decimal) -> Decimal:
+def as_decimal(value: float | Decimal) -> Decimal:
     return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
 
 

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -10,7 +10,7 @@ from app.errors import BadRequest, InvalidLogs
 from app.rows import COLUMNS, documented, parse
 from tests.support import log_entry
 
-NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
 def body(*entries: dict[str, Any]) -> bytes:
@@ -64,10 +64,10 @@ def test_enums_are_stored_canonical() -> None:
 @pytest.mark.parametrize(
     ("sent", "stored"),
     [
-        (1_764_244_800, datetime(2025, 11, 27, 12, 0, tzinfo=timezone.utc)),
-        (1_764_244_800.25, datetime(2025, 11, 27, 12, 0, 0, 250000, tzinfo=timezone.utc)),
-        ("2026-11-27T10:00:00Z", datetime(2026, 11, 27, 10, 0, tzinfo=timezone.utc)),
-        ("2026-11-27T19:00:00.5+09:00", datetime(2026, 11, 27, 10, 0, 0, 500000, tzinfo=timezone.utc)),
+        (1_764_244_800, datetime(2025, 11, 27, 12, 0, tzinfo=UTC)),
+        (1_764_244_800.25, datetime(2025, 11, 27, 12, 0, 0, 250000, tzinfo=UTC)),
+        ("2026-11-27T10:00:00Z", datetime(2026, 11, 27, 10, 0, tzinfo=UTC)),
+        ("2026-11-27T19:00:00.5+09:00", datetime(2026, 11, 27, 10, 0, 0, 500000, tzinfo=UTC)),
     ],
 )
 def test_created_at_accepts_unix_seconds_and_rfc3339(sent: Any, stored: datetime) -> None:
@@ -196,7 +196,7 @@ def test_malformed_bodies_are_bad_requests(raw: bytes, message: str) -> None:
 
 def test_receive_time_defaults_to_now() -> None:
     (row,) = parse(body(log_entry()), 1000)
-    assert abs(row[0] - datetime.now(timezone.utc)) < timedelta(minutes=1)
+    assert abs(row[0] - datetime.now(UTC)) < timedelta(minutes=1)
 
 
 @pytest.mark.parametrize(
