@@ -62,6 +62,13 @@ class Settings(BaseSettings):
     writer_max_group_rows: int = Field(10_000, ge=1)
     writer_max_queued_rows: int = Field(50_000, ge=1)
 
+    # Seconds an Idempotency-Key is remembered (app/idempotency.py); pruned in the background after that.
+    idempotency_ttl: float = Field(86_400, gt=0)
+    # API keys, comma-separated. None set: no authentication. API_KEYS may do everything; INGEST_API_KEYS
+    # may only write (POST). Set either and every route but GET / and GET /health/ready needs a key.
+    api_keys: str = ""
+    ingest_api_keys: str = ""
+
     @field_validator("log_level")
     @classmethod
     def _upper(cls, value: str) -> str:
@@ -69,8 +76,20 @@ class Settings(BaseSettings):
 
     @property
     def cors_origin_list(self) -> list[str]:
-        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+        return _split(self.cors_origins)
+
+    @property
+    def api_key_list(self) -> list[str]:
+        return _split(self.api_keys)
+
+    @property
+    def ingest_api_key_list(self) -> list[str]:
+        return _split(self.ingest_api_keys)
 
     @property
     def database_configured(self) -> bool:
         return bool(self.database_url or self.database_secret_arn or self.database_host)
+
+
+def _split(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]

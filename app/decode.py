@@ -18,9 +18,10 @@ _CHUNK = 256 * 1024
 
 
 def check_content_type(header: str | None) -> None:
-    """Accept `application/json`, with an optional charset that must be UTF-8."""
+    """Accept `application/json`, with an optional charset that must be UTF-8. No Content-Type at all is
+    read as JSON: AWS's own event generator and many small clients send none."""
     if not header:
-        raise UnsupportedMediaType("Content-Type is missing: send application/json")
+        return
     media_type, _, params = header.partition(";")
     if media_type.strip().lower() != "application/json":
         raise UnsupportedMediaType(f"unsupported Content-Type {media_type.strip()!r}: send application/json")

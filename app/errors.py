@@ -1,11 +1,15 @@
 """Domain errors, and the one place they become HTTP answers.
 
     IngestError                      (status, code, message)
-    ├── BadRequest                   400 malformed JSON, bad compressed data, not UTF-8
+    ├── BadRequest                   400 malformed JSON, bad compressed data, not UTF-8, bad Idempotency-Key
+    ├── Unauthorized                 401 + WWW-Authenticate: API keys are set and none (or a wrong one) was sent
+    ├── Forbidden                    403 an ingest-only key on a read route
     ├── PayloadTooLarge              413 body over MAX_BODY_BYTES, on the wire or once expanded
     ├── UnsupportedMediaType         415 Content-Type or Content-Encoding we do not take
     ├── InvalidLogs                  422 per-field validation errors, each named like `logs.2.level`
-    ├── ServiceUnavailable           503 + Retry-After: PostgreSQL unreachable, or the write queue full
+    ├── IdempotencyKeyReused         422 an Idempotency-Key already used with another body
+    ├── Busy                         429 + Retry-After: the write queue is full (the server is busy, not down)
+    ├── ServiceUnavailable           503 + Retry-After: PostgreSQL unreachable, or the server shutting down
     └── DatabaseNotConfigured        500 a deployment without a database (Lambda never embeds one)
 
 Every error body has the same shape: {"error": code, "message": text} (+ "errors" for 422).
@@ -60,13 +64,37 @@ class InvalidLogs(IngestError):
         return {**super().body(), "errors": self.errors[: self.max_listed], "error_count": len(self.errors)}
 
 
-class ServiceUnavailable(IngestError):
-    status = 503
-    code = "service_unavailable"
+class Unauthorized(IngestError):
+    status = 401
+    code = "unauthorized"
+    headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": "Bearer"}
 
+
+class Forbidden(IngestError):
+    status = 403
+    code = "forbidden"
+
+
+class IdempotencyKeyReused(IngestError):
+    status = 422
+    code = "idempotency_key_reused"
+
+
+class _RetryLater(IngestError):
     def __init__(self, message: str, retry_after: int = 1) -> None:
         super().__init__(message)
-        self.headers = {"Retry-After": str(retry_after)}
+        self.retry_after = retry_after
+        self.headers = {"Retry-After": str(retry_after)}  # type: ignore[misc]
+
+
+class Busy(_RetryLater):
+    status = 429
+    code = "too_many_requests"
+
+
+class ServiceUnavailable(_RetryLater):
+    status = 503
+    code = "service_unavailable"
 
 
 class DatabaseNotConfigured(IngestError):

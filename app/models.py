@@ -33,8 +33,12 @@ LOG_TYPES = ("BACKEND", "FRONTEND", "MOBILE", "IOT", "WORKER")
 ENVIRONMENTS = ("production", "staging", "development", "test", "local")
 METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
 
-# Unix seconds accepted for created_at: 1970-01-01 up to the end of year 9999.
-_MAX_UNIX = 253_402_300_800
+# created_at as a number: Unix time whose unit is read from its magnitude. For any date from 1973 to 2286
+# the four units fall in ranges that do not overlap, so the rule below reads each one right:
+#   below 1e11 seconds (up to the year 5138), below 1e14 milliseconds (JavaScript's Date.now()),
+#   below 1e17 microseconds, below 1e20 nanoseconds (OpenTelemetry, Go's UnixNano()).
+EPOCH_UNITS = ((1e11, 1), (1e14, 1e3), (1e17, 1e6), (1e20, 1e9))
+MAX_EPOCH = EPOCH_UNITS[-1][0]
 
 
 def normalize_level(value: Any) -> Any:
@@ -54,9 +58,7 @@ def lower(value: Any) -> Any:
 
 def parse_created_at(value: Any) -> datetime:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if not math.isfinite(value) or not 0 <= value < _MAX_UNIX:
-            raise ValueError("Unix seconds must be a finite number between 0 (1970) and the year 9999")
-        return datetime.fromtimestamp(value, UTC)
+        return from_epoch(value)
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)
@@ -68,6 +70,17 @@ def parse_created_at(value: Any) -> datetime:
             raise ValueError("RFC 3339 timestamps need a UTC offset (Z or +hh:mm)")
         return parsed
     raise ValueError("must be Unix seconds (a number) or an RFC 3339 string")
+
+
+def from_epoch(value: float) -> datetime:
+    """A Unix time in seconds, milliseconds, microseconds or nanoseconds, told apart by magnitude."""
+    if not math.isfinite(value) or not 0 <= value < MAX_EPOCH:
+        raise ValueError(
+            "a Unix time must be a finite number from 0 (1970) below 1e20: seconds, milliseconds, "
+            "microseconds or nanoseconds, told apart by magnitude"
+        )
+    per_second = next(per_second for bound, per_second in EPOCH_UNITS if value < bound)
+    return datetime.fromtimestamp(value / per_second, UTC)
 
 
 def _text(max_length: int) -> Any:
@@ -83,8 +96,13 @@ CreatedAt = Annotated[
     PlainValidator(parse_created_at),
     WithJsonSchema(
         {
-            "anyOf": [{"type": "number"}, {"type": "string", "format": "date-time"}],
-            "description": "Unix seconds, or RFC 3339 with an offset. Absent: the time the server received it.",
+            "anyOf": [
+                {"type": "number", "minimum": 0, "exclusiveMaximum": MAX_EPOCH},
+                {"type": "string", "format": "date-time"},
+            ],
+            "description": "Unix time in seconds, milliseconds, microseconds or nanoseconds (told apart by "
+            "magnitude: below 1e11 seconds, 1e14 ms, 1e17 µs, 1e20 ns), or RFC 3339 with an offset. "
+            "Absent: the time the server received it.",
         }
     ),
 ]
@@ -171,9 +189,21 @@ def batch_adapter(max_batch_size: int) -> TypeAdapter[Any]:
     return TypeAdapter(LogBatch)
 
 
+class RejectedEntry(BaseModel):
+    index: int = Field(description="The entry's position in `logs`, from 0.")
+    field: str = Field(description="Where the problem is, e.g. `logs.2.level`.")
+    message: str
+    type: str
+
+
 class IngestResult(BaseModel):
     saved: int = Field(description="How many logs were committed to PostgreSQL.")
-    status: Literal["success"] = "success"
+    status: Literal["success", "partial"] = Field(
+        "success", description="`partial` only with `?partial=true` when some entries were rejected."
+    )
+    rejected: list[RejectedEntry] | None = Field(
+        None, description="With `?partial=true`: each error of the entries that were not stored."
+    )
 
 
 class ServiceCount(BaseModel):

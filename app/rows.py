@@ -51,6 +51,11 @@ NUL = "\x00"
 REPLACEMENT = "\ufffd"
 # Raw NUL bytes are invalid JSON, so a string can only hold U+0000 if the body has this escape in it.
 _NUL_ESCAPE = b"\\u0000"
+# RFC 8259 lets a parser ignore a UTF-8 byte-order mark, and some Windows clients send one.
+BOM = b"\xef\xbb\xbf"
+# How deep `metadata` (with the unknown fields kept in it) may nest: deeper than any log needs, and far
+# below where a recursive decoder or PostgreSQL's jsonb would be in trouble.
+MAX_METADATA_DEPTH = 64
 
 _LEVELS = {**{level: level for level in LEVELS}, **LEVEL_ALIASES}
 _LOG_TYPES = {value: value for value in LOG_TYPES}
@@ -63,6 +68,21 @@ Row = tuple[Any, ...]
 _RAW = msgspec.json.Decoder(RawLogBatch)
 
 
+class _RawEntries(msgspec.Struct):
+    """The batch with each entry left as its raw JSON bytes: what partial mode re-assembles."""
+
+    logs: list[msgspec.Raw]
+
+
+_ENTRIES = msgspec.json.Decoder(_RawEntries)
+
+
+class _RawEntries(msgspec.Struct):
+    """The batch with each entry left as its raw JSON bytes: what partial mode re-assembles."""
+
+    logs: list[msgspec.Raw]
+
+
 class _Recheck(Exception):
     """The first pass met a value only the documented schema can explain: validate again with it."""
 
@@ -70,6 +90,7 @@ class _Recheck(Exception):
 def parse(body: bytes, max_batch_size: int, received_at: datetime | None = None) -> list[Row]:
     """Validate a `{"logs": [...]}` body and return one tuple per log, in COPY column order."""
     now = received_at or datetime.now(UTC)
+    body = body.removeprefix(BOM)
     try:
         entries = _RAW.decode(body).logs
         if 0 < len(entries) <= max_batch_size:
@@ -78,7 +99,42 @@ def parse(body: bytes, max_batch_size: int, received_at: datetime | None = None)
             )
     except (msgspec.MsgspecError, UnicodeDecodeError, _Recheck):
         pass
+    except RecursionError:
+        raise _too_deep() from None
     return documented(body, max_batch_size, now)
+
+
+def parse_partial(
+    body: bytes, max_batch_size: int, received_at: datetime | None = None
+) -> tuple[list[Row], list[dict[str, Any]]]:
+    """Like `parse`, but the valid entries are kept: (their rows, one item per rejected entry's error).
+
+    Raises as `parse` does when the body itself is wrong, or when no entry is valid.
+    """
+    try:
+        return parse(body, max_batch_size, received_at), []
+    except InvalidLogs as exc:
+        errors = exc.errors
+    indexed = [(_entry_index(error["field"]), error) for error in errors]
+    bad = {index for index, _ in indexed}
+    if None in bad:  # a batch-level problem (too many logs, not a list): nothing to keep
+        raise InvalidLogs(errors)
+    entries = _ENTRIES.decode(body.removeprefix(BOM)).logs
+    good = [raw for index, raw in enumerate(entries) if index not in bad]
+    if not good:
+        raise InvalidLogs(errors)
+    kept = parse(b'{"logs":[' + b",".join(good) + b"]}", max_batch_size, received_at)
+    rejected = [{"index": index, **error} for index, error in indexed]
+    return kept, rejected
+
+
+def _entry_index(field: str) -> int | None:
+    parts = field.split(".")
+    return int(parts[1]) if len(parts) > 1 and parts[0] == "logs" and parts[1].isdigit() else None
+
+
+def _too_deep() -> BadRequest:
+    return BadRequest(f"JSON nested too deeply: metadata may nest at most {MAX_METADATA_DEPTH} levels")
 
 
 def documented(body: bytes, max_batch_size: int, now: datetime) -> list[Row]:
@@ -183,6 +239,11 @@ def _jsonb(value: dict[str, Any]) -> str:
     except orjson.JSONEncodeError:
         # orjson stops at integers beyond 64 bits; jsonb takes any size.
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    # A text with few brackets cannot nest deeply; only one with many is measured exactly.
+    if text.count("{") + text.count("[") > MAX_METADATA_DEPTH and _depth(value) > MAX_METADATA_DEPTH:
+        raise _MetadataProblem(
+            "metadata", f"nested more than {MAX_METADATA_DEPTH} levels deep", "json_too_deep"
+        )
     # pydantic reads NaN, Infinity and numbers beyond 1.8e308 as floats JSON cannot hold, which orjson
     # writes as null. Only output with a null in it can hide one: check those strictly.
     if "null" in text:
@@ -195,6 +256,18 @@ def _jsonb(value: dict[str, Any]) -> str:
                 "json_non_finite",
             ) from None
     return text
+
+
+def _depth(value: Any) -> int:
+    """How deeply objects and arrays nest in `value` (1 for a flat object), without recursion."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest
 
 
 def _strip_nul(value: Any) -> Any:
@@ -212,6 +285,8 @@ def _to_domain_error(exc: ValidationError) -> BadRequest | InvalidLogs:
     for detail in details:
         if detail["type"] == "json_invalid":
             reason = detail.get("ctx", {}).get("error", detail["msg"])
+            if "recursion limit" in reason:
+                return _too_deep()
             kind = "UTF-8 " if "unicode" in reason else ""
             return BadRequest(f"body is not valid {kind}JSON: {reason}")
     return InvalidLogs(

@@ -1,13 +1,18 @@
-"""The writer: row tuples -> one COPY inside a transaction -> commit. A request is answered only after
-its rows are committed.
+"""The writer: batches -> one COPY inside a transaction -> commit. A request is answered only after its
+rows are committed.
 
-Two designs share one `write(rows)` interface, chosen by INGEST_MODE:
+The one rule of every write: committed -> the request's answer; not committed -> 503 + Retry-After (or 422
+when PostgreSQL refused the data). Once COMMIT has returned nothing that happens to the connection after
+it (release, reset, close) changes the answer; an error during COMMIT itself is an unknown outcome and is
+answered 503, which an Idempotency-Key makes safe to retry (app/idempotency.py).
+
+Two designs share one `write(batch)` interface, chosen by INGEST_MODE:
 
 * `DirectWriter` ("direct"): each request runs its own COPY transaction, as the product description does.
 * `GroupCommitWriter` ("group"): requests queue their rows; `writer_concurrency` tasks each take everything
   queued (up to `writer_max_group_rows`) the moment they are free, COPY it in one transaction, and answer
   every request in it at commit. No timer: an idle server writes a lone request at once, a busy one writes
-  bigger groups. The queue is bounded; when it is full a request gets 503 + Retry-After instead of waiting.
+  bigger groups. The queue is bounded; when it is full a request gets 429 + Retry-After instead of waiting.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -22,32 +29,29 @@ from typing import Any, Protocol
 
 import asyncpg
 
+from app import idempotency, metrics
 from app.config import IngestMode, Settings
 from app.database import Database
-from app.errors import InvalidLogs, ServiceUnavailable
+from app.errors import Busy, IngestError, InvalidLogs, ServiceUnavailable
 from app.rows import COLUMNS
 
 log = logging.getLogger(__name__)
 
 Row = tuple[Any, ...]
 
-# Errors that mean "PostgreSQL is not reachable right now", answered 503 + Retry-After.
+# Errors where PostgreSQL itself refused the data: 422, and in a group, the culprit is found and fails alone.
+_REFUSED = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+# Every other error from the driver or the socket means "not committed, try again": 503 + Retry-After.
+# InternalClientError is among them: asyncpg raises it when a connection dies mid-protocol.
 _UNAVAILABLE = (
     OSError,
     asyncio.TimeoutError,
-    asyncpg.PostgresConnectionError,
+    asyncpg.PostgresError,
     asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.OperatorInterventionError,
-    asyncpg.InsufficientResourcesError,
+    asyncpg.InternalClientError,
 )
-# Errors where PostgreSQL itself refused the data.
-_REFUSED = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
 # The connection was found dead before anything was sent (e.g. a Lambda container thawed after the
 # server closed its idle connection): safe to retry once on a fresh connection.
-# InternalClientError is what asyncpg raises when the server's goodbye arrived but the socket's close has
-# not been processed yet.
 _STALE = (
     asyncpg.ConnectionDoesNotExistError,
     asyncpg.InterfaceError,
@@ -57,8 +61,23 @@ _STALE = (
 )
 
 
+@dataclass(frozen=True)
+class Batch:
+    """One request's rows, the answer it gets once they are committed, and its idempotency claim."""
+
+    rows: Sequence[Row]
+    response: bytes
+    claim: idempotency.Claim | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    response: bytes
+    replayed: bool = False
+
+
 class Writer(Protocol):
-    async def write(self, rows: Sequence[Row]) -> None: ...
+    async def write(self, batch: Batch) -> Outcome: ...
 
     async def close(self) -> None: ...
 
@@ -70,25 +89,53 @@ def create(settings: Settings, database: Database, mode: IngestMode | None = Non
     return GroupCommitWriter(database, settings)
 
 
+class _Outage:
+    """Since when PostgreSQL has been failing: Retry-After grows with the outage (1 s, then up to 30 s)."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+
+    def failed(self) -> int:
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+        return min(30, 1 + int(now - self.since))
+
+    def recovered(self) -> None:
+        self.since = None
+
+
+outage = _Outage()
+
+
 @contextlib.contextmanager
 def database_errors() -> Iterator[None]:
-    """Turn driver errors into the domain's: 503 when the database is away, 422 when it refused data."""
+    """Turn driver errors into the domain's: 422 when PostgreSQL refused the data, else 503."""
     try:
         yield
     except _REFUSED as exc:
+        metrics.DB_ERRORS.labels(kind="refused").inc()
         raise InvalidLogs(
             [{"field": "logs", "message": f"PostgreSQL refused the batch: {exc}", "type": "db_refused"}]
         ) from exc
     except _UNAVAILABLE as exc:
-        raise ServiceUnavailable(f"database unavailable: {type(exc).__name__}: {exc}".rstrip(": ")) from exc
+        metrics.DB_ERRORS.labels(kind=type(exc).__name__).inc()
+        raise ServiceUnavailable(
+            f"database unavailable: {type(exc).__name__}: {exc}".rstrip(": "), retry_after=outage.failed()
+        ) from exc
+    outage.recovered()
 
 
-async def copy_rows(database: Database, rows: Sequence[Row]) -> None:
-    """COPY `rows` into logs in one committed transaction; retry once if the pooled connection was stale."""
+async def commit(database: Database, batches: Sequence[Batch]) -> list[Outcome | IngestError]:
+    """Claim the batches' keys and COPY their rows in one transaction; an outcome per batch once committed.
+
+    Raises when nothing was committed. Retries once if the pooled connection was found stale at BEGIN.
+    """
     pool = await database.pool()
     timeout = database.settings.db_acquire_timeout
     for attempt in (1, 2):
-        async with pool.acquire(timeout=timeout) as conn:
+        conn = await pool.acquire(timeout=timeout)
+        try:
             transaction = conn.transaction()
             try:
                 await transaction.start()
@@ -98,23 +145,75 @@ async def copy_rows(database: Database, rows: Sequence[Row]) -> None:
                 log.warning("stale database connection, retrying once on a new one")
                 continue
             try:
-                await conn.copy_records_to_table("logs", records=rows, columns=COLUMNS)
+                outcomes, rows = await _claim(conn, batches, database.settings.idempotency_ttl)
+                if rows:
+                    await conn.copy_records_to_table("logs", records=rows, columns=COLUMNS)
             except BaseException:
                 # Rollback on a broken connection fails too; the original error is the one to report.
                 with contextlib.suppress(Exception):
                     await transaction.rollback()
                 raise
             await transaction.commit()
-            return
+            metrics.COMMIT_ROWS.observe(len(rows))
+            metrics.LOGS_SAVED.inc(len(rows))
+            return outcomes
+        finally:
+            await _release(pool, conn)
+    raise AssertionError("unreachable")
+
+
+async def _release(pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
+    # After COMMIT the answer is decided: a connection that dies now (its reset fails) is only replaced.
+    # Before COMMIT the error that got us here is the one to report. Either way this never raises.
+    try:
+        await pool.release(conn)
+    except Exception as exc:  # noqa: BLE001 - asyncpg has already terminated the connection
+        log.info("a connection could not be returned to the pool: %s: %s", type(exc).__name__, exc)
+
+
+async def _claim(
+    conn: asyncpg.Connection, batches: Sequence[Batch], ttl: float
+) -> tuple[list[Outcome | IngestError], Sequence[Row]]:
+    """The outcome each batch will have if the transaction commits, and the rows to COPY for them."""
+    claims = sorted((b.claim for b in batches if b.claim), key=lambda claim: claim.key)
+    won: set[str] = set()
+    stored: dict[str, asyncpg.Record] = {}
+    if claims:
+        keys = [claim.key for claim in claims]
+        by_key = {b.claim.key: b.response for b in batches if b.claim}
+        records = await conn.fetch(
+            idempotency.CLAIM, keys, [c.fingerprint for c in claims], [by_key[k] for k in keys], ttl
+        )
+        won = {record["key"] for record in records}
+        lost = [key for key in keys if key not in won]
+        if lost:
+            stored = {record["key"]: record for record in await conn.fetch(idempotency.LOOKUP, lost)}
+    if len(batches) == 1 and not (claims and not won):
+        return [Outcome(batches[0].response)], batches[0].rows
+    outcomes: list[Outcome | IngestError] = []
+    rows: list[Row] = []
+    for batch in batches:
+        if batch.claim is None or batch.claim.key in won:
+            rows.extend(batch.rows)
+            outcomes.append(Outcome(batch.response))
+            continue
+        try:
+            outcomes.append(Outcome(idempotency.replay(batch.claim, stored.get(batch.claim.key)), True))
+        except IngestError as exc:
+            outcomes.append(exc)
+    return outcomes, rows
 
 
 class DirectWriter:
     def __init__(self, database: Database, settings: Settings) -> None:
         self.database = database
 
-    async def write(self, rows: Sequence[Row]) -> None:
+    async def write(self, batch: Batch) -> Outcome:
         with database_errors():
-            await copy_rows(self.database, rows)
+            (outcome,) = await commit(self.database, [batch])
+        if isinstance(outcome, IngestError):
+            raise outcome
+        return outcome
 
     async def close(self) -> None:
         pass
@@ -122,8 +221,8 @@ class DirectWriter:
 
 @dataclass
 class _Pending:
-    rows: Sequence[Row]
-    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    batch: Batch
+    done: asyncio.Future[Outcome] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
 class GroupCommitWriter:
@@ -138,22 +237,35 @@ class GroupCommitWriter:
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
         self._busy = 0  # writer tasks in the middle of a COPY
+        # Rows committed per second by all writer tasks together (moving average): sets Retry-After on 429.
+        self._drain_rate = 0.0
 
-    async def write(self, rows: Sequence[Row]) -> None:
+    async def write(self, batch: Batch) -> Outcome:
         if self._closing:
             raise ServiceUnavailable("server is shutting down")
+        size = len(batch.rows)
         # One request larger than the whole queue is still let in when the queue is empty.
-        if self._queued_rows and self._queued_rows + len(rows) > self.max_queued_rows:
-            raise ServiceUnavailable(f"write queue is full ({self._queued_rows} logs waiting); retry shortly")
+        if self._queued_rows and self._queued_rows + size > self.max_queued_rows:
+            raise Busy(
+                f"write queue is full ({self._queued_rows} logs waiting); retry after the Retry-After seconds",
+                retry_after=self._retry_after(),
+            )
         if not self._tasks:
             self._start()
-        pending = _Pending(rows)
+        pending = _Pending(batch)
         self._queue.append(pending)
-        self._queued_rows += len(rows)
+        self._queued_rows += size
+        metrics.QUEUE_ROWS.set(self._queued_rows)
         assert self._wakeup is not None
         self._wakeup.set()
         # shield: a client that disconnects must not cancel a COPY that carries other requests' rows.
-        await asyncio.shield(pending.done)
+        return await asyncio.shield(pending.done)
+
+    def _retry_after(self) -> int:
+        """Seconds until the rows queued now are written, at the recent drain rate: 1 to 30."""
+        if self._drain_rate <= 0:
+            return 1
+        return max(1, min(30, math.ceil(self._queued_rows / self._drain_rate)))
 
     def _start(self) -> None:
         self._wakeup = asyncio.Event()
@@ -163,11 +275,12 @@ class GroupCommitWriter:
 
     def _take_group(self) -> list[_Pending]:
         group = [self._queue.popleft()]
-        size = len(group[0].rows)
-        while self._queue and size + len(self._queue[0].rows) <= self.max_group_rows:
+        size = len(group[0].batch.rows)
+        while self._queue and size + len(self._queue[0].batch.rows) <= self.max_group_rows:
             group.append(self._queue.popleft())
-            size += len(group[-1].rows)
+            size += len(group[-1].batch.rows)
         self._queued_rows -= size
+        metrics.QUEUE_ROWS.set(self._queued_rows)
         return group
 
     async def _run(self) -> None:
@@ -179,19 +292,22 @@ class GroupCommitWriter:
                 continue
             group = self._take_group()
             self._busy += 1
+            started = time.monotonic()
             try:
                 await self._commit(group)
             finally:
                 self._busy -= 1
+            rows = sum(len(pending.batch.rows) for pending in group)
+            rate = rows / max(time.monotonic() - started, 1e-3) * self.concurrency
+            self._drain_rate = rate if not self._drain_rate else 0.8 * self._drain_rate + 0.2 * rate
 
     async def _commit(self, group: list[_Pending]) -> None:
-        rows = group[0].rows if len(group) == 1 else [row for pending in group for row in pending.rows]
         try:
             with database_errors():
-                await copy_rows(self.database, rows)
+                outcomes = await commit(self.database, [pending.batch for pending in group])
         except InvalidLogs as exc:
             if len(group) == 1:
-                _settle(group[0], error=exc)
+                _settle(group[0], exc)
             else:
                 # One request's rows spoiled the group: write each alone so only that one fails.
                 for pending in group:
@@ -199,10 +315,10 @@ class GroupCommitWriter:
             return
         except Exception as exc:  # noqa: BLE001 - every waiter must hear about any failure
             for pending in group:
-                _settle(pending, error=exc)
+                _settle(pending, exc)
             return
-        for pending in group:
-            _settle(pending)
+        for pending, outcome in zip(group, outcomes, strict=True):
+            _settle(pending, outcome)
 
     async def close(self) -> None:
         """Finish what is queued, then stop the writer tasks."""
@@ -215,10 +331,10 @@ class GroupCommitWriter:
         self._tasks = []
 
 
-def _settle(pending: _Pending, error: BaseException | None = None) -> None:
+def _settle(pending: _Pending, outcome: Outcome | IngestError | BaseException) -> None:
     if pending.done.done():
         return
-    if error is None:
-        pending.done.set_result(None)
+    if isinstance(outcome, Outcome):
+        pending.done.set_result(outcome)
     else:
-        pending.done.set_exception(error)
+        pending.done.set_exception(outcome)

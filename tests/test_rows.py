@@ -66,6 +66,12 @@ def test_enums_are_stored_canonical() -> None:
     [
         (1_764_244_800, datetime(2025, 11, 27, 12, 0, tzinfo=UTC)),
         (1_764_244_800.25, datetime(2025, 11, 27, 12, 0, 0, 250000, tzinfo=UTC)),
+        # Milliseconds (JavaScript's Date.now()), microseconds and nanoseconds, told apart by magnitude.
+        (1_764_244_800_250, datetime(2025, 11, 27, 12, 0, 0, 250000, tzinfo=UTC)),
+        (1_764_244_800_250_001, datetime(2025, 11, 27, 12, 0, 0, 250001, tzinfo=UTC)),
+        (1_764_244_800_250_001_000, datetime(2025, 11, 27, 12, 0, 0, 250001, tzinfo=UTC)),
+        (99_999_999_999, datetime(5138, 11, 16, 9, 46, 39, tzinfo=UTC)),  # the largest in seconds
+        (100_000_000_000, datetime(1973, 3, 3, 9, 46, 40, tzinfo=UTC)),  # the smallest in milliseconds
         ("2026-11-27T10:00:00Z", datetime(2026, 11, 27, 10, 0, tzinfo=UTC)),
         ("2026-11-27T19:00:00.5+09:00", datetime(2026, 11, 27, 10, 0, 0, 500000, tzinfo=UTC)),
     ],
@@ -79,8 +85,8 @@ def test_created_at_accepts_unix_seconds_and_rfc3339(sent: Any, stored: datetime
     [
         ("2026-11-27T10:00:00", "need a UTC offset"),
         ("yesterday", "RFC 3339"),
-        (-1, "between 0"),
-        (1e20, "between 0"),
+        (-1, "from 0 (1970) below 1e20"),
+        (1e20, "from 0 (1970) below 1e20"),
         (True, "Unix seconds"),
         ([], "Unix seconds"),
     ],

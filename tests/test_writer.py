@@ -11,14 +11,18 @@ import pytest
 
 from app.config import IngestMode, Settings
 from app.database import Database
-from app.errors import InvalidLogs, ServiceUnavailable
+from app.errors import Busy, InvalidLogs, ServiceUnavailable
 from app.rows import parse
-from app.writer import GroupCommitWriter, create
+from app.writer import Batch, GroupCommitWriter, Outcome, create
 from tests.support import DB, log_entry, make_settings
 
 
 def rows(n: int, **fields: Any) -> list[tuple[Any, ...]]:
     return parse(json.dumps({"logs": [log_entry(**fields)] * n}).encode(), 10_000)
+
+
+def batch(n: int, **fields: Any) -> Batch:
+    return Batch(rows(n, **fields), b"ok %d" % n)
 
 
 def bad_row() -> tuple[Any, ...]:
@@ -42,7 +46,7 @@ async def with_writer(settings: Settings, mode: IngestMode, work: Any) -> Any:
 def test_concurrent_writes_are_all_committed(db: DB, settings: Settings, mode: IngestMode) -> None:
     async def work(writer: Any) -> None:
         await asyncio.gather(
-            *(writer.write(rows(size, message=f"r{i}")) for i, size in enumerate([1, 10, 100] * 20))
+            *(writer.write(batch(size, message=f"r{i}")) for i, size in enumerate([1, 10, 100] * 20))
         )
 
     asyncio.run(with_writer(settings, mode, work))
@@ -52,7 +56,7 @@ def test_concurrent_writes_are_all_committed(db: DB, settings: Settings, mode: I
 
 def test_group_commit_really_shares_transactions(db: DB, settings: Settings) -> None:
     async def work(writer: Any) -> None:
-        await asyncio.gather(*(writer.write(rows(5, message=f"r{i}")) for i in range(50)))
+        await asyncio.gather(*(writer.write(batch(5, message=f"r{i}")) for i in range(50)))
 
     asyncio.run(with_writer(settings, IngestMode.group, work))
     # Rows COPYed in one transaction share its xmin; 50 requests through 2 writers need far fewer than 50.
@@ -65,14 +69,14 @@ def test_group_commit_really_shares_transactions(db: DB, settings: Settings) -> 
 def test_a_refused_request_fails_alone(db: DB, settings: Settings, mode: IngestMode) -> None:
     async def work(writer: Any) -> list[Any]:
         return await asyncio.gather(
-            writer.write(rows(3, message="good-1")),
-            writer.write(rows(2) + [bad_row()]),
-            writer.write(rows(4, message="good-2")),
+            writer.write(batch(3, message="good-1")),
+            writer.write(Batch(rows(2) + [bad_row()], b"")),
+            writer.write(batch(4, message="good-2")),
             return_exceptions=True,
         )
 
     first, refused, last = asyncio.run(with_writer(settings, mode, work))
-    assert first is None and last is None
+    assert first == Outcome(b"ok 3") and last == Outcome(b"ok 4")
     assert isinstance(refused, InvalidLogs)
     assert "PostgreSQL refused the batch" in refused.message
     assert db.count() == 7
@@ -83,29 +87,31 @@ def test_group_commit_turns_away_requests_when_the_queue_is_full(db: DB, databas
 
     async def work(writer: GroupCommitWriter) -> list[Any]:
         # Nothing runs between these calls until the first await, so all four are queued at once.
-        return await asyncio.gather(*(writer.write(rows(4)) for _ in range(4)), return_exceptions=True)
+        return await asyncio.gather(*(writer.write(batch(4)) for _ in range(4)), return_exceptions=True)
 
     results = asyncio.run(with_writer(settings, IngestMode.group, work))
-    refused = [r for r in results if isinstance(r, ServiceUnavailable)]
-    assert [r for r in results if r is None] and refused
-    assert refused[0].headers == {"Retry-After": "1"} and "queue is full" in refused[0].message
-    assert db.count() == 4 * results.count(None)
+    refused = [r for r in results if isinstance(r, Busy)]
+    written = [r for r in results if isinstance(r, Outcome)]
+    assert written and refused and len(written) + len(refused) == 4
+    assert refused[0].status == 429 and "queue is full" in refused[0].message
+    assert 1 <= int(refused[0].headers["Retry-After"]) <= 30
+    assert db.count() == 4 * len(written)
 
 
 def test_group_commit_lets_a_lone_oversized_request_through(db: DB, database_url: str) -> None:
     settings = make_settings(database_url, writer_max_queued_rows=10, writer_max_group_rows=10)
-    asyncio.run(with_writer(settings, IngestMode.group, lambda writer: writer.write(rows(50))))
+    asyncio.run(with_writer(settings, IngestMode.group, lambda writer: writer.write(batch(50))))
     assert db.count() == 50
 
 
 def test_close_finishes_queued_work_then_refuses_new_work(db: DB, settings: Settings) -> None:
     async def work(writer: GroupCommitWriter) -> None:
-        pending = [asyncio.create_task(writer.write(rows(10))) for _ in range(20)]
+        pending = [asyncio.create_task(writer.write(batch(10))) for _ in range(20)]
         await asyncio.sleep(0)  # let them queue
         await writer.close()
         await asyncio.gather(*pending)
         with pytest.raises(ServiceUnavailable, match="shutting down"):
-            await writer.write(rows(1))
+            await writer.write(batch(1))
 
     asyncio.run(with_writer(settings, IngestMode.group, work))
     assert db.count() == 200
@@ -115,7 +121,7 @@ def test_a_dropped_connection_is_replaced_once(db: DB, database_url: str) -> Non
     settings = make_settings(database_url, db_pool_min_size=1, db_pool_max_size=1)
 
     async def work(writer: Any) -> None:
-        await writer.write(rows(1))
+        await writer.write(batch(1))
         pool = await writer.database.pool()
         async with pool.acquire() as conn:
             pid = conn.get_server_pid()
@@ -123,7 +129,7 @@ def test_a_dropped_connection_is_replaced_once(db: DB, database_url: str) -> Non
         killer = await asyncpg.connect(database_url)
         await killer.execute("SELECT pg_terminate_backend($1)", pid)
         await killer.close()
-        await writer.write(rows(2))
+        await writer.write(batch(2))
         async with pool.acquire() as conn:
             assert conn.get_server_pid() != pid
 

@@ -1,0 +1,81 @@
+"""API keys: optional, off until API_KEYS or INGEST_API_KEYS is set.
+
+    API_KEYS          every route
+    INGEST_API_KEYS   writes only (POST); a read route answers 403
+
+A key comes as `Authorization: Bearer <key>` or `X-API-Key: <key>`. Liveness and readiness stay open
+(load balancers probe them without keys), and so does a CORS preflight, which CORSMiddleware answers
+before this middleware sees it. A key is compared in constant time against every configured key, and is
+never logged, echoed in an error or counted by name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from enum import Enum
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.asgi import error_response, route_path
+from app.config import Settings
+from app.errors import Forbidden, Unauthorized
+
+OPEN = frozenset({"/", "/health/ready"})
+
+
+class Grant(Enum):
+    all = "all"
+    ingest = "ingest"
+
+
+class ApiKeys:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        # Digests of equal length, so that compare_digest's time says nothing about a key's length.
+        self.keys = [(_digest(key), Grant.all) for key in settings.api_key_list] + [
+            (_digest(key), Grant.ingest) for key in settings.ingest_api_key_list
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.keys or route_path(scope) in OPEN:
+            await self.app(scope, receive, send)
+            return
+        grant = self.grant(_presented(scope))
+        if grant is None:
+            error = Unauthorized(
+                "a valid API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>`"
+            )
+            await error_response(error)(scope, receive, send)
+        elif grant is Grant.ingest and scope["method"] != "POST":
+            error = Forbidden(
+                "this API key may only send logs (INGEST_API_KEYS); reading needs an API_KEYS key"
+            )
+            await error_response(error)(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    def grant(self, key: bytes | None) -> Grant | None:
+        if not key:
+            return None
+        presented = _digest(key)
+        found = None
+        for digest, grant in self.keys:  # every key is compared: no early exit on a match
+            if hmac.compare_digest(presented, digest) and found is None:
+                found = grant
+        return found
+
+
+def _digest(key: str | bytes) -> bytes:
+    return hashlib.sha256(key.encode() if isinstance(key, str) else key).digest()
+
+
+def _presented(scope: Scope) -> bytes | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, token = value.partition(b" ")
+            if scheme.lower() == b"bearer":
+                return token.strip()
+        elif name == b"x-api-key":
+            return value.strip()
+    return None

@@ -1,0 +1,69 @@
+"""Prometheus metrics, served by GET /metrics.
+
+With several uvicorn workers each process counts for itself; `python -m app` then points
+PROMETHEUS_MULTIPROC_DIR at a fresh directory before the workers start, prometheus-client writes every
+value to a file there, and /metrics, whichever worker answers it, adds them up (its multiprocess mode).
+The variable must be set before this module is first imported in a worker, which is why app/__main__.py
+sets it before uvicorn spawns them.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+LOGS_SAVED = Counter("logsave_logs_saved", "Logs committed to PostgreSQL.")
+REQUESTS = Counter("logsave_requests", "HTTP requests answered, by route and status.", ["route", "status"])
+REJECTED = Counter(
+    "logsave_rejected",
+    "Write requests not stored, by reason; `replay` is a repeat of a committed Idempotency-Key.",
+    ["reason"],
+)
+REQUEST_DURATION = Histogram(
+    "logsave_request_duration_seconds",
+    "Time from the request's start to its answer, by route.",
+    ["route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+QUEUE_ROWS = Gauge(
+    "logsave_write_queue_rows", "Rows waiting for a group commit writer.", multiprocess_mode="livesum"
+)
+COMMIT_ROWS = Histogram(
+    "logsave_commit_rows",
+    "Rows per committed COPY transaction.",
+    buckets=(1, 10, 50, 100, 500, 1000, 2500, 5000, 10000, 50000),
+)
+DB_ERRORS = Counter("logsave_db_errors", "Database errors met by requests, by kind.", ["kind"])
+
+# What a refused write request counts as in logsave_rejected_total.
+REASONS = {
+    400: "validation",
+    401: "unauthorized",
+    403: "unauthorized",
+    413: "too_large",
+    415: "unsupported",
+    422: "validation",
+    429: "busy",
+    503: "unavailable",
+}
+
+
+def exposition() -> tuple[bytes, str]:
+    """The text format of every metric, added up over all worker processes when there are several."""
+    if os.environ.get(MULTIPROC_DIR):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

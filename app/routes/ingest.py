@@ -1,0 +1,170 @@
+"""POST /logs: a batch of logs, validated and committed all or nothing (or, with ?partial=true, the valid
+entries), answered only after the commit.
+
+FastAPI documents the route; `IngestRoute` serves it straight from the middleware stack with the same
+endpoint, because skipping FastAPI's router, exception middleware and endpoint wrappers is measurable when
+the request itself is small (batches of 10: see results/REPORT.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.openapi.utils import get_openapi
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app import idempotency, rows
+from app.asgi import error_response, route_path
+from app.config import Settings
+from app.decode import check_content_type, content_encoding, decode
+from app.errors import BadRequest, IngestError, PayloadTooLarge
+from app.models import IngestResult, batch_adapter
+from app.routes.errors import responses
+from app.writer import Batch, Writer
+
+PATH = "/logs"
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def router(settings: Settings, writer: Writer) -> tuple[APIRouter, Endpoint]:
+    """The documented route, and its endpoint for IngestRoute."""
+    api = APIRouter()
+    limit = settings.max_body_bytes
+    in_flight = idempotency.InFlight()
+
+    @api.post(
+        PATH,
+        response_model=IngestResult,
+        responses=responses(400, 401, 413, 415, 422, 429, 503),
+        summary="Store a batch of logs",
+    )
+    async def post_logs(request: Request) -> Response:
+        """Validate 1 to MAX_BATCH_SIZE logs and store them all, or none. 200 means committed.
+
+        With an `Idempotency-Key` header a retry of a committed batch stores nothing and gets the first
+        answer again, with `Idempotent-Replayed: true`.
+        """
+        # The raw body is read and validated here rather than by a FastAPI body parameter: headers are
+        # checked before the body is read, and app/rows.py validates straight from the decoded bytes.
+        key = idempotency.key_from(request.headers.get(idempotency.HEADER))
+        check_content_type(request.headers.get("content-type"))
+        encoding = content_encoding(request.headers.get("content-encoding"))
+        partial = _flag(request.query_params.get("partial"))
+        body = decode(await read_body(request, limit), encoding, limit)
+        if partial:
+            batch, rejected = rows.parse_partial(body, settings.max_batch_size)
+            answer = orjson.dumps(
+                {"saved": len(batch), "status": "partial" if rejected else "success", "rejected": rejected}
+            )
+        else:
+            batch = rows.parse(body, settings.max_batch_size)
+            answer = b'{"saved":%d,"status":"success"}' % len(batch)
+        claim = (
+            idempotency.Claim(key, idempotency.fingerprint(PATH, body, f"partial={partial}")) if key else None
+        )
+        async with in_flight.hold(key):
+            outcome = await writer.write(Batch(batch, answer, claim))
+        if outcome.replayed:
+            request.state.replayed = True
+            return Response(
+                outcome.response, media_type="application/json", headers={"Idempotent-Replayed": "true"}
+            )
+        request.state.saved = len(batch)
+        return Response(outcome.response, media_type="application/json")
+
+    return api, post_logs
+
+
+def _flag(value: str | None) -> bool:
+    if value is None or value.lower() in ("false", "0"):
+        return False
+    if value.lower() in ("true", "1"):
+        return True
+    raise BadRequest(f"partial must be true or false, not {value!r}")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit}")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class IngestRoute:
+    """Serves POST /logs ahead of FastAPI's router; every other request goes on to FastAPI."""
+
+    def __init__(self, app: ASGIApp, endpoint: Endpoint) -> None:
+        self.app = app
+        self.endpoint = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or route_path(scope) != PATH:
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        try:
+            response = await self.endpoint(request)
+        except IngestError as exc:
+            response = error_response(exc)
+        await response(scope, receive, send)
+
+
+def document(app: FastAPI, settings: Settings) -> None:
+    """Describe POST /logs's body in OpenAPI from the same schema the route validates with."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+        body = batch_adapter(settings.max_batch_size).json_schema(ref_template="#/components/schemas/{model}")
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(body.pop("$defs", {}))
+        components["LogBatch"] = body
+        media = {"schema": {"$ref": "#/components/schemas/LogBatch"}}
+        operation = schema["paths"][PATH]["post"]
+        operation["requestBody"] = {
+            "required": True,
+            "description": "Content-Encoding may be gzip, deflate or zstd; the decompressed size is capped.",
+            "content": {"application/json": media},
+        }
+        operation.setdefault("parameters", []).extend(_PARAMETERS)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+# Read by the endpoint itself (not by FastAPI, which IngestRoute bypasses), so documented here.
+_PARAMETERS = [
+    {
+        "name": "partial",
+        "in": "query",
+        "required": False,
+        "description": "true: store the valid entries and list the rejected ones (200, status `partial`) "
+        "instead of refusing the whole batch; 422 only when no entry is valid.",
+        "schema": {"type": "boolean", "default": False},
+    },
+    {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "description": "1-255 printable ASCII characters. A retry with the same key and body stores "
+        "nothing and gets the first answer; the same key with another body is a 422.",
+        "schema": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": idempotency.MAX_LENGTH,
+            "pattern": "^[ -~]+$",
+        },
+    },
+]

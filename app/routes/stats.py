@@ -1,0 +1,25 @@
+"""GET /stats: exact counts of the stored logs."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from app import stats
+from app.config import Settings
+from app.database import Database
+from app.models import Stats
+from app.routes.errors import responses
+from app.writer import database_errors
+
+
+def router(settings: Settings, database: Database) -> APIRouter:
+    api = APIRouter()
+
+    @api.get("/stats", response_model=Stats, responses=responses(401, 403, 503), summary="Exact counts")
+    async def get_stats() -> Stats:
+        with database_errors():
+            pool = await database.pool()
+            async with pool.acquire(timeout=settings.db_acquire_timeout) as conn:
+                return await stats.fetch(conn)
+
+    return api
