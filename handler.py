@@ -6,6 +6,7 @@ The app is the same one uvicorn serves, with three Lambda differences:
 * small pool defaults (DB_POOL_MIN_SIZE=0, DB_POOL_MAX_SIZE=1) unless set: one container serves one
   request at a time, and reserved concurrency x max size is what the database must accept.
 * one COPY per request (INGEST_MODE=direct): group commit's writer tasks must not outlive an invocation.
+A scheduled EventBridge event runs app/maintenance.py instead of a request.
 Never an embedded PostgreSQL: without DATABASE_URL or DATABASE_HOST every request answers a 500 saying so.
 """
 
@@ -17,7 +18,7 @@ from typing import Any
 from fastapi import FastAPI
 from mangum import Mangum
 
-from app import jsonlog
+from app import jsonlog, maintenance
 from app.config import IngestMode, Settings
 from app.main import create_app
 
@@ -49,4 +50,7 @@ _loop = asyncio.new_event_loop()
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     asyncio.set_event_loop(_loop)
+    if event.get("source") == "aws.events" and event.get("detail-type") == "Scheduled Event":
+        # EventBridge (template.yaml's Maintenance schedule): housekeeping, not an HTTP request.
+        return _loop.run_until_complete(maintenance.run_once(app.state.database))
     return _mangum(event, context)

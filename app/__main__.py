@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import signal
+import tempfile
 
 import uvicorn
 from fastapi import FastAPI
 
-from app import database, jsonlog
+from app import database, jsonlog, metrics
 from app.config import Settings
 from app.main import create_app
 
@@ -30,6 +32,12 @@ def main() -> None:
     # where the embedded PostgreSQL is stopped. A handler that does nothing lets main() return normally.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _drained)
+    if settings.web_concurrency > 1 and not os.environ.get(metrics.MULTIPROC_DIR):
+        # Each worker writes its metrics into files here and /metrics adds them up (app/metrics.py).
+        # Set before uvicorn spawns the workers, which import prometheus_client afresh and read it then.
+        directory = tempfile.TemporaryDirectory(prefix="logsave-metrics-")
+        atexit.register(directory.cleanup)
+        os.environ[metrics.MULTIPROC_DIR] = directory.name
     uvicorn.run(
         "app.__main__:serve",
         factory=True,

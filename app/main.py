@@ -12,7 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from app import __version__, idempotency, writer
+from app import __version__, maintenance, writer
 from app.asgi import error_response
 from app.auth import ApiKeys
 from app.config import IngestMode, Settings
@@ -38,9 +38,11 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Open the pool (and apply migrations) before the first request; a bad DSN fails start-up.
         await database.pool()
-        pruner = asyncio.create_task(_prune_keys(database, settings.idempotency_ttl))
+        housekeeping = asyncio.create_task(
+            maintenance.run_forever(database, min(settings.idempotency_ttl, 300))
+        )
         yield
-        pruner.cancel()
+        housekeeping.cancel()
         await log_writer.close()
         await database.close()
 
@@ -75,19 +77,6 @@ def create_app(
     )
     app.add_middleware(RequestLog, routes=frozenset(paths | {"/docs", "/openapi.json"}))
     return app
-
-
-async def _prune_keys(database: Database, ttl: float) -> None:
-    """Forget idempotency keys past their TTL, every few minutes, off the request path."""
-    while True:
-        await asyncio.sleep(min(ttl, 300))
-        try:
-            pruned = await idempotency.prune(await database.pool(), ttl)
-        except Exception as exc:  # noqa: BLE001 - the database may be away; the next round tries again
-            log.warning("idempotency keys not pruned: %s: %s", type(exc).__name__, exc)
-            continue
-        if pruned:
-            log.info("idempotency keys pruned", extra={"pruned": pruned})
 
 
 def _add_error_handlers(app: FastAPI) -> None:

@@ -154,8 +154,9 @@ async def commit(database: Database, batches: Sequence[Batch]) -> list[Outcome |
                     await transaction.rollback()
                 raise
             await transaction.commit()
-            metrics.COMMIT_ROWS.observe(len(rows))
-            metrics.LOGS_SAVED.inc(len(rows))
+            if rows:
+                metrics.COMMIT_ROWS.observe(len(rows))
+                metrics.LOGS_SAVED.inc(len(rows))
             return outcomes
         finally:
             await _release(pool, conn)

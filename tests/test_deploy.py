@@ -64,9 +64,12 @@ def test_template_has_one_arm64_python_function_that_fits_api_gateway(template: 
         "SecurityGroupIds": {"Ref": "SecurityGroupIds"},
     }
     assert props["LoggingConfig"]["LogGroup"] == {"Ref": "FunctionLogGroup"}
-    events = props["Events"].values()
-    assert all(e["Type"] == "HttpApi" and e["Properties"]["PayloadFormatVersion"] == "2.0" for e in events)
+    events = [e for e in props["Events"].values() if e["Type"] == "HttpApi"]
+    assert all(e["Properties"]["PayloadFormatVersion"] == "2.0" for e in events)
     assert {e["Properties"]["Path"] for e in events} == {"/", "/{proxy+}"}
+    # Housekeeping (app/maintenance.py) runs from a schedule, never on the request path.
+    (schedule,) = [e for e in props["Events"].values() if e["Type"] == "Schedule"]
+    assert schedule["Properties"]["Schedule"].startswith("rate(")
 
 
 def test_template_keeps_the_password_out_of_plaintext(template: dict[str, Any]) -> None:

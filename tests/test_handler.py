@@ -136,3 +136,26 @@ def test_health_route_through_lambda(lambda_handler: ModuleType) -> None:
 def test_a_gzip_event_really_carries_gzip() -> None:
     raw = base64.b64decode(event("alb-gzip")["body"])
     assert json.loads(gzip.decompress(raw))["logs"][0]["service"] == "checkout"
+
+
+def test_an_idempotency_key_makes_a_lambda_retry_a_replay(lambda_handler: ModuleType, db: DB) -> None:
+    keyed = event("apigw-http-v2")
+    keyed["headers"]["idempotency-key"] = "lambda-retry-1"
+    first = lambda_handler.handler(keyed, Context())
+    again = lambda_handler.handler(keyed, Context())
+    assert first["statusCode"] == again["statusCode"] == 200
+    assert again["headers"]["idempotent-replayed"] == "true"
+    assert again["body"] == first["body"]
+    assert db.count() == 2
+
+
+def test_a_scheduled_event_runs_housekeeping(lambda_handler: ModuleType, db: DB) -> None:
+    keyed = event("apigw-http-v2")
+    keyed["headers"]["idempotency-key"] = "expired"
+    assert lambda_handler.handler(keyed, Context())["statusCode"] == 200
+    db.fetch("UPDATE idempotency_keys SET created_at = now() - interval '2 days'")
+    scheduled = json.loads(
+        (Path(__file__).parent / "events" / "schedule" / "eventbridge-scheduled.json").read_text()
+    )
+    assert lambda_handler.handler(scheduled, Context()) == {"idempotency_keys_pruned": 1}
+    assert db.fetch("SELECT count(*) AS n FROM idempotency_keys")[0]["n"] == 0

@@ -243,3 +243,72 @@ def test_post_logs_is_served_under_a_root_path(db: DB, database_url: str) -> Non
     with TestClient(create_app(make_settings(database_url)), root_path="/prod") as client:
         assert post(client, {"logs": [log_entry()]}).json() == {"saved": 1, "status": "success"}
     assert db.count() == 1
+
+
+def test_a_body_without_content_type_is_read_as_json(client: TestClient, db: DB) -> None:
+    raw = json.dumps({"logs": [log_entry()]}).encode()
+    response = client.post("/logs", content=raw, headers={"Content-Type": ""})
+    assert response.status_code == 200, response.text
+    assert db.count() == 1
+
+
+def test_partial_stores_the_valid_entries_and_names_the_rest(client: TestClient, db: DB) -> None:
+    entries = [log_entry(message="a"), log_entry(level="LOUD"), log_entry(message="b"), {"level": "INFO"}]
+    response = client.post("/logs?partial=true", content=json.dumps({"logs": entries}), headers=JSON)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["saved"] == 2 and body["status"] == "partial"
+    assert [(r["index"], r["field"]) for r in body["rejected"]] == [
+        (1, "logs.1.level"),
+        (3, "logs.3.service"),
+        (3, "logs.3.message"),
+    ]
+    assert [r["message"] for r in db.fetch("SELECT message FROM logs ORDER BY id")] == ["a", "b"]
+
+
+def test_partial_with_nothing_wrong_is_a_success(client: TestClient, db: DB) -> None:
+    response = client.post("/logs?partial=true", content=json.dumps({"logs": [log_entry()]}), headers=JSON)
+    assert response.json() == {"saved": 1, "status": "success", "rejected": []}
+
+
+def test_partial_with_nothing_valid_is_still_a_422(client: TestClient, db: DB) -> None:
+    response = client.post(
+        "/logs?partial=true", content=json.dumps({"logs": [{"level": "INFO"}]}), headers=JSON
+    )
+    _error(response, 422, "validation_failed")
+    _error(client.post("/logs?partial=maybe", content=b"{}", headers=JSON), 400, "bad_request")
+    assert db.count() == 0
+
+
+def test_a_utf8_bom_is_ignored(client: TestClient, db: DB) -> None:
+    raw = b"\xef\xbb\xbf" + json.dumps({"logs": [log_entry()]}).encode()
+    assert post(client, raw).status_code == 200
+    assert db.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("metadata", "status"),
+    [
+        (b'{"a":' * 65 + b"1" + b"}" * 65, 422),  # past the documented 64 levels
+        (b'{"a":' * 5000 + b"1" + b"}" * 5000, 400),  # deep enough to break a recursive decoder
+        (b'{"a":' + b"[" * 20000 + b"]" * 20000 + b"}", 400),
+    ],
+)
+def test_deep_nesting_is_refused_by_name(client: TestClient, db: DB, metadata: bytes, status: int) -> None:
+    raw = b'{"logs":[{"level":"INFO","service":"s","message":"m","metadata":' + metadata + b"}]}"
+    body = _error(post(client, raw), status, "validation_failed" if status == 422 else "bad_request")
+    assert "nest" in body["message"]
+    assert db.count() == 0
+
+
+def test_metadata_nested_64_levels_is_kept(client: TestClient, db: DB) -> None:
+    metadata = b'{"a":' * 63 + b"[1]" + b"}" * 63
+    raw = b'{"logs":[{"level":"INFO","service":"s","message":"m","metadata":' + metadata + b"}]}"
+    assert post(client, raw).status_code == 200
+    assert db.count() == 1
+
+
+def test_epoch_milliseconds_from_javascript_are_stored(client: TestClient, db: DB) -> None:
+    assert post(client, {"logs": [log_entry(created_at=1_764_244_800_250)]}).status_code == 200
+    (row,) = db.fetch("SELECT created_at FROM logs")
+    assert row["created_at"] == datetime(2025, 11, 27, 12, 0, 0, 250000, tzinfo=UTC)

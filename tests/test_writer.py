@@ -135,3 +135,97 @@ def test_a_dropped_connection_is_replaced_once(db: DB, database_url: str) -> Non
 
     asyncio.run(with_writer(settings, IngestMode.direct, work))
     assert db.count() == 3
+
+
+class _Killer:
+    """Ends a connection's server process for real (what a failover or an idle reaper does), and waits
+    until PostgreSQL has let it go, so that the connection's next use fails every time."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    async def kill(self, conn: Any) -> None:
+        pid = conn.get_server_pid()
+        admin = await asyncpg.connect(self.url)
+        try:
+            await admin.execute("SELECT pg_terminate_backend($1)", pid)
+            for _ in range(500):  # bounded: 5 s at most
+                if not await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid):
+                    return
+                await asyncio.sleep(0.01)
+        finally:
+            await admin.close()
+
+
+class _FaultyConnection:
+    def __init__(self, conn: Any, step: str, killer: _Killer) -> None:
+        self._conn, self._step, self._killer = conn, step, killer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    async def copy_records_to_table(self, *args: Any, **kwargs: Any) -> Any:
+        if self._step == "copy":
+            await self._killer.kill(self._conn)
+        return await self._conn.copy_records_to_table(*args, **kwargs)
+
+    def transaction(self) -> Any:
+        transaction = self._conn.transaction()
+        return (
+            _KilledAtCommit(transaction, self._conn, self._killer) if self._step == "commit" else transaction
+        )
+
+
+class _KilledAtCommit:
+    def __init__(self, transaction: Any, conn: Any, killer: _Killer) -> None:
+        self._transaction, self._conn, self._killer = transaction, conn, killer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transaction, name)
+
+    async def commit(self) -> None:
+        await self._killer.kill(self._conn)
+        await self._transaction.commit()
+
+
+class _FaultyPool:
+    """The real pool, with the connection killed at one step of the write: copy, commit or release."""
+
+    def __init__(self, pool: Any, step: str, killer: _Killer) -> None:
+        self._pool, self._step, self._killer = pool, step, killer
+
+    async def acquire(self, timeout: float | None = None) -> Any:
+        return _FaultyConnection(await self._pool.acquire(timeout=timeout), self._step, self._killer)
+
+    async def release(self, conn: Any) -> None:
+        if self._step == "release":
+            await self._killer.kill(conn._conn)
+        await self._pool.release(conn._conn)
+
+
+@pytest.mark.parametrize("mode", list(IngestMode))
+@pytest.mark.parametrize(("step", "committed"), [("copy", False), ("commit", False), ("release", True)])
+def test_a_connection_killed_at_each_step_answers_by_whether_it_committed(
+    db: DB, database_url: str, mode: IngestMode, step: str, committed: bool
+) -> None:
+    settings = make_settings(database_url, db_pool_min_size=1, db_pool_max_size=2)
+
+    async def work(writer: Any) -> Any:
+        real = await writer.database.pool()
+        writer.database._pool = _FaultyPool(real, step, _Killer(database_url))
+        try:
+            return await writer.write(batch(5))
+        except ServiceUnavailable as exc:
+            return exc
+        finally:
+            writer.database._pool = real
+
+    result = asyncio.run(with_writer(settings, mode, work))
+    if committed:
+        # The release after COMMIT failed; the answer is still the committed one.
+        assert result == Outcome(b"ok 5")
+        assert db.count() == 5
+    else:
+        assert isinstance(result, ServiceUnavailable), result
+        assert result.status == 503 and int(result.headers["Retry-After"]) >= 1
+        assert db.count() == 0
