@@ -6,6 +6,7 @@ Tests that touch the database get `logs` and `idempotency_keys` emptied before t
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from fastapi.testclient import TestClient
 from app import embedded, migrations
 from app.config import Settings
 from app.main import create_app
+from tests.serverproc import start_server
 from tests.support import DB, make_settings, run
 
 
@@ -55,3 +57,12 @@ def client(db: DB, settings: Settings) -> Iterator[TestClient]:
 @pytest.fixture
 def events_dir() -> Path:
     return Path(__file__).parent / "events"
+
+
+@pytest.fixture
+def server(db: DB, database_url: str, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    process, url = start_server({"DATABASE_URL": database_url}, tmp_path)
+    yield process, url
+    if process.poll() is None:
+        process.kill()
+        process.wait(10)

@@ -10,8 +10,8 @@ import httpx
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.serverproc import start_server
 from tests.support import DB, log_entry
-from tests.test_app_process import start_server
 
 JSON = {"Content-Type": "application/json"}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 
@@ -193,14 +194,27 @@ class _FaultyPool:
 
     def __init__(self, pool: Any, step: str, killer: _Killer) -> None:
         self._pool, self._step, self._killer = pool, step, killer
+        self.release_failed = False
 
     async def acquire(self, timeout: float | None = None) -> Any:
         return _FaultyConnection(await self._pool.acquire(timeout=timeout), self._step, self._killer)
 
     async def release(self, conn: Any) -> None:
-        if self._step == "release":
-            await self._killer.kill(conn._conn)
-        await self._pool.release(conn._conn)
+        if self._step != "release":
+            await self._pool.release(conn._conn)
+            return
+        # asyncpg's reset on release fails as it does when the server's goodbye arrives mid-reset: here
+        # because the connection is still busy with a query, so the pool's reset raises and terminates it.
+        busy = asyncio.ensure_future(conn._conn.execute("SELECT pg_sleep(1)"))
+        await asyncio.sleep(0.05)
+        try:
+            await self._pool.release(conn._conn)
+        except asyncpg.InterfaceError:
+            self.release_failed = True
+            raise
+        finally:
+            with contextlib.suppress(BaseException):
+                await busy
 
 
 @pytest.mark.parametrize("mode", list(IngestMode))
@@ -212,15 +226,16 @@ def test_a_connection_killed_at_each_step_answers_by_whether_it_committed(
 
     async def work(writer: Any) -> Any:
         real = await writer.database.pool()
-        writer.database._pool = _FaultyPool(real, step, _Killer(database_url))
+        writer.database._pool = faulty = _FaultyPool(real, step, _Killer(database_url))
         try:
-            return await writer.write(batch(5))
+            return await writer.write(batch(5)), faulty.release_failed
         except ServiceUnavailable as exc:
-            return exc
+            return exc, faulty.release_failed
         finally:
             writer.database._pool = real
 
-    result = asyncio.run(with_writer(settings, mode, work))
+    result, release_failed = asyncio.run(with_writer(settings, mode, work))
+    assert release_failed == (step == "release")
     if committed:
         # The release after COMMIT failed; the answer is still the committed one.
         assert result == Outcome(b"ok 5")
