@@ -220,16 +220,16 @@ def _row(values: tuple[Any, ...], extras: dict[str, Any] | None, now: datetime, 
 
 
 def _merge(metadata: dict[str, Any] | None, extras: dict[str, Any]) -> dict[str, Any]:
-    """Unknown top-level fields go into metadata under their own names, unless that name is taken."""
+    """Unknown top-level fields go into metadata under their own names; where metadata already has that
+    name, under `name~1` (or `name~2`, …): both values are kept, and a body the schema allows is never
+    refused for a clash the schema cannot express."""
     merged = dict(metadata or {})
     for name, value in extras.items():
-        if name in merged:
-            raise _MetadataProblem(
-                name,
-                f"unknown field {name!r} is stored in metadata, which already has that key",
-                "metadata_conflict",
-            )
-        merged[name] = value
+        key, n = name, 0
+        while key in merged:
+            n += 1
+            key = f"{name}~{n}"
+        merged[key] = value
     return merged
 
 

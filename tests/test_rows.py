@@ -113,8 +113,9 @@ def test_id_and_deleted_are_not_columns_a_client_can_set() -> None:
     assert json.loads(row["metadata"]) == {"id": 5, "deleted": True}
 
 
-def test_unknown_field_that_collides_with_a_metadata_key_is_refused() -> None:
-    assert errors_of(body(log_entry(host="a", metadata={"host": "b"}))) == ["logs.0.host"]
+def test_unknown_field_that_collides_with_a_metadata_key_is_kept_beside_it() -> None:
+    row = one(host="a", metadata={"host": "b", "host~1": "c"})
+    assert json.loads(row["metadata"]) == {"host": "b", "host~1": "c", "host~2": "a"}
 
 
 def test_nul_is_replaced_in_every_stored_string() -> None:
