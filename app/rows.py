@@ -21,7 +21,7 @@ import msgspec
 import orjson
 from pydantic import ValidationError
 
-from app.errors import BadRequest, InvalidLogs
+from app.errors import BadRequest, InvalidLogs, PayloadTooLarge
 from app.models import (
     ENVIRONMENTS,
     FIELDS,
@@ -53,6 +53,9 @@ REPLACEMENT = "\ufffd"
 _NUL_ESCAPE = b"\\u0000"
 # RFC 8259 lets a parser ignore a UTF-8 byte-order mark, and some Windows clients send one.
 BOM = b"\xef\xbb\xbf"
+# How many JSON objects and arrays one body may hold: decoding each costs the same however small it is,
+# so this, not the byte count, bounds the CPU time of a body like `[[],[],...]` (results/REPORT.md).
+MAX_CONTAINERS = 200_000
 # How deep `metadata` (with the unknown fields kept in it) may nest: deeper than any log needs, and far
 # below where a recursive decoder or PostgreSQL's jsonb would be in trouble.
 MAX_METADATA_DEPTH = 64
@@ -91,6 +94,7 @@ def parse(body: bytes, max_batch_size: int, received_at: datetime | None = None)
     """Validate a `{"logs": [...]}` body and return one tuple per log, in COPY column order."""
     now = received_at or datetime.now(UTC)
     body = body.removeprefix(BOM)
+    _count_containers(body)
     try:
         entries = _RAW.decode(body).logs
         if 0 < len(entries) <= max_batch_size:
@@ -131,6 +135,17 @@ def parse_partial(
 def _entry_index(field: str) -> int | None:
     parts = field.split(".")
     return int(parts[1]) if len(parts) > 1 and parts[0] == "logs" and parts[1].isdigit() else None
+
+
+def _count_containers(body: bytes) -> None:
+    # Counting brackets is memchr-fast; only a body with very many is counted again outside its strings.
+    if body.count(b"{") + body.count(b"[") <= MAX_CONTAINERS:
+        return
+    outside = b"".join(body.replace(b"\\\\", b"").replace(b'\\"', b"").split(b'"')[::2])
+    if outside.count(b"{") + outside.count(b"[") > MAX_CONTAINERS:
+        raise PayloadTooLarge(
+            f"the body holds more than {MAX_CONTAINERS} JSON objects and arrays; send smaller batches"
+        )
 
 
 def _too_deep() -> BadRequest:
@@ -202,8 +217,6 @@ def _row(values: tuple[Any, ...], extras: dict[str, Any] | None, now: datetime, 
             for v in (service, message, service_version, trace_id, user_id, session_id, error_type, stack_trace,
                       path, action_type, function_name, file_path)
         ]  # fmt: skip
-        if metadata is not None:
-            metadata = _strip_nul(metadata)
     return (
         created_at,
         _enum(level, _LEVELS, normalize_level),
@@ -215,7 +228,7 @@ def _row(values: tuple[Any, ...], extras: dict[str, Any] | None, now: datetime, 
         None if method is None else _enum(method, _METHODS, upper),
         action_type, function_name, file_path,
         None if duration is None else round(duration, 3),
-        None if metadata is None else _jsonb(metadata),
+        None if metadata is None else _jsonb(metadata, strip_nul),
     )  # fmt: skip
 
 
@@ -233,17 +246,23 @@ def _merge(metadata: dict[str, Any] | None, extras: dict[str, Any]) -> dict[str,
     return merged
 
 
-def _jsonb(value: dict[str, Any]) -> str:
+def _jsonb(value: dict[str, Any], strip_nul: bool) -> str:
+    """Metadata as the JSON text COPY stores, checked for what jsonb cannot hold; all work on the text is
+    done by C code (orjson, re), so no body shape makes it cost Python work per node."""
     try:
         text = orjson.dumps(value).decode()
-    except orjson.JSONEncodeError:
+    except orjson.JSONEncodeError as exc:
+        if "ecursion" in str(exc):
+            raise _MetadataProblem("metadata", _DEEP, "json_too_deep") from None
         # orjson stops at integers beyond 64 bits; jsonb takes any size.
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    # A text with few brackets cannot nest deeply; only one with many is measured exactly.
-    if text.count("{") + text.count("[") > MAX_METADATA_DEPTH and _depth(value) > MAX_METADATA_DEPTH:
-        raise _MetadataProblem(
-            "metadata", f"nested more than {MAX_METADATA_DEPTH} levels deep", "json_too_deep"
-        )
+    # A text with few brackets cannot nest deeply; only one with many is measured.
+    if text.count("{") + text.count("[") > MAX_METADATA_DEPTH and _nests_too_deep(text):
+        raise _MetadataProblem("metadata", _DEEP, "json_too_deep")
+    if strip_nul and "\\u0000" in text:
+        # U+0000 as JSON text writes it. An escaped backslash before "u0000" is text, not U+0000: the
+        # pairs are parked on a character JSON text cannot hold raw (NUL) while the escapes are replaced.
+        text = text.replace("\\\\", NUL).replace("\\u0000", "\\ufffd").replace(NUL, "\\\\")
     # pydantic reads NaN, Infinity and numbers beyond 1.8e308 as floats JSON cannot hold, which orjson
     # writes as null. Only output with a null in it can hide one: check those strictly.
     if "null" in text:
@@ -258,26 +277,24 @@ def _jsonb(value: dict[str, Any]) -> str:
     return text
 
 
-def _depth(value: Any) -> int:
-    """How deeply objects and arrays nest in `value` (1 for a flat object), without recursion."""
-    deepest = 0
-    stack = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        deepest = max(deepest, depth)
-        children = node.values() if isinstance(node, dict) else node
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
-    return deepest
+_DEEP = f"nested more than {MAX_METADATA_DEPTH} levels deep"
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
 
 
-def _strip_nul(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.replace(NUL, REPLACEMENT)
-    if isinstance(value, dict):
-        return {_strip_nul(k): _strip_nul(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_strip_nul(v) for v in value]
-    return value
+def _nests_too_deep(text: str) -> bool:
+    """Whether JSON `text` nests objects and arrays more than MAX_METADATA_DEPTH deep.
+
+    Only C-speed string operations, so that no body shape can make this cost Python work per node: drop
+    escaped backslashes and quotes, keep what lies outside strings, keep only its brackets, then remove
+    innermost pairs a level at a time; a text nested n levels deep is empty after exactly n passes.
+    """
+    outside = "".join(text.replace("\\\\", "").replace('\\"', "").split('"')[::2])
+    brackets = outside.encode().translate(None, _NOT_BRACKETS)
+    for _ in range(MAX_METADATA_DEPTH):
+        brackets = brackets.replace(b"[]", b"").replace(b"{}", b"")
+        if not brackets:
+            return False
+    return True
 
 
 def _to_domain_error(exc: ValidationError) -> BadRequest | InvalidLogs:

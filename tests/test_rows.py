@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from app.errors import BadRequest, InvalidLogs
+from app.errors import BadRequest, InvalidLogs, PayloadTooLarge
 from app.rows import COLUMNS, documented, parse
 from tests.support import log_entry
 
@@ -300,3 +300,34 @@ def test_unknown_fields_take_the_second_pass_and_are_kept(monkeypatch: pytest.Mo
     monkeypatch.setattr(app.rows, "documented", lambda *args: calls.append(args) or documented(*args))
     (row,) = parse(body(log_entry(region="eu")), 1000, NOW)
     assert calls and json.loads(row[COLUMNS.index("metadata")]) == {"region": "eu"}
+
+
+def test_a_literal_backslash_u0000_is_text_not_nul() -> None:
+    row = one(message="a\x00", metadata={"lit": "\\u0000", "nul": "a\x00b", "k\x00": 1, "both": "\\\x00"})
+    assert json.loads(row["metadata"]) == {
+        "lit": "\\u0000",
+        "nul": "a\ufffdb",
+        "k\ufffd": 1,
+        "both": "\\\ufffd",
+    }
+
+
+def test_a_body_with_too_many_objects_and_arrays_is_refused_before_decoding() -> None:
+    entries = [log_entry(metadata={"a": [[0]] * 250}) for _ in range(1000)]
+    with pytest.raises(PayloadTooLarge, match="JSON objects and arrays"):
+        parse(body(*entries), 1000, NOW)
+    # Brackets inside strings are text, not containers.
+    assert len(parse(body(*[log_entry(message="[{" * 300) for _ in range(1000)]), 1000, NOW)) == 1000
+
+
+@pytest.mark.parametrize("depth", [64, 65, 300, 900])
+def test_metadata_nesting_is_limited_to_64_levels(depth: int) -> None:
+    metadata: Any = 1
+    for _ in range(depth):
+        metadata = {"a": metadata}
+    raw = body(log_entry(metadata=metadata, note="\x00"))  # the NUL and unknown field take the slower paths
+    if depth <= 64:
+        assert len(parse(raw, 1000, NOW)) == 1
+    else:
+        with pytest.raises((InvalidLogs, BadRequest), match="nest"):
+            parse(raw, 1000, NOW)
