@@ -45,7 +45,9 @@ def main() -> None:
         port=settings.server_port,
         workers=settings.web_concurrency,
         loop="uvloop",
-        http="httptools",
+        # httptools, plus a header timeout (app/protocol.py).
+        http="app.protocol:HeaderTimeoutProtocol",
+        limit_concurrency=settings.max_connections,
         log_config=None,
         access_log=False,
         proxy_headers=True,

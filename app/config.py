@@ -53,6 +53,17 @@ class Settings(BaseSettings):
 
     max_batch_size: int = Field(1000, ge=1)
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    # Hostile or broken clients (app/body.py, app/protocol.py; README "Limits and abuse"). Per worker:
+    # bytes of request bodies held at once (received and decoded) before new ones get 429; sized so
+    # that two workers stay well inside a 4 GB t3.medium with PostgreSQL beside them.
+    body_memory_limit: int = Field(256 * 1024 * 1024, ge=1024)
+    # Seconds a body may pause between two chunks, and the rate it must keep up after that many seconds.
+    body_read_timeout: float = Field(10.0, gt=0)
+    body_min_rate: int = Field(10 * 1024, ge=0)
+    # Seconds a connection has to send a request's headers, from connecting or from the request's start.
+    header_timeout: float = Field(10.0, gt=0)
+    # Connections (and requests in progress) per worker before uvicorn answers 503.
+    max_connections: int = Field(1000, ge=1)
     cors_origins: str = "*"
 
     ingest_mode: IngestMode = IngestMode.group

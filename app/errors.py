@@ -4,6 +4,7 @@
     ├── BadRequest                   400 malformed JSON, bad compressed data, not UTF-8, bad Idempotency-Key
     ├── Unauthorized                 401 + WWW-Authenticate: API keys are set and none (or a wrong one) was sent
     ├── Forbidden                    403 an ingest-only key on a read route
+    ├── RequestTimeout               408 the body stalled, or arrived slower than BODY_MIN_RATE
     ├── PayloadTooLarge              413 body over MAX_BODY_BYTES, on the wire or once expanded
     ├── UnsupportedMediaType         415 Content-Type or Content-Encoding we do not take
     ├── InvalidLogs                  422 per-field validation errors, each named like `logs.2.level`
@@ -36,6 +37,13 @@ class IngestError(Exception):
 class BadRequest(IngestError):
     status = 400
     code = "bad_request"
+
+
+class RequestTimeout(IngestError):
+    status = 408
+    code = "request_timeout"
+    # The rest of the body may still be on its way: the connection cannot be reused.
+    headers: ClassVar[dict[str, str]] = {"Connection": "close"}
 
 
 class PayloadTooLarge(IngestError):

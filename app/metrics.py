@@ -52,6 +52,7 @@ REASONS = {
     400: "validation",
     401: "unauthorized",
     403: "unauthorized",
+    408: "too_slow",
     413: "too_large",
     415: "unsupported",
     422: "validation",

@@ -123,7 +123,11 @@ def parse_partial(
     bad = {index for index, _ in indexed}
     if None in bad:  # a batch-level problem (too many logs, not a list): nothing to keep
         raise InvalidLogs(errors)
-    entries = _ENTRIES.decode(body.removeprefix(BOM)).logs
+    try:
+        entries = _ENTRIES.decode(body.removeprefix(BOM)).logs
+    except (msgspec.MsgspecError, RecursionError):
+        # JSON only the documented schema reads (NaN, Infinity): the entries cannot be told apart.
+        raise InvalidLogs(errors) from None
     good = [raw for index, raw in enumerate(entries) if index not in bad]
     if not good:
         raise InvalidLogs(errors)

@@ -15,7 +15,15 @@ RESPONSES: dict[int, dict[str, Any]] = {
     },
     401: {"model": ErrorBody, "description": "API keys are configured and none, or a wrong one, was sent."},
     403: {"model": ErrorBody, "description": "An ingest-only API key on a read route."},
-    413: {"model": ErrorBody, "description": "Body over MAX_BODY_BYTES, on the wire or once decompressed."},
+    408: {
+        "model": ErrorBody,
+        "description": "The body stalled for BODY_READ_TIMEOUT seconds, or arrived slower than BODY_MIN_RATE.",
+    },
+    413: {
+        "model": ErrorBody,
+        "description": "Body over MAX_BODY_BYTES (on the wire or once decompressed), or with more than "
+        "200,000 JSON objects and arrays.",
+    },
     415: {
         "model": ErrorBody,
         "description": "Content-Type is not application/json, or an unknown Content-Encoding.",
@@ -27,7 +35,8 @@ RESPONSES: dict[int, dict[str, Any]] = {
     },
     429: {
         "model": ErrorBody,
-        "description": "The write queue is full: the server is busy. Nothing was stored; retry after Retry-After.",
+        "description": "The write queue is full, or the worker holds BODY_MEMORY_LIMIT bytes of bodies: the "
+        "server is busy. Nothing was stored; retry after Retry-After.",
         "headers": _RETRY,
     },
     503: {

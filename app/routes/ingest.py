@@ -16,11 +16,11 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app import idempotency, rows
+from app import body, idempotency, rows
 from app.asgi import error_response, route_path
 from app.config import Settings
 from app.decode import check_content_type, content_encoding, decode
-from app.errors import BadRequest, IngestError, PayloadTooLarge
+from app.errors import BadRequest, IngestError
 from app.models import IngestResult, batch_adapter
 from app.routes.errors import responses
 from app.writer import Batch, Writer
@@ -34,11 +34,12 @@ def router(settings: Settings, writer: Writer) -> tuple[APIRouter, Endpoint]:
     api = APIRouter()
     limit = settings.max_body_bytes
     in_flight = idempotency.InFlight()
+    budget = body.Budget(settings.body_memory_limit)
 
     @api.post(
         PATH,
         response_model=IngestResult,
-        responses=responses(400, 401, 413, 415, 422, 429, 503),
+        responses=responses(400, 401, 408, 413, 415, 422, 429, 503),
         summary="Store a batch of logs",
     )
     async def post_logs(request: Request) -> Response:
@@ -53,17 +54,26 @@ def router(settings: Settings, writer: Writer) -> tuple[APIRouter, Endpoint]:
         check_content_type(request.headers.get("content-type"))
         encoding = content_encoding(request.headers.get("content-encoding"))
         partial = _flag(request.query_params.get("partial"))
-        body = decode(await read_body(request, limit), encoding, limit)
+        async with budget.hold() as held:
+            raw = await body.read(request, settings, held)
+            decoded = decode(raw, encoding, limit)
+            if decoded is not raw:
+                held.take(len(decoded))
+            return await _store(request, decoded, key, partial)
+
+    async def _store(request: Request, decoded: bytes, key: str | None, partial: bool) -> Response:
         if partial:
-            batch, rejected = rows.parse_partial(body, settings.max_batch_size)
+            batch, rejected = rows.parse_partial(decoded, settings.max_batch_size)
             answer = orjson.dumps(
                 {"saved": len(batch), "status": "partial" if rejected else "success", "rejected": rejected}
             )
         else:
-            batch = rows.parse(body, settings.max_batch_size)
+            batch = rows.parse(decoded, settings.max_batch_size)
             answer = b'{"saved":%d,"status":"success"}' % len(batch)
         claim = (
-            idempotency.Claim(key, idempotency.fingerprint(PATH, body, f"partial={partial}")) if key else None
+            idempotency.Claim(key, idempotency.fingerprint(PATH, decoded, f"partial={partial}"))
+            if key
+            else None
         )
         async with in_flight.hold(key):
             outcome = await writer.write(Batch(batch, answer, claim))
@@ -84,20 +94,6 @@ def _flag(value: str | None) -> bool:
     if value.lower() in ("true", "1"):
         return True
     raise BadRequest(f"partial must be true or false, not {value!r}")
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit}")
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 class IngestRoute:

@@ -1,0 +1,88 @@
+"""Receiving a request body: the size cap, a memory budget shared by all requests of a worker, and the
+cut-offs for clients that stall or trickle.
+
+Bodies in flight are what a hostile (or just broken) client can make a server hold: 60 connections that
+each send 9 MB and stall would otherwise cost 550 MB. Each request takes its bytes from the worker's
+budget (BODY_MEMORY_LIMIT) before it holds them, the declared Content-Length up front, and gives them
+back when it is answered; past the budget a request gets 429 + Retry-After.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.requests import Request
+
+from app.config import Settings
+from app.errors import Busy, PayloadTooLarge, RequestTimeout
+
+
+class Budget:
+    """Bytes of request bodies a worker holds at once (received or decoded)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    @asynccontextmanager
+    async def hold(self) -> AsyncIterator[Held]:
+        held = Held(self)
+        try:
+            yield held
+        finally:
+            self.used -= held.size
+
+
+class Held:
+    """One request's share of the budget."""
+
+    def __init__(self, budget: Budget) -> None:
+        self.budget = budget
+        self.size = 0
+
+    def take(self, size: int) -> None:
+        if self.budget.used + size > self.budget.limit:
+            raise Busy(
+                f"the server holds {self.budget.used} bytes of request bodies, its limit; retry shortly",
+                retry_after=1,
+            )
+        self.budget.used += size
+        self.size += size
+
+
+async def read(request: Request, settings: Settings, held: Held) -> bytes:
+    """The whole body: 413 past MAX_BODY_BYTES, 429 past the budget, 408 when the client stalls or trickles."""
+    limit = settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit():
+        if int(declared) > limit:
+            raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit}")
+        held.take(int(declared))
+    reserved = held.size
+    chunks = []
+    size = 0
+    started = time.monotonic()
+    stream = request.stream().__aiter__()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(anext(stream), settings.body_read_timeout)
+        except StopAsyncIteration:
+            break
+        except TimeoutError:
+            raise RequestTimeout(f"no body bytes arrived for {settings.body_read_timeout:g} s") from None
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+        if size > reserved:
+            held.take(size - reserved)
+            reserved = size
+        chunks.append(chunk)
+        elapsed = time.monotonic() - started
+        if elapsed > settings.body_read_timeout and size < settings.body_min_rate * elapsed:
+            raise RequestTimeout(
+                f"the body arrived at {size / elapsed:.0f} bytes/s; the minimum is {settings.body_min_rate}"
+            )
+    return b"".join(chunks)
