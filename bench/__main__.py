@@ -1,4 +1,4 @@
-"""`python -m bench [all|db|http|steps REV...|report] [--quick] [--out DIR]`: measure, save raw JSON, render
+"""`python -m bench [all|db|http|limits|steps REV...|report] [--quick] [--out DIR]`: measure, save raw JSON, render
 the report."""
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from typing import Any
 
 from tqdm import tqdm
 
+from app.config import Settings
 from app.rows import parse
-from bench import database, db, http, machine, report, steps
+from bench import database, db, http, limits, machine, report, steps
 from bench.data import LogFactory, body
 
 ROOT = Path(__file__).parent.parent
@@ -26,7 +27,9 @@ QUICK = {"db": ([10, 1000], 0.1, 0.3), "http": (0.3, 1.0)}
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("suite", nargs="?", default="all", choices=["all", "db", "http", "steps", "report"])
+    parser.add_argument(
+        "suite", nargs="?", default="all", choices=["all", "db", "http", "limits", "steps", "report"]
+    )
     parser.add_argument("revisions", nargs="*", help="steps: git revisions whose server to measure, in order")
     parser.add_argument("--quick", action="store_true", help="a smoke run in well under a minute")
     parser.add_argument(
@@ -38,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.suite == "steps" and not args.revisions:
         parser.error("steps needs the git revisions to compare, oldest first")
-    if args.suite in ("all", "db", "http", "steps"):
+    if args.suite in ("all", "db", "http", "limits", "steps"):
         source = asyncio.run(database.prepare())
         meta = {**machine.describe(), "database": source.description, "quick": args.quick}
         meta["postgres"] = asyncio.run(_postgres(source.dsn))
@@ -66,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
                 results = http.suite(source.dsn, arms, warmup, duration, progress)
                 _save(args.out / "http.json", meta, {"warmup_s": warmup, "duration_s": duration, "seed": 7,
                                                      "arms": [arm.__dict__ for arm in arms]}, results)  # fmt: skip
+            if args.suite in ("all", "limits"):
+                results = limits.run(progress)
+                _save(args.out / "limits.json", meta, {"max_body_bytes": Settings(_env_file=None).max_body_bytes,  # type: ignore[call-arg]
+                                                       "repeats": limits.REPEATS}, results)  # fmt: skip
             if args.suite == "steps":
                 warmup, duration = plan["http"]
                 results = steps.run(source.dsn, args.revisions, warmup, duration, progress)
@@ -83,6 +90,8 @@ def _count_steps(suite: str, plan: dict[str, Any], revisions: list[str]) -> int:
         count += len(plan["db"][0]) * len(db.METHODS) + len(db.SCHEMAS)
     if suite in ("all", "http"):
         count += len(http.quick_arms() if plan is QUICK else http.full_arms()) + 1
+    if suite in ("all", "limits"):
+        count += len(limits.bodies(1024))
     if suite == "steps":
         count += steps.REPEATS * len(revisions) * (len(steps.ARMS) + 1)
     return count

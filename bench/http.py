@@ -43,6 +43,7 @@ class Arm:
     gzip: bool
     clients: int
     workers: int = 1  # the server's WEB_CONCURRENCY
+    keyed: bool = False  # every request carries an Idempotency-Key of its own
 
 
 def full_arms() -> list[Arm]:
@@ -60,12 +61,15 @@ def full_arms() -> list[Arm]:
         Arm("b100-gzip-c8-w2", "group", 100, True, 8, workers=2),
         Arm("b10-c32-w2", "group", 10, False, 32, workers=2),
         Arm("b10-c32-direct-w2", "direct", 10, False, 32, workers=2),
+        # What exactly-once costs: the same loads as b1000-gzip-c8 and b10-c32, each request keyed.
+        Arm("b1000-gzip-c8-keyed", "group", 1000, True, 8, keyed=True),
+        Arm("b10-c32-keyed", "group", 10, False, 32, keyed=True),
     ]
 
 
 def quick_arms() -> list[Arm]:
     return [Arm("b100-c4", "group", 100, False, 4), Arm("b100-gzip-c4", "group", 100, True, 4),
-            Arm("b10-c8-direct", "direct", 10, False, 8)]  # fmt: skip
+            Arm("b10-c8-direct", "direct", 10, False, 8), Arm("b100-c4-keyed", "group", 100, False, 4, keyed=True)]  # fmt: skip
 
 
 # --- the server process -------------------------------------------------------------------------------
@@ -210,7 +214,13 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool
 
 
 async def _client(
-    port: int, requests: Sequence[bytes], offset: int, until: float, tally: Tally, record: bool
+    port: int,
+    requests: Sequence[bytes],
+    offset: int,
+    until: float,
+    tally: Tally,
+    record: bool,
+    keys: str | None,
 ) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     i = offset
@@ -218,6 +228,11 @@ async def _client(
         while time.perf_counter() < until:
             request = requests[i % len(requests)]
             i += 1
+            if keys is not None:
+                # A key never used before: each send is a new batch to the server, as without keys.
+                request = request.replace(
+                    b"\r\n\r\n", b"\r\nIdempotency-Key: %s-%d\r\n\r\n" % (keys.encode(), i), 1
+                )
             started = time.perf_counter()
             writer.write(request)
             status, payload, close = await _read_response(reader)
@@ -237,17 +252,28 @@ async def _client(
 
 
 async def load(
-    port: int, requests: Sequence[bytes], clients: int, warmup: float, duration: float
+    port: int, requests: Sequence[bytes], clients: int, warmup: float, duration: float, keyed: bool = False
 ) -> tuple[Tally, Tally, float]:
     """Warm-up, then the measured phase; every client finishes its in-flight request before returning."""
+    run = os.urandom(4).hex()
+
+    def keys(phase: str, n: int) -> str | None:
+        return f"{run}-{phase}-{n}" if keyed else None
+
     warm = Tally()
     await asyncio.gather(
-        *(_client(port, requests, n * 7, time.perf_counter() + warmup, warm, False) for n in range(clients))
+        *(
+            _client(port, requests, n * 7, time.perf_counter() + warmup, warm, False, keys("w", n))
+            for n in range(clients)
+        )
     )
     measured = Tally()
     started = time.perf_counter()
     await asyncio.gather(
-        *(_client(port, requests, n * 7, started + duration, measured, True) for n in range(clients))
+        *(
+            _client(port, requests, n * 7, started + duration, measured, True, keys("m", n))
+            for n in range(clients)
+        )
     )
     return warm, measured, time.perf_counter() - started
 
@@ -264,7 +290,7 @@ async def _count(dsn: str, truncate: bool = False) -> int:
     conn = await asyncpg.connect(dsn)
     try:
         if truncate:
-            await conn.execute("TRUNCATE logs")
+            await conn.execute("TRUNCATE logs, idempotency_keys")
         return await conn.fetchval("SELECT count(*) FROM logs")
     finally:
         await conn.close()
@@ -277,7 +303,7 @@ def run_arm(dsn: str, process: psutil.Process, port: int, arm: Arm, bodies: Sequ
     wire_bytes = sum(len(gzipped(b)) for b in bodies) if arm.gzip else raw_bytes
     asyncio.run(_count(dsn, truncate=True))
     with Sampler(process) as sampler:
-        warm, measured, seconds = uvloop.run(load(port, requests, arm.clients, warmup, duration))
+        warm, measured, seconds = uvloop.run(load(port, requests, arm.clients, warmup, duration, arm.keyed))
     stored = asyncio.run(_count(dsn))
     acknowledged = warm.acknowledged + measured.acknowledged
     if stored != acknowledged:
@@ -288,7 +314,7 @@ def run_arm(dsn: str, process: psutil.Process, port: int, arm: Arm, bodies: Sequ
     logs = measured.acknowledged
     return {
         "arm": arm.name, "mode": arm.mode, "workers": arm.workers, "batch": arm.batch, "gzip": arm.gzip,
-        "clients": arm.clients,
+        "clients": arm.clients, "keyed": arm.keyed,
         "seconds": round(seconds, 3), "requests": measured.requests, "logs": logs,
         "logs_per_s": round(logs / seconds, 1), "requests_per_s": round(measured.requests / seconds, 1),
         "p50_ms": round(db.percentile(ms, 50), 3), "p90_ms": round(db.percentile(ms, 90), 3),

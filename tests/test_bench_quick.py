@@ -28,4 +28,9 @@ def test_quick_run_writes_well_formed_results(
     assert arms and all(a["stored_equals_acknowledged"] and a["logs"] > 0 for a in arms)
     assert all(set(a["statuses"]) == {"200"} for a in arms)
     assert {c["connections"] for c in http_data["results"]["ceilings"]} == {1, 2}
-    assert "## The product description's claims, measured" in (tmp_path / "REPORT.md").read_text()
+    limits = json.loads((tmp_path / "limits.json").read_text())["results"]
+    assert all(r["cpu_s"] > 0 and r["outcome"] for r in limits)
+    report = (tmp_path / "REPORT.md").read_text()
+    assert "## The product description's claims, measured" in report
+    assert "## What exactly-once costs (same run)" in report and "`b100-c4`" in report
+    assert "## The most expensive bodies (limits suite)" in report
