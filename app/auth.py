@@ -3,7 +3,8 @@
     API_KEYS          every route
     INGEST_API_KEYS   writes only (POST); a read route answers 403
 
-A key comes as `Authorization: Bearer <key>` or `X-API-Key: <key>`. Liveness and readiness stay open
+On Lambda the keys may come from a Secrets Manager secret instead (API_KEYS_SECRET_ARN), read once per
+container. A key comes as `Authorization: Bearer <key>` or `X-API-Key: <key>`. Liveness and readiness stay open
 (load balancers probe them without keys), and so does a CORS preflight, which CORSMiddleware answers
 before this middleware sees it. A key is compared in constant time against every configured key, and is
 never logged, echoed in an error or counted by name.
@@ -17,8 +18,9 @@ from enum import Enum
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app import secrets
 from app.asgi import error_response, route_path
-from app.config import Settings
+from app.config import Settings, split_list
 from app.errors import Forbidden, Unauthorized
 
 OPEN = frozenset({"/", "/health/ready"})
@@ -32,9 +34,13 @@ class Grant(Enum):
 class ApiKeys:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
+        full, ingest = settings.api_key_list, settings.ingest_api_key_list
+        if settings.api_keys_secret_arn:
+            from_secret = secrets.api_keys(settings.api_keys_secret_arn)
+            full, ingest = full + split_list(from_secret[0]), ingest + split_list(from_secret[1])
         # Digests of equal length, so that compare_digest's time says nothing about a key's length.
-        self.keys = [(_digest(key), Grant.all) for key in settings.api_key_list] + [
-            (_digest(key), Grant.ingest) for key in settings.ingest_api_key_list
+        self.keys = [(_digest(key), Grant.all) for key in full] + [
+            (_digest(key), Grant.ingest) for key in ingest
         ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

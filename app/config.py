@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     # may only write (POST). Set either and every route but GET / and GET /health/ready needs a key.
     api_keys: str = ""
     ingest_api_keys: str = ""
+    # A Secrets Manager secret holding API_KEYS and/or INGEST_API_KEYS (Lambda), added to the two above.
+    api_keys_secret_arn: str | None = None
 
     @field_validator("log_level")
     @classmethod
@@ -87,20 +89,20 @@ class Settings(BaseSettings):
 
     @property
     def cors_origin_list(self) -> list[str]:
-        return _split(self.cors_origins)
+        return split_list(self.cors_origins)
 
     @property
     def api_key_list(self) -> list[str]:
-        return _split(self.api_keys)
+        return split_list(self.api_keys)
 
     @property
     def ingest_api_key_list(self) -> list[str]:
-        return _split(self.ingest_api_keys)
+        return split_list(self.ingest_api_keys)
 
     @property
     def database_configured(self) -> bool:
         return bool(self.database_url or self.database_secret_arn or self.database_host)
 
 
-def _split(value: str) -> list[str]:
+def split_list(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
 from tests.support import DB, log_entry, make_settings
+from tests.test_database import FakeSecretsManager
 
 FULL, INGEST = "full-key-0123456789", "ingest-key-abcdef"
 BODY = json.dumps({"logs": [log_entry()]}).encode()
@@ -99,3 +102,17 @@ def test_without_keys_configured_everything_is_open(db: DB, database_url: str) -
     with TestClient(create_app(make_settings(database_url))) as client:
         assert client.post("/logs", content=BODY).status_code == 200
         assert client.get("/stats").status_code == 200
+
+
+def test_keys_from_a_secrets_manager_secret(
+    monkeypatch: pytest.MonkeyPatch, db: DB, database_url: str
+) -> None:
+    fake = FakeSecretsManager({"API_KEYS": "from-secret", "INGEST_API_KEYS": "ingest-from-secret"})
+    monkeypatch.setitem(sys.modules, "boto3", SimpleNamespace(client=lambda service: fake))
+    settings = make_settings(database_url, api_keys="from-env", api_keys_secret_arn="arn:keys")
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/stats", headers=bearer("from-secret")).status_code == 200
+        assert client.get("/stats", headers=bearer("from-env")).status_code == 200
+        assert client.get("/stats", headers=bearer("ingest-from-secret")).status_code == 403
+        assert client.get("/stats", headers=bearer("nope")).status_code == 401
+    assert fake.asked == ["arn:keys"]
