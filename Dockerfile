@@ -1,4 +1,4 @@
-# log-save-server: uvicorn (uvloop + httptools) serving the FastAPI app. PostgreSQL comes from
+# log-save-server: `python -m app` (uvicorn, uvloop + httptools with a header timeout) serving the FastAPI app. PostgreSQL comes from
 # DATABASE_URL or DATABASE_HOST/...; see docker-compose.yml.
 FROM python:3.13-slim
 
@@ -18,8 +18,12 @@ COPY app ./app
 # A numeric non-root user: Kubernetes' runAsNonRoot can check it without reading /etc/passwd.
 USER 10001:10001
 
-# uvicorn reads WEB_CONCURRENCY itself as its worker count; 2 fits a 2-vCPU host.
+# 2 workers fit a 2-vCPU host. Keep-alive above a load balancer's idle timeout (ALB: 60 s); uvicorn reads
+# FORWARDED_ALLOW_IPS itself: trust X-Forwarded-* from the proxy in front of the container.
 ENV WEB_CONCURRENCY=2 \
+    SERVER_KEEPALIVE_TIMEOUT=75 \
+    SHUTDOWN_TIMEOUT=25 \
+    FORWARDED_ALLOW_IPS="*" \
     LOGSAVE_DATA_DIR=/tmp/logsave
 EXPOSE 8000
 
@@ -27,9 +31,8 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health/ready', timeout=4).status != 200)"]
 
-# Exec form: uvicorn is PID 1 and gets SIGTERM itself, then drains for up to 25 s (keep the
-# orchestrator's stop timeout above that, e.g. stop_grace_period: 30s).
-CMD ["uvicorn", "app.__main__:serve", "--factory", "--host", "0.0.0.0", "--port", "8000", \
-     "--loop", "uvloop", "--http", "httptools", "--no-access-log", \
-     "--proxy-headers", "--forwarded-allow-ips", "*", \
-     "--timeout-keep-alive", "75", "--timeout-graceful-shutdown", "25"]
+# Exec form: the app is PID 1 and gets SIGTERM itself, then drains for up to SHUTDOWN_TIMEOUT s (keep the
+# orchestrator's stop timeout above that, e.g. stop_grace_period: 30s). `python -m app` rather than the
+# uvicorn command: it applies every setting (header timeout, MAX_CONNECTIONS) and gives the workers a
+# fresh directory to add their metrics up in.
+CMD ["python", "-m", "app"]

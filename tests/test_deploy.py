@@ -133,9 +133,9 @@ def test_dockerfile_follows_the_house_rules() -> None:
     healthcheck = next(l for l in lines if l.startswith('CMD ["python"'))
     assert "urllib.request" in healthcheck and "/health/ready" in healthcheck
     assert "curl" not in text.replace("# No curl", "")
-    cmd = text[text.index('CMD ["uvicorn"') :]
-    assert "--proxy-headers" in cmd and "--timeout-graceful-shutdown" in cmd and "--workers" not in cmd
-    assert "WEB_CONCURRENCY=" in text  # uvicorn reads it as its worker count
+    # The same entry point as everywhere else, so every setting applies; exec form, so it gets SIGTERM.
+    assert lines[-1] == 'CMD ["python", "-m", "app"]'
+    assert "WEB_CONCURRENCY=2" in text and "SHUTDOWN_TIMEOUT=" in text and "FORWARDED_ALLOW_IPS" in text
 
 
 def test_compose_runs_postgres_15_with_a_healthcheck_and_the_app_after_it() -> None:
