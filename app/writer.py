@@ -189,8 +189,9 @@ async def _claim(
         lost = [key for key in keys if key not in won]
         if lost:
             stored = {record["key"]: record for record in await conn.fetch(idempotency.LOOKUP, lost)}
-    if len(batches) == 1 and not (claims and not won):
-        return [Outcome(batches[0].response)], batches[0].rows
+    only = batches[0]
+    if len(batches) == 1 and (only.claim is None or only.claim.key in won):
+        return [Outcome(only.response)], only.rows
     outcomes: list[Outcome | IngestError] = []
     rows: list[Row] = []
     for batch in batches:

@@ -197,6 +197,14 @@ class _FaultyPool:
         self.release_failed = False
 
     async def acquire(self, timeout: float | None = None) -> Any:
+        if self._step == "acquire":
+            # Every connection of the pool is busy elsewhere: the acquire times out, as under overload.
+            held = [await self._pool.acquire() for _ in range(self._pool.get_max_size())]
+            try:
+                return await self._pool.acquire(timeout=0.1)
+            finally:
+                for conn in held:
+                    await self._pool.release(conn)
         return _FaultyConnection(await self._pool.acquire(timeout=timeout), self._step, self._killer)
 
     async def release(self, conn: Any) -> None:
@@ -218,7 +226,9 @@ class _FaultyPool:
 
 
 @pytest.mark.parametrize("mode", list(IngestMode))
-@pytest.mark.parametrize(("step", "committed"), [("copy", False), ("commit", False), ("release", True)])
+@pytest.mark.parametrize(
+    ("step", "committed"), [("acquire", False), ("copy", False), ("commit", False), ("release", True)]
+)
 def test_a_connection_killed_at_each_step_answers_by_whether_it_committed(
     db: DB, database_url: str, mode: IngestMode, step: str, committed: bool
 ) -> None:
