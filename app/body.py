@@ -61,28 +61,31 @@ async def read(request: Request, settings: Settings, held: Held) -> bytes:
         if int(declared) > limit:
             raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit}")
         held.take(int(declared))
-    reserved = held.size
-    chunks = []
+    chunks: list[bytes] = []
     size = 0
     started = time.monotonic()
-    stream = request.stream().__aiter__()
-    while True:
-        try:
-            chunk = await asyncio.wait_for(anext(stream), settings.body_read_timeout)
-        except StopAsyncIteration:
-            break
-        except TimeoutError:
-            raise RequestTimeout(f"no body bytes arrived for {settings.body_read_timeout:g} s") from None
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-        if size > reserved:
-            held.take(size - reserved)
-            reserved = size
-        chunks.append(chunk)
-        elapsed = time.monotonic() - started
-        if elapsed > settings.body_read_timeout and size < settings.body_min_rate * elapsed:
-            raise RequestTimeout(
-                f"the body arrived at {size / elapsed:.0f} bytes/s; the minimum is {settings.body_min_rate}"
-            )
+    loop = asyncio.get_running_loop()
+    try:
+        # One timeout for the whole body, pushed back as each chunk arrives: no task per chunk.
+        async with asyncio.timeout(settings.body_read_timeout) as deadline:
+            async for chunk in request.stream():
+                deadline.reschedule(loop.time() + settings.body_read_timeout)
+                size = _add(chunk, chunks, size, limit, held)
+                elapsed = time.monotonic() - started
+                if elapsed > settings.body_read_timeout and size < settings.body_min_rate * elapsed:
+                    raise RequestTimeout(
+                        f"the body arrived at {size / elapsed:.0f} bytes/s; the minimum is {settings.body_min_rate}"
+                    )
+    except TimeoutError:
+        raise RequestTimeout(f"no body bytes arrived for {settings.body_read_timeout:g} s") from None
     return b"".join(chunks)
+
+
+def _add(chunk: bytes, chunks: list[bytes], size: int, limit: int, held: Held) -> int:
+    size += len(chunk)
+    if size > limit:
+        raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+    if size > held.size:
+        held.take(size - held.size)
+    chunks.append(chunk)
+    return size

@@ -10,6 +10,7 @@ sets it before uvicorn spawns them.
 from __future__ import annotations
 
 import os
+from functools import cache
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -59,6 +60,19 @@ REASONS = {
     429: "busy",
     503: "unavailable",
 }
+
+
+@cache
+def _request_series(route: str, status: int) -> tuple[Counter, Histogram]:
+    # prometheus-client's labels() takes a lock and builds a key on every call; a request needs the same
+    # few series again and again (routes are the app's own, statuses few), so they are looked up once.
+    return REQUESTS.labels(route=route, status=str(status)), REQUEST_DURATION.labels(route=route)
+
+
+def count_request(route: str, status: int, seconds: float) -> None:
+    requests, duration = _request_series(route, status)
+    requests.inc()
+    duration.observe(seconds)
 
 
 def exposition() -> tuple[bytes, str]:

@@ -39,8 +39,7 @@ class RequestLog:
             path = route_path(scope)
             route = path if path in self.routes else "other"
             state = scope.get("state", {})
-            metrics.REQUESTS.labels(route=route, status=str(status)).inc()
-            metrics.REQUEST_DURATION.labels(route=route).observe(elapsed)
+            metrics.count_request(route, status, elapsed)
             if scope["method"] == "POST":
                 reason = "replay" if state.get("replayed") else metrics.REASONS.get(status)
                 if reason:
