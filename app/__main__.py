@@ -1,26 +1,67 @@
-"""`python -m app`: serve log-save-server with uvicorn (uvloop + httptools)."""
+"""`python -m app`: serve log-save-server with uvicorn (uvloop + httptools).
+
+`python -m app retention [--dry-run]`: one retention pass (app/retention.py); prints what it dropped.
+"""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import atexit
 import logging
 import os
 import signal
+import sys
 import tempfile
 
+import asyncpg
 import uvicorn
 from fastapi import FastAPI
 
-from app import database, jsonlog, metrics
+from app import database, jsonlog, metrics, migrations, retention
 from app.config import Settings
 from app.main import create_app
 
 log = logging.getLogger("app")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app", description="log-save-server")
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("serve", help="serve HTTP (the default)")
+    retention_cmd = commands.add_parser(
+        "retention", help="drop partitions older than RETENTION_DAYS, then exit"
+    )
+    retention_cmd.add_argument("--dry-run", action="store_true", help="only list what would be dropped")
+    args = parser.parse_args(argv)
     settings = Settings()
     jsonlog.configure(settings.log_level)
+    if args.command == "retention":
+        return asyncio.run(_retention(settings, args.dry_run))
+    serve_http(settings)
+    return 0
+
+
+async def _retention(settings: Settings, dry_run: bool) -> int:
+    source = await asyncio.to_thread(database.resolve, settings)
+    conn = await asyncpg.connect(source.dsn)
+    try:
+        await migrations.apply(conn)
+        dropped = await retention.run(conn, settings.retention_days, dry_run=dry_run)
+    finally:
+        await conn.close()
+    verb = "would drop" if dry_run else "dropped"
+    if settings.retention_days <= 0:
+        print("RETENTION_DAYS is 0: logs are kept forever; nothing to drop")
+    else:
+        cutoff = retention.cutoff(settings.retention_days)
+        print(f"RETENTION_DAYS={settings.retention_days}: partitions before {cutoff} {verb}: {len(dropped)}")
+    for name in dropped:
+        print(f"  {name}")
+    return 0
+
+
+def serve_http(settings: Settings) -> None:
     if not settings.database_configured:
         # Started here, in the parent, so that every uvicorn worker shares one embedded server and it is
         # stopped once, when this process exits.
@@ -68,4 +109,4 @@ def serve() -> FastAPI:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -5,6 +5,7 @@ Every variable is listed with its default in `.env.example` and in README.md's c
 
 from __future__ import annotations
 
+from datetime import timedelta
 from enum import Enum
 from pathlib import Path
 
@@ -73,6 +74,16 @@ class Settings(BaseSettings):
     writer_max_group_rows: int = Field(10_000, ge=1)
     writer_max_queued_rows: int = Field(50_000, ge=1)
 
+    # Storage (app/partitions.py, app/retention.py). Whole days older than RETENTION_DAYS are dropped;
+    # 0 keeps logs forever. A created_at more than CREATED_AT_MAX_AGE_DAYS in the past or
+    # CREATED_AT_MAX_AHEAD_HOURS in the future (a wrong client clock) is stored as the time received, the
+    # original kept in metadata as `original_created_at`.
+    retention_days: int = Field(30, ge=0)
+    created_at_max_age_days: int = Field(30, ge=1)
+    created_at_max_ahead_hours: int = Field(24, ge=1)
+    # Seconds a query (GET /logs, /traces) may run before it is stopped with a 422 asking to narrow it.
+    query_timeout: float = Field(10.0, gt=0)
+
     # Seconds an Idempotency-Key is remembered (app/idempotency.py); pruned in the background after that.
     idempotency_ttl: float = Field(86_400, gt=0)
     # API keys, comma-separated. None set: no authentication. API_KEYS may do everything; INGEST_API_KEYS
@@ -90,6 +101,11 @@ class Settings(BaseSettings):
     @property
     def cors_origin_list(self) -> list[str]:
         return split_list(self.cors_origins)
+
+    @property
+    def created_at_window(self) -> tuple[timedelta, timedelta]:
+        """How far before and after the time received a created_at is taken as given."""
+        return timedelta(days=self.created_at_max_age_days), timedelta(hours=self.created_at_max_ahead_hours)
 
     @property
     def api_key_list(self) -> list[str]:

@@ -12,6 +12,7 @@ import asyncpg
 from app import embedded, migrations, numeric, secrets
 from app.config import Settings
 from app.errors import DatabaseNotConfigured
+from app.partitions import Partitions
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ class Database:
         self.source: Source | None = None
         self._pool: asyncpg.Pool | None = None
         self._lock = asyncio.Lock()
+        self.partitions = Partitions()
 
     async def pool(self) -> asyncpg.Pool:
         if self._pool is not None:

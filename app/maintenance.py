@@ -1,7 +1,13 @@
-"""Housekeeping that runs off the request path: forget idempotency keys past their TTL.
+"""Housekeeping that runs off the request path, one process at a time:
 
-uvicorn runs it every few minutes in each worker (app/main.py's lifespan); Lambda runs it when an
-EventBridge schedule invokes the handler (template.yaml, handler.py).
+* partitions for today and the next days (app/partitions.py),
+* retention: partitions older than RETENTION_DAYS dropped (app/retention.py),
+* /stats's summary compacted (app/summary.py),
+* idempotency keys past IDEMPOTENCY_TTL forgotten (app/idempotency.py).
+
+uvicorn runs it every few minutes in each worker (app/main.py's lifespan), and a session advisory lock lets
+only one of them (across servers too) do a pass at a time; Lambda runs it when an EventBridge schedule
+invokes the handler (template.yaml, handler.py).
 """
 
 from __future__ import annotations
@@ -10,24 +16,45 @@ import asyncio
 import logging
 from typing import Any
 
-from app import idempotency
+from app import idempotency, retention, summary
 from app.database import Database
 
 log = logging.getLogger(__name__)
 
+INTERVAL = 300.0
+# Shared by every instance of this app; different from the other advisory lock keys.
+_LOCK_KEY = 0x10654E5C
+
 
 async def run_once(database: Database) -> dict[str, Any]:
-    """One pass; returns what it did."""
-    pruned = await idempotency.prune(await database.pool(), database.settings.idempotency_ttl)
-    if pruned:
-        log.info("idempotency keys pruned", extra={"pruned": pruned})
-    return {"idempotency_keys_pruned": pruned}
+    """One pass; returns what it did, or {"skipped": ...} when another process holds the lock."""
+    pool = await database.pool()
+    settings = database.settings
+    await database.partitions.ahead(pool)
+    async with pool.acquire() as conn:
+        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK_KEY):
+            return {"skipped": "another process is doing housekeeping"}
+        try:
+            dropped = await retention.run(conn, settings.retention_days)
+            database.partitions.forget_names(dropped)
+            compacted = await summary.compact(conn)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
+    pruned = await idempotency.prune(pool, settings.idempotency_ttl)
+    done = {
+        "partitions_dropped": dropped,
+        "summary_rows_compacted": compacted,
+        "idempotency_keys_pruned": pruned,
+    }
+    if dropped or pruned:
+        log.info("housekeeping", extra=done)
+    return done
 
 
-async def run_forever(database: Database, interval: float) -> None:
+async def run_forever(database: Database, interval: float = INTERVAL) -> None:
     while True:
-        await asyncio.sleep(interval)
         try:
             await run_once(database)
         except Exception as exc:  # noqa: BLE001 - the database may be away; the next round tries again
-            log.warning("maintenance failed: %s: %s", type(exc).__name__, exc)
+            log.warning("housekeeping failed: %s: %s", type(exc).__name__, exc)
+        await asyncio.sleep(interval)

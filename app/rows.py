@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -37,6 +37,23 @@ from app.models import (
     parse_created_at,
     upper,
 )
+
+# How far from the time received a created_at is taken as given (Settings.created_at_window).
+WINDOW = (timedelta(days=30), timedelta(hours=24))
+
+
+# Where a created_at outside the window is kept (app/partitions.py says why there is a window).
+ORIGINAL_CREATED_AT = "original_created_at"
+
+
+class Received:
+    """The time a body was received, and the range of created_at taken as given around it."""
+
+    __slots__ = ("at", "earliest", "latest")
+
+    def __init__(self, at: datetime, window: tuple[timedelta, timedelta]) -> None:
+        self.at, self.earliest, self.latest = at, at - window[0], at + window[1]
+
 
 # Every column COPY writes, in table order (id is the sequence's, deleted is always FALSE on ingest).
 COLUMNS = (
@@ -90,9 +107,19 @@ class _Recheck(Exception):
     """The first pass met a value only the documented schema can explain: validate again with it."""
 
 
-def parse(body: bytes, max_batch_size: int, received_at: datetime | None = None) -> list[Row]:
-    """Validate a `{"logs": [...]}` body and return one tuple per log, in COPY column order."""
-    now = received_at or datetime.now(UTC)
+def parse(
+    body: bytes,
+    max_batch_size: int,
+    received_at: datetime | None = None,
+    window: tuple[timedelta, timedelta] = WINDOW,
+) -> list[Row]:
+    """Validate a `{"logs": [...]}` body and return one tuple per log, in COPY column order.
+
+    A created_at further than `window` (before, after) from the time received is stored as the time
+    received, with the original in metadata as `original_created_at`: a wrong client clock never loses a
+    log, and never needs a partition far from today.
+    """
+    now = Received(received_at or datetime.now(UTC), window)
     body = body.removeprefix(BOM)
     _count_containers(body)
     try:
@@ -109,14 +136,17 @@ def parse(body: bytes, max_batch_size: int, received_at: datetime | None = None)
 
 
 def parse_partial(
-    body: bytes, max_batch_size: int, received_at: datetime | None = None
+    body: bytes,
+    max_batch_size: int,
+    received_at: datetime | None = None,
+    window: tuple[timedelta, timedelta] = WINDOW,
 ) -> tuple[list[Row], list[dict[str, Any]]]:
     """Like `parse`, but the valid entries are kept: (their rows, one item per rejected entry's error).
 
     Raises as `parse` does when the body itself is wrong, or when no entry is valid.
     """
     try:
-        return parse(body, max_batch_size, received_at), []
+        return parse(body, max_batch_size, received_at, window), []
     except InvalidLogs as exc:
         errors = exc.errors
     indexed = [(_entry_index(error["field"]), error) for error in errors]
@@ -131,7 +161,7 @@ def parse_partial(
     good = [raw for index, raw in enumerate(entries) if index not in bad]
     if not good:
         raise InvalidLogs(errors)
-    kept = parse(b'{"logs":[' + b",".join(good) + b"]}", max_batch_size, received_at)
+    kept = parse(b'{"logs":[' + b",".join(good) + b"]}", max_batch_size, received_at, window)
     rejected = [{"index": index, **error} for index, error in indexed]
     return kept, rejected
 
@@ -156,7 +186,7 @@ def _too_deep() -> BadRequest:
     return BadRequest(f"JSON nested too deeply: metadata may nest at most {MAX_METADATA_DEPTH} levels")
 
 
-def documented(body: bytes, max_batch_size: int, now: datetime) -> list[Row]:
+def documented(body: bytes, max_batch_size: int, now: Received) -> list[Row]:
     """The second pass alone: validate with the documented schema, LogEntry, and build rows from it."""
     try:
         entries = batch_adapter(max_batch_size).validate_json(body)["logs"]
@@ -171,7 +201,7 @@ def _fields_and_extras(entry: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str
 
 
 def _rows(
-    entries: list[tuple[tuple[Any, ...], dict[str, Any] | None]], now: datetime, strip_nul: bool
+    entries: list[tuple[tuple[Any, ...], dict[str, Any] | None]], now: Received, strip_nul: bool
 ) -> list[Row]:
     rows = []
     errors = []
@@ -201,17 +231,21 @@ def _enum(value: Any, allowed: dict[str, str], normalize: Callable[[Any], Any]) 
     return canonical
 
 
-def _row(values: tuple[Any, ...], extras: dict[str, Any] | None, now: datetime, strip_nul: bool) -> Row:
+def _row(values: tuple[Any, ...], extras: dict[str, Any] | None, now: Received, strip_nul: bool) -> Row:
     """One entry's fields (in FIELDS order) and unknown fields -> its row."""
     (level, service, message, created_at, log_type, environment, service_version, trace_id, user_id, session_id,
      error_type, stack_trace, path, method, action_type, function_name, file_path, duration, metadata) = values  # fmt: skip
     if created_at is None:
-        created_at = now
-    elif type(created_at) is not datetime:
-        try:
-            created_at = parse_created_at(created_at)
-        except ValueError:
-            raise _Recheck from None
+        created_at = now.at
+    else:
+        if type(created_at) is not datetime:
+            try:
+                created_at = parse_created_at(created_at)
+            except ValueError:
+                raise _Recheck from None
+        if not now.earliest <= created_at <= now.latest:
+            extras = {**(extras or {}), ORIGINAL_CREATED_AT: created_at.isoformat()}
+            created_at = now.at
     if extras:
         metadata = _merge(metadata, extras)
     if strip_nul:

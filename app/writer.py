@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from app import idempotency, metrics
+from app import idempotency, metrics, partitions, summary
 from app.config import IngestMode, Settings
 from app.database import Database
 from app.errors import Busy, IngestError, InvalidLogs, ServiceUnavailable
@@ -133,6 +133,10 @@ async def commit(database: Database, batches: Sequence[Batch]) -> list[Outcome |
     """
     pool = await database.pool()
     timeout = database.settings.db_acquire_timeout
+    # Partitions for the rows' days, made before the COPY's transaction (never under its locks).
+    created = [row[0] for batch in batches for row in batch.rows]
+    if created:
+        await database.partitions.ensure(pool, partitions.days_between(min(created), max(created)))
     for attempt in (1, 2):
         conn = await pool.acquire(timeout=timeout)
         try:
@@ -148,6 +152,7 @@ async def commit(database: Database, batches: Sequence[Batch]) -> list[Outcome |
                 outcomes, rows = await _claim(conn, batches, database.settings.idempotency_ttl)
                 if rows:
                     await conn.copy_records_to_table("logs", records=rows, columns=COLUMNS)
+                    await summary.add(conn, rows)
             except BaseException:
                 # Rollback on a broken connection fails too; the original error is the one to report.
                 with contextlib.suppress(Exception):

@@ -39,7 +39,7 @@ async def _migrate(url: str) -> None:
 @pytest.fixture
 def db(database_url: str) -> DB:
     database = DB(database_url)
-    database.fetch("TRUNCATE logs, idempotency_keys")
+    database.fetch("TRUNCATE logs, idempotency_keys, log_counts")
     return database
 
 

@@ -7,10 +7,12 @@ from typing import Any
 import pytest
 
 from app.errors import BadRequest, InvalidLogs, PayloadTooLarge
-from app.rows import COLUMNS, documented, parse
+from app.rows import COLUMNS, WINDOW, Received, documented, parse
 from tests.support import log_entry
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+# Every created_at taken as given: for the tests of parsing, not of the window.
+WIDE = (timedelta(days=365 * 2000), timedelta(days=365 * 3200))
 
 
 def body(*entries: dict[str, Any]) -> bytes:
@@ -19,7 +21,7 @@ def body(*entries: dict[str, Any]) -> bytes:
 
 def one(**fields: Any) -> dict[str, Any]:
     """Parse a single entry and return its row as {column: value}."""
-    (row,) = parse(body(log_entry(**fields)), 1000, NOW)
+    (row,) = parse(body(log_entry(**fields)), 1000, NOW, WIDE)
     return dict(zip(COLUMNS, row))
 
 
@@ -97,6 +99,28 @@ def test_bad_created_at_is_named(sent: Any, message: str) -> None:
     (error,) = caught.value.errors
     assert error["field"] == "logs.0.created_at"
     assert message in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [
+        (0, "1970-01-01T00:00:00+00:00"),  # a client whose clock never got set
+        ("2999-01-01T00:00:00Z", "2999-01-01T00:00:00+00:00"),
+        ("2026-10-28T11:59:59Z", "2026-10-28T11:59:59+00:00"),  # just past the 30-day window
+    ],
+)
+def test_a_created_at_outside_the_window_is_stored_as_received_with_the_original_kept(sent: Any, kept: str) -> None:
+    (row,) = parse(body(log_entry(created_at=sent, metadata={"original_created_at": "mine"})), 1000, NOW)
+    stored = dict(zip(COLUMNS, row))
+    assert stored["created_at"] == NOW
+    assert json.loads(stored["metadata"]) == {"original_created_at": "mine", "original_created_at~1": kept}
+
+
+@pytest.mark.parametrize("sent", ["2026-10-28T12:00:00Z", "2026-11-28T12:00:00Z", "2026-11-27T11:00:00Z"])
+def test_a_created_at_inside_the_window_is_kept(sent: str) -> None:
+    (row,) = parse(body(log_entry(created_at=sent)), 1000, NOW)
+    assert row[0] == datetime.fromisoformat(sent)
+    assert row[-1] is None
 
 
 def test_null_created_at_means_receive_time() -> None:
@@ -231,7 +255,7 @@ def test_nulls_and_huge_integers_in_metadata_are_kept() -> None:
 def _documented_only(raw: bytes) -> Any:
     """What the documented schema alone makes of a body: the reference the two-pass parse must match."""
     try:
-        return documented(raw, 1000, NOW)
+        return documented(raw, 1000, Received(NOW, WINDOW))
     except (InvalidLogs, BadRequest) as exc:
         return type(exc), [e["field"] for e in getattr(exc, "errors", [])]
 

@@ -35,6 +35,7 @@ def router(settings: Settings, writer: Writer) -> tuple[APIRouter, Endpoint]:
     limit = settings.max_body_bytes
     in_flight = idempotency.InFlight()
     budget = body.Budget(settings.body_memory_limit)
+    window = settings.created_at_window
 
     @api.post(
         PATH,
@@ -63,12 +64,12 @@ def router(settings: Settings, writer: Writer) -> tuple[APIRouter, Endpoint]:
 
     async def _store(request: Request, decoded: bytes, key: str | None, partial: bool) -> Response:
         if partial:
-            batch, rejected = rows.parse_partial(decoded, settings.max_batch_size)
+            batch, rejected = rows.parse_partial(decoded, settings.max_batch_size, window=window)
             answer = orjson.dumps(
                 {"saved": len(batch), "status": "partial" if rejected else "success", "rejected": rejected}
             )
         else:
-            batch = rows.parse(decoded, settings.max_batch_size)
+            batch = rows.parse(decoded, settings.max_batch_size, window=window)
             answer = b'{"saved":%d,"status":"success"}' % len(batch)
         claim = (
             idempotency.Claim(key, idempotency.fingerprint(PATH, decoded, f"partial={partial}"))

@@ -1,10 +1,10 @@
-"""GET /stats: exact counts of the stored logs."""
+"""GET /stats: exact counts of the stored logs, read from the summary the writer keeps (app/summary.py)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app import stats
+from app import summary
 from app.config import Settings
 from app.database import Database
 from app.models import Stats
@@ -20,6 +20,6 @@ def router(settings: Settings, database: Database) -> APIRouter:
         with database_errors():
             pool = await database.pool()
             async with pool.acquire(timeout=settings.db_acquire_timeout) as conn:
-                return await stats.fetch(conn)
+                return await summary.read(conn)
 
     return api
