@@ -37,7 +37,13 @@ class DB:
 
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {"database_url": database_url, "db_pool_min_size": 1, "db_pool_max_size": 4}
+    # Retention off: the housekeeping an app starts must not drop the old partitions a test made on purpose.
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "db_pool_min_size": 1,
+        "db_pool_max_size": 4,
+        "retention_days": 0,
+    }
     return Settings(_env_file=None, **{**values, **overrides})  # type: ignore[call-arg]
 
 

@@ -6,6 +6,7 @@ import base64
 import gzip
 import importlib
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -150,6 +151,11 @@ def test_an_idempotency_key_makes_a_lambda_retry_a_replay(lambda_handler: Module
 
 
 def test_a_scheduled_event_runs_housekeeping(lambda_handler: ModuleType, db: DB) -> None:
+    old = datetime.now(UTC).date() - timedelta(days=45)
+    db.fetch(f"DROP TABLE IF EXISTS logs_p{old:%Y%m%d}")
+    db.fetch(
+        f"CREATE TABLE logs_p{old:%Y%m%d} PARTITION OF logs FOR VALUES FROM ('{old}') TO ('{old + timedelta(days=1)}')"
+    )
     keyed = event("apigw-http-v2")
     keyed["headers"]["idempotency-key"] = "expired"
     assert lambda_handler.handler(keyed, Context())["statusCode"] == 200
@@ -157,5 +163,7 @@ def test_a_scheduled_event_runs_housekeeping(lambda_handler: ModuleType, db: DB)
     scheduled = json.loads(
         (Path(__file__).parent / "events" / "schedule" / "eventbridge-scheduled.json").read_text()
     )
-    assert lambda_handler.handler(scheduled, Context())["idempotency_keys_pruned"] == 1
+    done = lambda_handler.handler(scheduled, Context())
+    assert done["idempotency_keys_pruned"] == 1
+    assert done["partitions_dropped"] == [f"logs_p{old:%Y%m%d}"]  # RETENTION_DAYS defaults to 30
     assert db.fetch("SELECT count(*) AS n FROM idempotency_keys")[0]["n"] == 0

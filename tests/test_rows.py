@@ -109,7 +109,9 @@ def test_bad_created_at_is_named(sent: Any, message: str) -> None:
         ("2026-10-28T11:59:59Z", "2026-10-28T11:59:59+00:00"),  # just past the 30-day window
     ],
 )
-def test_a_created_at_outside_the_window_is_stored_as_received_with_the_original_kept(sent: Any, kept: str) -> None:
+def test_a_created_at_outside_the_window_is_stored_as_received_with_the_original_kept(
+    sent: Any, kept: str
+) -> None:
     (row,) = parse(body(log_entry(created_at=sent, metadata={"original_created_at": "mine"})), 1000, NOW)
     stored = dict(zip(COLUMNS, row))
     assert stored["created_at"] == NOW
