@@ -9,6 +9,8 @@
     ├── UnsupportedMediaType         415 Content-Type or Content-Encoding we do not take
     ├── InvalidLogs                  422 per-field validation errors, each named like `logs.2.level`
     ├── IdempotencyKeyReused         422 an Idempotency-Key already used with another body
+    ├── InvalidQuery                 422 a GET /logs filter that is unknown or malformed, named like `query.since`
+    ├── QueryTimeout                 422 a query that ran past QUERY_TIMEOUT: narrow it
     ├── Busy                         429 + Retry-After: the write queue is full (the server is busy, not down)
     ├── ServiceUnavailable           503 + Retry-After: PostgreSQL unreachable, or the server shutting down
     └── DatabaseNotConfigured        500 a deployment without a database (Lambda never embeds one)
@@ -70,6 +72,15 @@ class InvalidLogs(IngestError):
 
     def body(self) -> dict[str, Any]:
         return {**super().body(), "errors": self.errors[: self.max_listed], "error_count": len(self.errors)}
+
+
+class InvalidQuery(InvalidLogs):
+    code = "invalid_query"
+
+
+class QueryTimeout(IngestError):
+    status = 422
+    code = "query_timeout"
 
 
 class Unauthorized(IngestError):

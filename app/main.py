@@ -8,18 +8,20 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Match, Route
 
 from app import __version__, maintenance, writer
 from app.asgi import error_response
 from app.auth import ApiKeys
 from app.config import IngestMode, Settings
 from app.database import Database
-from app.errors import IngestError
+from app.errors import IngestError, InvalidQuery
 from app.requestlog import RequestLog
-from app.routes import health, ingest, stats
+from app.routes import health, ingest, query, stats
 
 log = logging.getLogger("app")
 
@@ -55,13 +57,20 @@ def create_app(
     app.state.settings = settings
     app.state.database = database
     app.state.writer = log_writer
-    _add_error_handlers(app)
     ingest_router, post_logs = ingest.router(settings, log_writer)
-    routers = (ingest_router, health.router(settings, database), stats.router(settings, database))
+    routers = (
+        ingest_router,
+        query.router(settings, database),
+        health.router(settings, database),
+        stats.router(settings, database),
+    )
     for router in routers:
         app.include_router(router)
-    paths = {route.path for router in routers for route in router.routes}  # type: ignore[attr-defined]
+    routes = [route for router in routers for route in router.routes]
+    _add_error_handlers(app, routes)
+    paths = {route.path for route in routes}  # type: ignore[attr-defined]
     ingest.document(app, settings)
+    query.document(app)
 
     # Middleware, innermost first: the fast POST /logs route, API keys, CORS (answers preflights before
     # keys are asked for), and outermost the request log, which sees every answer including 401s.
@@ -79,16 +88,37 @@ def create_app(
     return app
 
 
-def _add_error_handlers(app: FastAPI) -> None:
+def _add_error_handlers(app: FastAPI, routes: list[BaseRoute]) -> None:
     @app.exception_handler(IngestError)
     async def ingest_error(request: Request, exc: IngestError) -> JSONResponse:
         return error_response(exc)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # The routes FastAPI validates (path parameters) answer 422 in the same shape as every other error.
+        errors = [
+            {"field": ".".join(str(part) for part in e["loc"]), "message": e["msg"], "type": e["type"]}
+            for e in exc.errors()
+        ]
+        return error_response(InvalidQuery(errors))
+
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         code = str(exc.detail).lower().replace(" ", "_")
+        headers = exc.headers
+        if exc.status_code == 405:
+            # Starlette names only the first route of the path in Allow; /logs has GET and POST.
+            allowed = {
+                method
+                for route in routes
+                if isinstance(route, Route)
+                and route.methods
+                and route.matches(request.scope)[0] is Match.PARTIAL
+                for method in route.methods
+            }
+            headers = {"Allow": ", ".join(sorted(allowed))}
         return JSONResponse(
-            {"error": code, "message": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
+            {"error": code, "message": str(exc.detail)}, status_code=exc.status_code, headers=headers
         )
 
     @app.exception_handler(Exception)

@@ -206,6 +206,41 @@ class IngestResult(BaseModel):
     )
 
 
+class StoredLog(BaseModel):
+    """One log as GET /logs and GET /traces/{id} answer it: every column but the soft-delete flag."""
+
+    id: int
+    created_at: str = Field(description="RFC 3339, UTC, microseconds.")
+    level: str
+    log_type: str
+    service: str
+    environment: str
+    service_version: str
+    trace_id: str | None
+    user_id: str | None
+    session_id: str | None
+    error_type: str | None
+    message: str
+    stack_trace: str | None
+    path: str | None
+    method: str | None
+    action_type: str | None
+    function_name: str | None
+    file_path: str | None
+    duration_ms: float | None
+    metadata: dict[str, Any] | None
+
+
+class LogPage(BaseModel):
+    logs: list[StoredLog] = Field(description="Newest first.")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class TraceLogs(BaseModel):
+    trace_id: str
+    logs: list[StoredLog] = Field(description="In time order, at most 10,000.")
+
+
 class ServiceCount(BaseModel):
     service: str
     count: int

@@ -36,8 +36,10 @@ class RequestLog:
             await self.app(scope, receive, send_status)
         finally:
             elapsed = time.perf_counter() - started
+            # The matched route's template (/traces/{trace_id}) where FastAPI routed the request.
+            matched = scope.get("route")
             path = route_path(scope)
-            route = path if path in self.routes else "other"
+            route = matched.path if matched is not None else path if path in self.routes else "other"
             state = scope.get("state", {})
             metrics.count_request(route, status, elapsed)
             if scope["method"] == "POST":

@@ -233,7 +233,7 @@ def test_unknown_routes_answer_json(client: TestClient) -> None:
     response = client.get("/nope")
     assert response.status_code == 404
     assert response.json() == {"error": "not_found", "message": "Not Found"}
-    assert client.get("/logs").status_code == 405
+    assert client.put("/logs").status_code == 405
 
 
 def test_cors_headers_on_the_fast_route_and_its_errors(client: TestClient, db: DB) -> None:

@@ -1,0 +1,167 @@
+"""Reading logs back: GET /logs's filters as SQL, keyset cursors, and each row as JSON made by PostgreSQL.
+
+Every filter becomes a parameter of one statement (no value is ever spliced into SQL text). Pages are
+newest first and continue after the last row with `(created_at, id) < (…)`, which the primary key serves
+as an ordered index scan, partition by partition: no gaps or repeats while rows keep arriving. PostgreSQL
+writes each row's JSON itself, so a page goes out without a round trip through Python objects.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from app.errors import InvalidQuery
+from app.models import ENVIRONMENTS, LEVELS, normalize_level, parse_created_at
+
+MAX_LIMIT = 1000
+DEFAULT_LIMIT = 100
+MAX_TRACE_LOGS = 10_000
+META_PREFIX = "meta."
+SINGLE = ("since", "until", "min_level", "trace_id", "user_id", "session_id", "q", "limit", "cursor")
+REPEATABLE = ("service", "level", "environment")
+
+# One log as GET /logs and /traces answer it: every column but the soft-delete flag.
+DOCUMENT = """jsonb_build_object(
+    'id', id, 'created_at', to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+    'level', level, 'log_type', log_type, 'service', service, 'environment', environment,
+    'service_version', service_version, 'trace_id', trace_id, 'user_id', user_id, 'session_id', session_id,
+    'error_type', error_type, 'message', message, 'stack_trace', stack_trace, 'path', path, 'method', method,
+    'action_type', action_type, 'function_name', function_name, 'file_path', file_path,
+    'duration_ms', duration_ms, 'metadata', metadata)::text"""
+
+
+@dataclass
+class Query:
+    """A parsed GET /logs: WHERE clauses with their parameters, the page size and where to start."""
+
+    where: list[str] = field(default_factory=lambda: ["NOT deleted"])
+    args: list[Any] = field(default_factory=list)
+    limit: int | None = DEFAULT_LIMIT
+
+    def add(self, clause: str, value: Any) -> None:
+        self.args.append(value)
+        self.where.append(clause.format(f"${len(self.args)}"))
+
+    def page_sql(self) -> str:
+        limit = f" LIMIT {self.limit + 1}" if self.limit is not None else ""
+        return (
+            f"SELECT {DOCUMENT} AS doc, created_at, id FROM logs WHERE {' AND '.join(self.where)}"
+            f" ORDER BY created_at DESC, id DESC{limit}"
+        )
+
+
+def parse(params: Mapping[str, list[str]], *, export: bool = False) -> Query:
+    """GET /logs's query string -> a Query; 422 naming every bad or unknown filter."""
+    query = Query(limit=None if export else DEFAULT_LIMIT)
+    errors: list[dict[str, str]] = []
+
+    def bad(name: str, message: str) -> None:
+        errors.append({"field": f"query.{name}", "message": message, "type": "invalid_filter"})
+
+    for name, values in params.items():
+        if name.startswith(META_PREFIX) and len(name) > len(META_PREFIX):
+            for value in values:
+                query.add("metadata @> {}::jsonb", json.dumps({name[len(META_PREFIX) :]: _meta_value(value)}))
+        elif name not in SINGLE and name not in REPEATABLE:
+            bad(name, "unknown filter")
+        elif name in SINGLE and len(values) > 1:
+            bad(name, "may be given once")
+    if errors:
+        raise InvalidQuery(errors)
+
+    def one(name: str) -> str | None:
+        values = params.get(name)
+        return values[0] if values else None
+
+    for name, clause in (("since", "created_at >= {}"), ("until", "created_at < {}")):
+        if (value := one(name)) is not None:
+            try:
+                query.add(clause, _moment(value))
+            except ValueError as exc:
+                bad(name, str(exc))
+    if services := params.get("service"):
+        query.add("service = ANY({}::text[])", services)
+    if levels := params.get("level"):
+        canonical = [normalize_level(level) for level in levels]
+        if unknown := [level for level, c in zip(levels, canonical, strict=True) if c not in LEVELS]:
+            bad("level", f"unknown level(s) {unknown}: use {', '.join(LEVELS)}")
+        else:
+            query.add("level = ANY({}::log_level[])", canonical)
+    if (min_level := one("min_level")) is not None:
+        if normalize_level(min_level) not in LEVELS:
+            bad("min_level", f"unknown level {min_level!r}: use {', '.join(LEVELS)}")
+        else:
+            query.add("level >= {}::log_level", normalize_level(min_level))
+    if environments := params.get("environment"):
+        lowered = [value.strip().lower() for value in environments]
+        if unknown := [value for value in lowered if value not in ENVIRONMENTS]:
+            bad("environment", f"unknown environment(s) {unknown}: use {', '.join(ENVIRONMENTS)}")
+        else:
+            query.add("environment = ANY({}::log_environment[])", lowered)
+    for name, longest in (("trace_id", 32), ("user_id", 255), ("session_id", 100)):
+        if (value := one(name)) is not None:
+            if len(value) > longest:
+                bad(name, f"at most {longest} characters, as stored")
+            else:
+                query.add(f"{name} = {{}}", value)
+    if (text := one("q")) is not None:
+        escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query.add("message ILIKE {}", f"%{escaped}%")
+    if (limit := one("limit")) is not None:
+        if not limit.isdigit() or not 1 <= int(limit) <= MAX_LIMIT:
+            bad("limit", f"must be a whole number from 1 to {MAX_LIMIT}")
+        else:
+            query.limit = int(limit)
+    if (cursor := one("cursor")) is not None:
+        try:
+            created_at, last_id = decode_cursor(cursor)
+        except ValueError:
+            bad("cursor", "not a cursor this server made: pass next_cursor from the previous page")
+        else:
+            query.args += [created_at, last_id]
+            query.where.append(f"(created_at, id) < (${len(query.args) - 1}, ${len(query.args)})")
+    if errors:
+        raise InvalidQuery(errors)
+    return query
+
+
+def _moment(value: str) -> datetime:
+    try:
+        number = float(value)
+    except ValueError:
+        return parse_created_at(value)
+    return parse_created_at(number)
+
+
+def _meta_value(value: str) -> Any:
+    """`meta.status=500` matches the number 500 and `meta.ok=true` the boolean; anything else is a string."""
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return value
+    if isinstance(parsed, bool) or (isinstance(parsed, (int, float)) and math.isfinite(parsed)):
+        return parsed
+    return value
+
+
+def encode_cursor(created_at: datetime, last_id: int) -> str:
+    raw = json.dumps([created_at.isoformat(), last_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        created_at, last_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        moment = datetime.fromisoformat(created_at)
+    except (binascii.Error, TypeError, ValueError) as exc:
+        raise ValueError("bad cursor") from exc
+    if moment.tzinfo is None or type(last_id) is not int:
+        raise ValueError("bad cursor")
+    return moment, last_id

@@ -1,0 +1,174 @@
+"""GET /logs (a page, or with `Accept: application/x-ndjson` every match streamed) and GET /traces/{id}."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from typing import Annotated, Any
+
+import asyncpg
+import orjson
+from fastapi import APIRouter, FastAPI, Path, Request, Response
+from fastapi.responses import StreamingResponse
+
+from app import query
+from app.config import Settings
+from app.database import Database
+from app.errors import QueryTimeout
+from app.models import ENVIRONMENTS, LEVELS, MAX_EPOCH, LogPage, TraceLogs
+from app.routes.errors import responses
+from app.writer import database_errors
+
+NDJSON = "application/x-ndjson"
+
+
+def router(settings: Settings, database: Database) -> APIRouter:
+    api = APIRouter()
+    timeout_ms = int(settings.query_timeout * 1000)
+
+    async def run(sql: str, args: list[Any]) -> list[asyncpg.Record]:
+        with database_errors(), _narrow_on_timeout(settings.query_timeout):
+            pool = await database.pool()
+            async with (
+                pool.acquire(timeout=settings.db_acquire_timeout) as conn,
+                conn.transaction(readonly=True),
+            ):
+                await conn.execute(f"SET LOCAL statement_timeout = {timeout_ms}")
+                return await conn.fetch(sql, *args)
+
+    @api.get(
+        "/logs",
+        response_model=LogPage,
+        responses={
+            **responses(401, 403, 422, 503),
+            200: {
+                "content": {NDJSON: {"schema": {"type": "string"}}},
+                "description": "A page, or every match",
+            },
+        },
+        summary="Read logs, newest first",
+    )
+    async def get_logs(request: Request) -> Response:
+        """Filters combine with AND; `service`, `level` and `environment` may repeat (any of them matches);
+        `meta.<key>=<value>` matches logs whose metadata has that key and value. Each page ends with
+        `next_cursor` (null on the last one); pass it as `cursor` for the next page."""
+        params = {
+            key: [_no_nul(v) for v in request.query_params.getlist(key)] for key in request.query_params
+        }
+        export = NDJSON in request.headers.get("accept", "")
+        parsed = query.parse(params, export=export)
+        if export:
+            return StreamingResponse(_export(parsed), media_type=NDJSON)
+        records = await run(parsed.page_sql(), parsed.args)
+        assert parsed.limit is not None
+        page, more = records[: parsed.limit], len(records) > parsed.limit
+        cursor = query.encode_cursor(page[-1]["created_at"], page[-1]["id"]) if more else None
+        body = b'{"logs":[' + ",".join(r["doc"] for r in page).encode() + b'],"next_cursor":'
+        body += (b'"%s"' % cursor.encode()) if cursor else b"null"
+        return Response(body + b"}", media_type="application/json")
+
+    async def _export(parsed: query.Query) -> AsyncIterator[bytes]:
+        # A server-side cursor: rows go out as PostgreSQL produces them, never all in memory.
+        pool = await database.pool()
+        async with pool.acquire(timeout=settings.db_acquire_timeout) as conn, conn.transaction(readonly=True):
+            await conn.execute(f"SET LOCAL statement_timeout = {timeout_ms}")
+            batch: list[str] = []
+            async for record in conn.cursor(parsed.page_sql(), *parsed.args, prefetch=500):
+                batch.append(record["doc"])
+                if len(batch) == 500:
+                    yield ("\n".join(batch) + "\n").encode()
+                    batch = []
+            if batch:
+                yield ("\n".join(batch) + "\n").encode()
+
+    @api.get(
+        "/traces/{trace_id}",
+        response_model=TraceLogs,
+        responses=responses(401, 403, 422, 503),
+        summary="Every log of one trace, in time order",
+    )
+    async def get_trace(trace_id: Annotated[str, Path(min_length=1, max_length=32)]) -> Response:
+        records = await run(
+            f"SELECT {query.DOCUMENT} AS doc FROM logs WHERE trace_id = $1 AND NOT deleted"
+            f" ORDER BY created_at, id LIMIT {query.MAX_TRACE_LOGS}",
+            [_no_nul(trace_id)],
+        )
+        body = b'{"trace_id":' + orjson.dumps(trace_id) + b',"logs":['
+        return Response(
+            body + ",".join(r["doc"] for r in records).encode() + b"]}", media_type="application/json"
+        )
+
+    return api
+
+
+@contextlib.contextmanager
+def _narrow_on_timeout(seconds: float) -> Iterator[None]:
+    try:
+        yield
+    except asyncpg.QueryCanceledError as exc:
+        raise QueryTimeout(
+            f"the query ran longer than QUERY_TIMEOUT ({seconds:g} s): narrow it with since/until "
+            "or a more selective filter"
+        ) from exc
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold U+0000; stored logs have U+FFFD in its place, so the filter does too.
+    return value.replace("\x00", "\ufffd")
+
+
+def document(app: FastAPI) -> None:
+    """GET /logs reads its query string itself (`meta.<key>` cannot be declared to FastAPI), so its
+    parameters are described here, in the OpenAPI document."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        schema["paths"]["/logs"]["get"]["parameters"] = _parameters()
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _parameters() -> list[dict[str, Any]]:
+    moment = {
+        "anyOf": [
+            {"type": "string", "format": "date-time"},
+            {"type": "number", "minimum": 0, "exclusiveMaximum": MAX_EPOCH},
+        ]
+    }
+    text = {"type": "string"}
+    return [
+        _param("since", moment, "From this time on (RFC 3339, or Unix time in s/ms/µs/ns)."),
+        _param("until", moment, "Before this time."),
+        _param("service", {"type": "array", "items": text}, "Any of these services.", explode=True),
+        _param(
+            "level", {"type": "array", "items": {"enum": list(LEVELS)}}, "Any of these levels.", explode=True
+        ),
+        _param("min_level", {"enum": list(LEVELS)}, "This level or a more severe one."),
+        _param(
+            "environment",
+            {"type": "array", "items": {"enum": list(ENVIRONMENTS)}},
+            "Any of these.",
+            explode=True,
+        ),
+        _param("trace_id", {"type": "string", "maxLength": 32}, "Exactly this trace id."),
+        _param("user_id", {"type": "string", "maxLength": 255}, "Exactly this user id."),
+        _param("session_id", {"type": "string", "maxLength": 100}, "Exactly this session id."),
+        _param("q", text, "Case-insensitive substring of the message."),
+        _param(
+            "limit",
+            {"type": "integer", "minimum": 1, "maximum": query.MAX_LIMIT, "default": 100},
+            "Page size.",
+        ),
+        _param("cursor", text, "`next_cursor` of the previous page."),
+    ]
+
+
+def _param(name: str, schema: dict[str, Any], description: str, explode: bool = False) -> dict[str, Any]:
+    param = {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+    if explode:
+        param.update(style="form", explode=True)
+    return param
