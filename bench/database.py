@@ -5,11 +5,12 @@ missing, because the lab truncates its logs table."""
 from __future__ import annotations
 
 import os
+from datetime import UTC, date, datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from app import migrations
+from app import migrations, partitions
 from app.config import Settings
 from app.database import Source, resolve
 
@@ -31,9 +32,17 @@ async def prepare(settings: Settings | None = None) -> Source:
     conn = await asyncpg.connect(source.dsn)
     try:
         await migrations.apply(conn)
+        await make_partitions(conn)
     finally:
         await conn.close()
     return source
+
+
+async def make_partitions(conn: asyncpg.Connection, today: date | None = None) -> None:
+    """The days the lab's rows fall on (the generator's times are recent): two back, the app's days ahead."""
+    today = today or datetime.now(UTC).date()
+    for n in range(-2, partitions.AHEAD_DAYS + 1):
+        await partitions.create(conn, today + timedelta(days=n))
 
 
 def _with_database(dsn: str, name: str) -> str:

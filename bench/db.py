@@ -43,11 +43,35 @@ _SEED_INDEXES = [
     "CREATE INDEX seed_user ON logs (user_id, created_at DESC) WHERE user_id IS NOT NULL AND deleted = FALSE",
     "CREATE INDEX seed_trace ON logs (trace_id) WHERE trace_id IS NOT NULL AND deleted = FALSE",
 ]
-# Schema choices measured against ours (PK + BRIN on created_at, JSONB): (set up, undo) statements.
+# Schema choices measured against ours (logs partitioned by day; primary key (created_at, id), BRIN on
+# created_at, a partial btree on trace_id; metadata as JSONB): (set up, undo) statements.
+_TRACE_INDEX = "CREATE INDEX logs_trace_id ON logs (trace_id) WHERE trace_id IS NOT NULL"
 SCHEMAS: dict[str, tuple[list[str], list[str]]] = {
     "ours": ([], []),
+    "unpartitioned": (
+        [
+            "ALTER TABLE logs RENAME TO bench_logs_partitioned",
+            "CREATE TABLE logs (LIKE bench_logs_partitioned INCLUDING ALL)",
+        ],
+        ["DROP TABLE logs", "ALTER TABLE bench_logs_partitioned RENAME TO logs"],
+    ),
+    "no trace_id btree": (["DROP INDEX logs_trace_id"], [_TRACE_INDEX]),
     "seed btrees": (_SEED_INDEXES, [f"DROP INDEX {statement.split()[2]}" for statement in _SEED_INDEXES]),
-    "trace_id btree": (["CREATE INDEX bench_trace_id ON logs (trace_id)"], ["DROP INDEX bench_trace_id"]),
+    "(service, created_at) btree": (
+        ["CREATE INDEX bench_service ON logs (service, created_at)"],
+        ["DROP INDEX bench_service"],
+    ),
+    "metadata GIN (jsonb_path_ops)": (
+        ["CREATE INDEX bench_metadata ON logs USING gin (metadata jsonb_path_ops)"],
+        ["DROP INDEX bench_metadata"],
+    ),
+    "message trigram GIN": (
+        [
+            "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+            "CREATE INDEX bench_trgm ON logs USING gin (message gin_trgm_ops)",
+        ],
+        ["DROP INDEX bench_trgm"],
+    ),
     "metadata json": (
         ["ALTER TABLE logs ALTER COLUMN metadata TYPE json"],
         ["ALTER TABLE logs ALTER COLUMN metadata TYPE jsonb USING metadata::jsonb"],
@@ -59,9 +83,20 @@ QUERIES: dict[str, tuple[str, Callable[[Sequence[Row], int], Any]]] = {
         "SELECT count(*) FROM logs WHERE trace_id = $1 AND NOT deleted",
         lambda rows, i: rows[i * 97 % len(rows)][6],
     ),
+    "service page": (
+        (
+            "SELECT count(*) FROM (SELECT id FROM logs WHERE service = $1 AND NOT deleted"
+            " ORDER BY created_at DESC, id DESC LIMIT 100) AS page"
+        ),
+        lambda rows, i: rows[i * 89 % len(rows)][3],
+    ),
+    "message substring": (
+        "SELECT count(*) FROM (SELECT id FROM logs WHERE message ILIKE $1 AND NOT deleted LIMIT 100) AS page",
+        lambda rows, i: "%declined%",
+    ),
     "metadata filter": (
-        "SELECT count(*) FROM logs WHERE metadata->>'region' = $1 AND NOT deleted",
-        lambda rows, i: "eu-west-1",
+        "SELECT count(*) FROM logs WHERE metadata::jsonb @> $1::jsonb AND NOT deleted",
+        lambda rows, i: '{"region": "eu-west-1"}',
     ),
 }
 QUERY_ROWS = 100_000

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from app import embedded, migrations
 from app.config import Settings
 from app.main import create_app
+from bench.database import make_partitions
 from tests.serverproc import start_server
 from tests.support import DB, make_settings, run
 
@@ -32,6 +33,7 @@ async def _migrate(url: str) -> None:
     conn = await asyncpg.connect(url)
     try:
         await migrations.apply(conn)
+        await make_partitions(conn)  # the days tests write to without going through the app
     finally:
         await conn.close()
 

@@ -72,7 +72,9 @@ def test_percentile_and_cycler() -> None:
     assert [next_batch(), next_batch(), next_batch()] == [[0, 1, 2, 3], [4, 5, 6, 7], [0, 1, 2, 3]]
 
 
-@pytest.mark.parametrize("schema", ["trace_id btree", "metadata json"])
+@pytest.mark.parametrize(
+    "schema", ["no trace_id btree", "unpartitioned", "metadata json", "message trigram GIN"]
+)
 def test_a_schema_arm_measures_then_puts_the_schema_back(
     db: DB, database_url: str, schema: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -82,6 +84,7 @@ def test_a_schema_arm_measures_then_puts_the_schema_back(
         db.fetch(
             "SELECT data_type FROM information_schema.columns WHERE table_name = 'logs' AND column_name = 'metadata'"
         ),
+        db.fetch("SELECT relkind::text AS kind FROM pg_class WHERE relname = 'logs'"),
     )
 
     result = asyncio.run(bench_db.schema_arm(database_url, schema, rows(2000), warmup=0.05, duration=0.1))
@@ -94,6 +97,7 @@ def test_a_schema_arm_measures_then_puts_the_schema_back(
         db.fetch(
             "SELECT data_type FROM information_schema.columns WHERE table_name = 'logs' AND column_name = 'metadata'"
         ),
+        db.fetch("SELECT relkind::text AS kind FROM pg_class WHERE relname = 'logs'"),
     )
     assert after == before
     assert db.count() == 0

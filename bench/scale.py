@@ -1,0 +1,136 @@
+"""The scale suite: /stats and GET /logs's queries as the table grows, against a full count.
+
+The table is filled through the server's own write path (`app.writer.commit`: partitions made on demand,
+COPY, the /stats summary in the same transaction), with the generator's realistic rows re-timed so that
+the final size spans the last DAYS days evenly (a steady ingest), and each trace holds 10 logs. At each
+size every query runs QUERY_RUNS times (a full count, slow, COUNT_RUNS times) and the p50 is reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from app import query, summary, writer
+from app.config import Settings
+from app.database import Database
+from bench import db
+
+Row = tuple[Any, ...]
+DAYS = 10
+BATCH = 10_000
+QUERY_RUNS = 15
+COUNT_RUNS = 3
+# /stats as it was before the summary: one pass over the whole table.
+FULL_COUNT = """
+SELECT service, level::text AS level, count(*) AS n,
+       count(*) FILTER (WHERE created_at >= now() - interval '24 hours') AS recent
+FROM logs WHERE NOT deleted GROUP BY service, level
+"""
+
+
+def _queries(now: datetime, pool: Sequence[Row]) -> dict[str, tuple[str, list[Any]]]:
+    """GET /logs's statements, built by the server's own query parser."""
+    hour_ago = (now - timedelta(hours=1)).isoformat()
+
+    def page(params: dict[str, list[str]]) -> tuple[str, list[Any]]:
+        parsed = query.parse(params)
+        return parsed.page_sql(), parsed.args
+
+    return {
+        "newest page": page({}),
+        "service + min_level page": page({"service": [pool[0][3]], "min_level": ["WARN"]}),
+        "text search, last hour": page({"q": ["declined"], "since": [hour_ago]}),
+        "metadata filter, last hour": page({"meta.region": ["eu-west-1"], "since": [hour_ago]}),
+        "trace": (
+            f"SELECT {query.DOCUMENT} AS doc FROM logs WHERE trace_id = $1 AND NOT deleted ORDER BY created_at, id",
+            [f"{12345:032x}"],
+        ),
+    }
+
+
+async def _p50(conn: asyncpg.Connection, sql: str, args: list[Any], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        await conn.fetch(sql, *args)
+        times.append((time.perf_counter() - started) * 1000)
+    return round(db.percentile(times, 50), 3)
+
+
+async def _stats_p50(conn: asyncpg.Connection, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        await summary.read(conn)
+        times.append((time.perf_counter() - started) * 1000)
+    return round(db.percentile(times, 50), 3)
+
+
+async def _fill(
+    database: Database, pool: Sequence[Row], start: int, stop: int, total: int, now: datetime
+) -> None:
+    """Rows start..stop of `total`, timed evenly over the last DAYS days, written by the app's writer."""
+    step = timedelta(days=DAYS) / total
+    first = now - timedelta(days=DAYS)
+
+    def batch(begin: int) -> list[Row]:
+        rows = []
+        for k in range(begin, min(begin + BATCH, stop)):
+            row = list(pool[k % len(pool)])
+            row[0] = first + step * k
+            row[6] = f"{k // 10:032x}"  # trace ids: ten logs each
+            rows.append(tuple(row))
+        return rows
+
+    for begin in range(start, stop, 2 * BATCH):
+        # Two COPY transactions at once, as the server's two group writers do.
+        await asyncio.gather(
+            *(
+                writer.commit(database, [writer.Batch(batch(b), b"")])
+                for b in (begin, begin + BATCH)
+                if b < stop
+            )
+        )
+
+
+async def run(
+    dsn: str, pool: Sequence[Row], sizes: Sequence[int], progress: Callable[[str], None]
+) -> list[dict[str, Any]]:
+    settings = Settings(_env_file=None, database_url=dsn, db_pool_min_size=1, db_pool_max_size=4)  # type: ignore[call-arg]
+    database = Database(settings)
+    now = datetime.now(UTC)
+    results = []
+    try:
+        admin = await db.connect(dsn)
+        try:
+            await admin.execute("TRUNCATE logs, log_counts")
+            filled = 0
+            for size in sizes:
+                progress(f"scale: filling to {size:,} rows")
+                await _fill(database, pool, filled, size, sizes[-1], now)
+                filled = size
+                await admin.execute("VACUUM ANALYZE logs")
+                progress(f"scale: queries at {size:,} rows")
+                result: dict[str, Any] = {
+                    "rows": size,
+                    "stats_p50_ms": await _stats_p50(admin, QUERY_RUNS),
+                    "full_count_p50_ms": await _p50(admin, FULL_COUNT, [], COUNT_RUNS),
+                }
+                for name, (sql, args) in _queries(now, pool).items():
+                    result[f"{name} p50_ms"] = await _p50(admin, sql, args, QUERY_RUNS)
+                stored = await admin.fetchval("SELECT count(*) FROM logs")
+                if stored != size:
+                    raise db.RowCountMismatch(f"scale: {size} rows written but {stored} stored")
+                results.append(result)
+            await admin.execute("TRUNCATE logs, log_counts")
+        finally:
+            await admin.close()
+    finally:
+        await database.close()
+    return results
