@@ -1,4 +1,4 @@
-"""`python -m bench [all|db|http|limits|scale|steps REV...|report] [--quick] [--out DIR]`: measure, save raw JSON, render
+"""`python -m bench [all|db|http|limits|scale|client|steps REV...|report] [--quick] [--out DIR]`: measure, save raw JSON, render
 the report."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from app.config import Settings
 from app.rows import parse
-from bench import database, db, http, limits, machine, report, scale, steps
+from bench import client, database, db, http, limits, machine, report, scale, steps
 from bench.data import LogFactory, body
 
 ROOT = Path(__file__).parent.parent
@@ -26,13 +26,16 @@ FULL = {
     "http": (1.0, 5.0),
     "scale": [1_000_000, 3_000_000, 10_000_000],
 }
-QUICK = {"db": ([10, 1000], 0.1, 0.3), "http": (0.3, 1.0), "scale": [5_000, 20_000]}
+QUICK = {"db": ([10, 1000], 0.1, 0.3), "http": (0.3, 1.0), "scale": [5_000, 20_000], "client": (5_000, 5_000)}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
-        "suite", nargs="?", default="all", choices=["all", "db", "http", "limits", "scale", "steps", "report"]
+        "suite",
+        nargs="?",
+        default="all",
+        choices=["all", "db", "http", "limits", "scale", "client", "steps", "report"],
     )
     parser.add_argument("revisions", nargs="*", help="steps: git revisions whose server to measure, in order")
     parser.add_argument("--quick", action="store_true", help="a smoke run in well under a minute")
@@ -45,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.suite == "steps" and not args.revisions:
         parser.error("steps needs the git revisions to compare, oldest first")
-    if args.suite in ("all", "db", "http", "limits", "scale", "steps"):
+    if args.suite in ("all", "db", "http", "limits", "scale", "client", "steps"):
         source = asyncio.run(database.prepare())
         meta = {**machine.describe(), "database": source.description, "quick": args.quick}
         meta["postgres"] = asyncio.run(_postgres(source.dsn))
@@ -83,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
                 _save(args.out / "scale.json", meta, {"sizes": sizes, "days": scale.DAYS, "batch": scale.BATCH,
                                                       "query_runs": scale.QUERY_RUNS, "count_runs": scale.COUNT_RUNS},
                       results)  # fmt: skip
+            if args.suite in ("all", "client"):
+                calls, logs = plan["client"]
+                results = client.run(source.dsn, progress, calls, logs)
+                _save(args.out / "client.json", meta, {"calls": calls, "throughput_logs": logs}, results)
             if args.suite == "steps":
                 warmup, duration = plan["http"]
                 results = steps.run(source.dsn, args.revisions, warmup, duration, progress)
@@ -104,6 +111,8 @@ def _count_steps(suite: str, plan: dict[str, Any], revisions: list[str]) -> int:
         count += len(limits.bodies(1024))
     if suite in ("all", "scale"):
         count += 2 * len(plan["scale"])
+    if suite in ("all", "client"):
+        count += 4
     if suite == "steps":
         count += steps.REPEATS * len(revisions) * (len(steps.ARMS) + 1)
     return count
