@@ -272,6 +272,11 @@ def scale_table(scale_data: dict[str, Any]) -> list[str]:
             + " | ".join(_ms(result[f"{n} p50_ms"]) for n in names)
             + " |"
         )
+    if "wal_bytes_per_row" in results[-1]:
+        last = results[-1]
+        rows += ["", (f"Storage at {_n(last['rows'])} rows in {last['partitions']} daily partitions: "
+                      f"{_n(last['table_bytes_per_row'])} bytes per log on disk (table and indexes), and ingest wrote "
+                      f"{_n(last['wal_bytes_per_row'])} bytes of WAL per log (last fill step).")]  # fmt: skip
     return rows
 
 

@@ -34,6 +34,12 @@ FROM logs WHERE NOT deleted GROUP BY service, level
 """
 
 
+_TABLE_BYTES = (
+    "SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits WHERE inhparent = 'logs'::regclass"
+)
+_PARTITIONS = "SELECT count(*) FROM pg_inherits WHERE inhparent = 'logs'::regclass"
+
+
 def _queries(now: datetime, pool: Sequence[Row]) -> dict[str, tuple[str, list[Any]]]:
     """GET /logs's statements, built by the server's own query parser."""
     hour_ago = (now - timedelta(hours=1)).isoformat()
@@ -113,12 +119,18 @@ async def run(
             filled = 0
             for size in sizes:
                 progress(f"scale: filling to {size:,} rows")
+                wal_before = await admin.fetchval("SELECT pg_current_wal_lsn()")
                 await _fill(database, pool, filled, size, sizes[-1], now)
-                filled = size
+                wal = await admin.fetchval("SELECT pg_current_wal_lsn() - $1::pg_lsn", wal_before)
+                written, filled = size - filled, size
                 await admin.execute("VACUUM ANALYZE logs")
                 progress(f"scale: queries at {size:,} rows")
                 result: dict[str, Any] = {
                     "rows": size,
+                    # What sizing PostgreSQL needs per log: WAL written by ingest, and the table on disk.
+                    "wal_bytes_per_row": round(float(wal) / written, 1),
+                    "table_bytes_per_row": round(await admin.fetchval(_TABLE_BYTES) / size, 1),
+                    "partitions": await admin.fetchval(_PARTITIONS),
                     "stats_p50_ms": await _stats_p50(admin, QUERY_RUNS),
                     "full_count_p50_ms": await _p50(admin, FULL_COUNT, [], COUNT_RUNS),
                 }
