@@ -20,8 +20,9 @@ from app.auth import ApiKeys
 from app.config import IngestMode, Settings
 from app.database import Database
 from app.errors import IngestError, InvalidQuery
+from app.intake import Intake
 from app.requestlog import RequestLog
-from app.routes import health, ingest, query, stats
+from app.routes import health, ingest, otlp, query, stats
 
 log = logging.getLogger("app")
 
@@ -57,9 +58,11 @@ def create_app(
     app.state.settings = settings
     app.state.database = database
     app.state.writer = log_writer
-    ingest_router, post_logs = ingest.router(settings, log_writer)
+    intake = Intake(settings, log_writer)
+    ingest_router, post_logs = ingest.router(settings, intake)
     routers = (
         ingest_router,
+        otlp.router(settings, intake),
         query.router(settings, database),
         health.router(settings, database),
         stats.router(settings, database),

@@ -167,3 +167,12 @@ def test_a_scheduled_event_runs_housekeeping(lambda_handler: ModuleType, db: DB)
     assert done["idempotency_keys_pruned"] == 1
     assert done["partitions_dropped"] == [f"logs_p{old:%Y%m%d}"]  # RETENTION_DAYS defaults to 30
     assert db.fetch("SELECT count(*) AS n FROM idempotency_keys")[0]["n"] == 0
+
+
+def test_an_event_without_content_type_is_read_as_json(lambda_handler: ModuleType, db: DB) -> None:
+    # What `sam local generate-event apigateway http-api-proxy` makes: no Content-Type header at all.
+    bare = event("apigw-http-v2")
+    del bare["headers"]["content-type"]
+    response = lambda_handler.handler(bare, Context())
+    assert response["statusCode"] == 200, response
+    assert db.count() == 2

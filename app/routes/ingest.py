@@ -16,25 +16,22 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app import body, idempotency, rows
+from app import idempotency, rows
 from app.asgi import error_response, route_path
 from app.config import Settings
-from app.decode import check_content_type, content_encoding, decode
+from app.decode import check_content_type
 from app.errors import BadRequest, IngestError
+from app.intake import Intake
 from app.models import IngestResult, batch_adapter
 from app.routes.errors import responses
-from app.writer import Batch, Writer
 
 PATH = "/logs"
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def router(settings: Settings, writer: Writer) -> tuple[APIRouter, Endpoint]:
+def router(settings: Settings, intake: Intake) -> tuple[APIRouter, Endpoint]:
     """The documented route, and its endpoint for IngestRoute."""
     api = APIRouter()
-    limit = settings.max_body_bytes
-    in_flight = idempotency.InFlight()
-    budget = body.Budget(settings.body_memory_limit)
     window = settings.created_at_window
 
     @api.post(
@@ -53,38 +50,22 @@ def router(settings: Settings, writer: Writer) -> tuple[APIRouter, Endpoint]:
         # checked before the body is read, and app/rows.py validates straight from the decoded bytes.
         key = idempotency.key_from(request.headers.get(idempotency.HEADER))
         check_content_type(request.headers.get("content-type"))
-        encoding = content_encoding(request.headers.get("content-encoding"))
         partial = _flag(request.query_params.get("partial"))
-        async with budget.hold() as held:
-            raw = await body.read(request, settings, held)
-            decoded = decode(raw, encoding, limit)
-            if decoded is not raw:
-                held.take(len(decoded))
-            return await _store(request, decoded, key, partial)
-
-    async def _store(request: Request, decoded: bytes, key: str | None, partial: bool) -> Response:
-        if partial:
-            batch, rejected = rows.parse_partial(decoded, settings.max_batch_size, window=window)
-            answer = orjson.dumps(
-                {"saved": len(batch), "status": "partial" if rejected else "success", "rejected": rejected}
-            )
-        else:
-            batch = rows.parse(decoded, settings.max_batch_size, window=window)
-            answer = b'{"saved":%d,"status":"success"}' % len(batch)
-        claim = (
-            idempotency.Claim(key, idempotency.fingerprint(PATH, decoded, f"partial={partial}"))
-            if key
-            else None
-        )
-        async with in_flight.hold(key):
-            outcome = await writer.write(Batch(batch, answer, claim))
-        if outcome.replayed:
-            request.state.replayed = True
-            return Response(
-                outcome.response, media_type="application/json", headers={"Idempotent-Replayed": "true"}
-            )
-        request.state.saved = len(batch)
-        return Response(outcome.response, media_type="application/json")
+        async with intake.decoded_body(request) as decoded:
+            if partial:
+                batch, rejected = rows.parse_partial(decoded, settings.max_batch_size, window=window)
+                answer = orjson.dumps(
+                    {
+                        "saved": len(batch),
+                        "status": "partial" if rejected else "success",
+                        "rejected": rejected,
+                    }
+                )
+            else:
+                batch = rows.parse(decoded, settings.max_batch_size, window=window)
+                answer = b'{"saved":%d,"status":"success"}' % len(batch)
+            fingerprint = idempotency.fingerprint(PATH, decoded, f"partial={partial}")
+            return await intake.store(request, batch, answer, key=key, fingerprint=fingerprint)
 
     return api, post_logs
 

@@ -1,0 +1,56 @@
+"""What every front door that stores logs shares (POST /logs, POST /v1/logs): the body read within the
+worker's memory budget and decoded, and the validated rows handed to the writer with their idempotency
+claim, answered only once committed. One path, so durability, idempotency, limits and metrics are the
+same whatever format the logs arrived in."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Request, Response
+
+from app import body, idempotency
+from app.config import Settings
+from app.decode import content_encoding, decode
+from app.writer import Batch, Row, Writer
+
+
+class Intake:
+    def __init__(self, settings: Settings, writer: Writer) -> None:
+        self.settings = settings
+        self.writer = writer
+        self.budget = body.Budget(settings.body_memory_limit)
+        self.in_flight = idempotency.InFlight()
+
+    @asynccontextmanager
+    async def decoded_body(self, request: Request) -> AsyncIterator[bytes]:
+        """The request's body, decompressed; its bytes count against the budget until the block ends."""
+        encoding = content_encoding(request.headers.get("content-encoding"))
+        limit = self.settings.max_body_bytes
+        async with self.budget.hold() as held:
+            raw = await body.read(request, self.settings, held)
+            decoded = decode(raw, encoding, limit)
+            if decoded is not raw:
+                held.take(len(decoded))
+            yield decoded
+
+    async def store(
+        self,
+        request: Request,
+        rows: list[Row],
+        answer: bytes,
+        *,
+        key: str | None,
+        fingerprint: bytes,
+        media_type: str = "application/json",
+    ) -> Response:
+        """Write the rows; the answer once committed (or the first answer again for a repeated key)."""
+        claim = idempotency.Claim(key, fingerprint) if key else None
+        async with self.in_flight.hold(key):
+            outcome = await self.writer.write(Batch(rows, answer, claim))
+        if outcome.replayed:
+            request.state.replayed = True
+            return Response(outcome.response, media_type=media_type, headers={"Idempotent-Replayed": "true"})
+        request.state.saved = len(rows)
+        return Response(outcome.response, media_type=media_type)

@@ -1,0 +1,346 @@
+"""OTLP/HTTP logs (opentelemetry-proto's ExportLogsServiceRequest) -> entries of our schema.
+
+Both encodings end in the same plain values before they are mapped, so the mapping is written once:
+
+* protobuf is parsed by `opentelemetry-proto` (upb, in C);
+* OTLP/JSON is read with orjson and walked here: keys in lowerCamelCase (snake_case is accepted too),
+  trace and span ids in hex (google.protobuf.json_format would read them as base64), 64-bit integers as
+  strings or numbers, enums as numbers, unknown fields ignored.
+
+The entries then go through the same validation as POST /logs (app/rows.py), so a record is stored only
+as a log of our schema would be; records it refuses are counted in `partial_success`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
+
+from app.errors import BadRequest, UnsupportedMediaType
+from app.models import ENVIRONMENTS, LEVEL_ALIASES, LEVELS, METHODS
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+# severity_number 1-4 TRACE, 5-8 DEBUG, 9-12 INFO, 13-16 WARN, 17-20 ERROR, 21-24 FATAL
+_SEVERITY = {n: LEVELS[(n - 1) // 4] for n in range(1, 25)}
+_ZERO_TRACE = "0" * 32
+
+
+@dataclass
+class Record:
+    """One log record with every value already plain Python."""
+
+    time_unix_nano: int = 0
+    observed_time_unix_nano: int = 0
+    severity_number: int = 0
+    severity_text: str = ""
+    body: Any = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+    trace_id: str = ""
+    span_id: str = ""
+    flags: int = 0
+    event_name: str = ""
+
+
+@dataclass
+class Scope:
+    resource: dict[str, Any]
+    name: str
+    version: str
+    records: list[Record]
+
+
+def media_type(header: str | None) -> str:
+    kind = (header or "").partition(";")[0].strip().lower()
+    if kind in (PROTOBUF, JSON):
+        return kind
+    raise UnsupportedMediaType(
+        f"unsupported Content-Type {kind or '(none)'!r}: OTLP/HTTP sends {PROTOBUF} or {JSON}"
+    )
+
+
+def scopes(body: bytes, kind: str) -> Iterator[Scope]:
+    """The request's scopes of records, from either encoding; 400 when the body cannot be read."""
+    return _from_protobuf(body) if kind == PROTOBUF else _from_json(body)
+
+
+# --- protobuf ---------------------------------------------------------------------------------------
+
+
+def _from_protobuf(body: bytes) -> Iterator[Scope]:
+    request = ExportLogsServiceRequest()
+    try:
+        request.ParseFromString(body)
+    except DecodeError as exc:
+        raise BadRequest(f"body is not a valid OTLP ExportLogsServiceRequest (protobuf): {exc}") from None
+    for resource_logs in request.resource_logs:
+        resource = _pb_attributes(resource_logs.resource.attributes)
+        for scope_logs in resource_logs.scope_logs:
+            records = [
+                Record(
+                    time_unix_nano=r.time_unix_nano,
+                    observed_time_unix_nano=r.observed_time_unix_nano,
+                    severity_number=r.severity_number,
+                    severity_text=r.severity_text,
+                    body=_pb_value(r.body) if r.HasField("body") else None,
+                    attributes=_pb_attributes(r.attributes),
+                    trace_id=r.trace_id.hex(),
+                    span_id=r.span_id.hex(),
+                    flags=r.flags,
+                    event_name=r.event_name,
+                )
+                for r in scope_logs.log_records
+            ]
+            yield Scope(resource, scope_logs.scope.name, scope_logs.scope.version, records)
+
+
+def _pb_attributes(pairs: Any) -> dict[str, Any]:
+    return {pair.key: _pb_value(pair.value) for pair in pairs}
+
+
+def _pb_value(value: Any) -> Any:
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "int_value":
+        return value.int_value
+    if kind == "double_value":
+        return value.double_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode()
+    if kind == "array_value":
+        return [_pb_value(v) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return _pb_attributes(value.kvlist_value.values)
+    return None
+
+
+# --- JSON -------------------------------------------------------------------------------------------
+
+
+def _from_json(body: bytes) -> Iterator[Scope]:
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise BadRequest("OTLP/JSON body must be an object with resourceLogs")
+    try:
+        for resource_logs in _list(_get(document, "resourceLogs", "resource_logs")):
+            resource = _json_attributes(_get(_get(resource_logs, "resource") or {}, "attributes"))
+            for scope_logs in _list(_get(resource_logs, "scopeLogs", "scope_logs")):
+                scope = _get(scope_logs, "scope") or {}
+                records = [_json_record(r) for r in _list(_get(scope_logs, "logRecords", "log_records"))]
+                yield Scope(
+                    resource, str(_get(scope, "name") or ""), str(_get(scope, "version") or ""), records
+                )
+    except (TypeError, ValueError, AttributeError, binascii.Error) as exc:
+        raise BadRequest(f"body is not a valid OTLP/JSON ExportLogsServiceRequest: {exc}") from None
+
+
+def _get(obj: Any, *names: str) -> Any:
+    if not isinstance(obj, dict):
+        raise TypeError(f"expected an object, got {type(obj).__name__}")
+    for name in names:
+        if name in obj:
+            return obj[name]
+    return None
+
+
+def _list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise TypeError(f"expected an array, got {type(value).__name__}")
+    return value
+
+
+def _int(value: Any) -> int:
+    # proto3 JSON: 64-bit integers as strings or numbers.
+    if value is None or value == "":
+        return 0
+    if isinstance(value, bool):
+        raise TypeError("expected an integer, got a boolean")
+    return int(value)
+
+
+def _hex_id(value: Any, size: int) -> str:
+    text = str(value or "")
+    if text and (len(text) != size * 2 or any(c not in "0123456789abcdefABCDEF" for c in text)):
+        raise ValueError(f"an id must be {size * 2} hex digits, got {text[:40]!r}")
+    return text.lower()
+
+
+def _json_record(record: Any) -> Record:
+    body = _get(record, "body")
+    return Record(
+        time_unix_nano=_int(_get(record, "timeUnixNano", "time_unix_nano")),
+        observed_time_unix_nano=_int(_get(record, "observedTimeUnixNano", "observed_time_unix_nano")),
+        severity_number=_int(_get(record, "severityNumber", "severity_number")),
+        severity_text=str(_get(record, "severityText", "severity_text") or ""),
+        body=_json_value(body) if body is not None else None,
+        attributes=_json_attributes(_get(record, "attributes")),
+        trace_id=_hex_id(_get(record, "traceId", "trace_id"), 16),
+        span_id=_hex_id(_get(record, "spanId", "span_id"), 8),
+        flags=_int(_get(record, "flags")),
+        event_name=str(_get(record, "eventName", "event_name") or ""),
+    )
+
+
+def _json_attributes(pairs: Any) -> dict[str, Any]:
+    return {str(_get(pair, "key")): _json_value(_get(pair, "value") or {}) for pair in _list(pairs)}
+
+
+def _json_value(value: Any) -> Any:
+    if not isinstance(value, dict):
+        raise TypeError(f"an AnyValue must be an object, got {type(value).__name__}")
+    if (text := _get(value, "stringValue", "string_value")) is not None:
+        return str(text)
+    if (number := _get(value, "intValue", "int_value")) is not None:
+        return _int(number)
+    if (double := _get(value, "doubleValue", "double_value")) is not None:
+        return float(double)
+    if (flag := _get(value, "boolValue", "bool_value")) is not None:
+        return bool(flag)
+    if (raw := _get(value, "bytesValue", "bytes_value")) is not None:
+        return base64.b64encode(base64.b64decode(raw, validate=True)).decode()
+    if (array := _get(value, "arrayValue", "array_value")) is not None:
+        return [_json_value(v) for v in _list(_get(array, "values"))]
+    if (kvlist := _get(value, "kvlistValue", "kvlist_value")) is not None:
+        return _json_attributes(_get(kvlist, "values"))
+    return None
+
+
+# --- records -> our entries -------------------------------------------------------------------------
+
+
+def entries(request_scopes: Iterator[Scope]) -> list[dict[str, Any]]:
+    """Every record as an entry of POST /logs's schema (app/models.py LogEntry)."""
+    out = []
+    for scope in request_scopes:
+        resource = dict(scope.resource)
+        service = _pop_text(resource, "service.name") or "unknown_service"
+        version = _pop_text(resource, "service.version")
+        environment = _pop_text(resource, "deployment.environment.name") or _pop_text(
+            resource, "deployment.environment"
+        )
+        for record in scope.records:
+            out.append(_entry(record, service, version, environment, resource, scope))
+    return out
+
+
+def _entry(
+    record: Record,
+    service: str,
+    version: str | None,
+    environment: str | None,
+    resource: dict[str, Any],
+    scope: Scope,
+) -> dict[str, Any]:
+    attributes = dict(record.attributes)
+    metadata: dict[str, Any] = {}
+    entry: dict[str, Any] = {"service": service}
+    if version:
+        entry["service_version"] = version
+    if environment:
+        if environment.strip().lower() in ENVIRONMENTS:
+            entry["environment"] = environment
+        else:
+            metadata["deployment.environment"] = environment
+    nanos = record.time_unix_nano or record.observed_time_unix_nano
+    if nanos:
+        entry["created_at"] = nanos / 1e9  # seconds: a small nanosecond count must not pass for seconds
+    entry["level"] = _level(record, metadata)
+    entry["message"] = _message(record.body)
+    if record.trace_id and record.trace_id != _ZERO_TRACE:
+        entry["trace_id"] = record.trace_id
+    if record.span_id and record.span_id != "0" * 16:
+        metadata["span_id"] = record.span_id
+    if record.flags:
+        metadata["trace_flags"] = record.flags
+    for column, names in _COLUMNS:
+        for name in names:
+            value = attributes.pop(name, None)
+            if value is not None and column not in entry:
+                entry[column] = value if isinstance(value, str) else orjson.dumps(value).decode()
+    exception_message = attributes.pop("exception.message", None)
+    if not entry["message"] and exception_message is not None:
+        entry["message"] = str(exception_message)
+    elif exception_message is not None:
+        metadata["exception.message"] = exception_message
+    method = entry.get("method")
+    if method is not None and method.strip().upper() not in METHODS:
+        metadata["http.request.method"] = entry.pop("method")
+    metadata.update(attributes)
+    if resource:
+        metadata["resource"] = resource
+    if scope.name or scope.version:
+        metadata["scope"] = {"name": scope.name, "version": scope.version}
+    if record.event_name:
+        metadata["event_name"] = record.event_name
+    if metadata:
+        entry["metadata"] = metadata
+    return entry
+
+
+# (column, attribute names in order of preference): semantic conventions, newest name first.
+_COLUMNS = (
+    ("error_type", ("exception.type",)),
+    ("stack_trace", ("exception.stacktrace",)),
+    ("user_id", ("user.id", "enduser.id")),
+    ("session_id", ("session.id",)),
+    ("path", ("url.path", "http.route")),
+    ("method", ("http.request.method", "http.method")),
+    ("function_name", ("code.function.name", "code.function")),
+    ("file_path", ("code.file.path", "code.filepath")),
+)
+
+
+def _level(record: Record, metadata: dict[str, Any]) -> str:
+    if record.severity_number in _SEVERITY:
+        return _SEVERITY[record.severity_number]
+    text = record.severity_text.strip().upper()
+    text = LEVEL_ALIASES.get(text, text)
+    if text in LEVELS:
+        return text
+    if record.severity_text:
+        metadata["severity_text"] = record.severity_text
+    return "INFO"
+
+
+def _message(body: Any) -> str:
+    if body is None:
+        return ""
+    if isinstance(body, str):
+        return body
+    return orjson.dumps(body).decode()
+
+
+def _pop_text(attributes: dict[str, Any], name: str) -> str | None:
+    value = attributes.pop(name, None)
+    return None if value is None else str(value)
+
+
+def response(kind: str, rejected: int, message: str) -> bytes:
+    """ExportLogsServiceResponse in the request's encoding; partial_success only when something was refused."""
+    if kind == PROTOBUF:
+        answer = ExportLogsServiceResponse()
+        if rejected:
+            answer.partial_success.rejected_log_records = rejected
+            answer.partial_success.error_message = message
+        return answer.SerializeToString()
+    if not rejected:
+        return b"{}"
+    return orjson.dumps({"partialSuccess": {"rejectedLogRecords": str(rejected), "errorMessage": message}})
