@@ -17,18 +17,26 @@ ENCODINGS = ("identity", "gzip", "deflate", "zstd")
 _CHUNK = 256 * 1024
 
 
-def check_content_type(header: str | None) -> None:
-    """Accept `application/json`, with an optional charset that must be UTF-8. No Content-Type at all is
-    read as JSON: AWS's own event generator and many small clients send none."""
+# NDJSON goes by several names; shippers send one of these.
+NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/json-lines")
+
+
+def check_content_type(header: str | None) -> bool:
+    """Accept `application/json` or NDJSON (True for NDJSON), with an optional charset that must be UTF-8.
+    No Content-Type at all is read as JSON: AWS's own event generator and many small clients send none."""
     if not header:
-        return
+        return False
     media_type, _, params = header.partition(";")
-    if media_type.strip().lower() != "application/json":
-        raise UnsupportedMediaType(f"unsupported Content-Type {media_type.strip()!r}: send application/json")
+    kind = media_type.strip().lower()
+    if kind != "application/json" and kind not in NDJSON_TYPES:
+        raise UnsupportedMediaType(
+            f"unsupported Content-Type {media_type.strip()!r}: send application/json or application/x-ndjson"
+        )
     for param in params.split(";"):
         name, _, value = param.partition("=")
         if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
             raise UnsupportedMediaType(f"unsupported charset {value.strip()!r}: JSON bodies must be UTF-8")
+    return kind in NDJSON_TYPES
 
 
 def content_encoding(header: str | None) -> str:

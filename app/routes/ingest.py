@@ -16,7 +16,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app import idempotency, rows
+from app import idempotency, rows, shippers
 from app.asgi import error_response, route_path
 from app.config import Settings
 from app.decode import check_content_type
@@ -49,9 +49,12 @@ def router(settings: Settings, intake: Intake) -> tuple[APIRouter, Endpoint]:
         # The raw body is read and validated here rather than by a FastAPI body parameter: headers are
         # checked before the body is read, and app/rows.py validates straight from the decoded bytes.
         key = idempotency.key_from(request.headers.get(idempotency.HEADER))
-        check_content_type(request.headers.get("content-type"))
+        ndjson = check_content_type(request.headers.get("content-type"))
         partial = _flag(request.query_params.get("partial"))
-        async with intake.decoded_body(request) as decoded:
+        defaults = shippers.defaults(request.query_params)
+        async with intake.decoded_body(request) as received:
+            # A JSON array, NDJSON, or query defaults: made the native body first (app/shippers.py).
+            decoded = shippers.native(received, ndjson, defaults)
             if partial:
                 batch, rejected = rows.parse_partial(decoded, settings.max_batch_size, window=window)
                 answer = orjson.dumps(
@@ -64,7 +67,9 @@ def router(settings: Settings, intake: Intake) -> tuple[APIRouter, Endpoint]:
             else:
                 batch = rows.parse(decoded, settings.max_batch_size, window=window)
                 answer = b'{"saved":%d,"status":"success"}' % len(batch)
-            fingerprint = idempotency.fingerprint(PATH, decoded, f"partial={partial}")
+            fingerprint = idempotency.fingerprint(
+                PATH, decoded, f"partial={partial}"
+            )  # after defaults: the stored entries
             return await intake.store(request, batch, answer, key=key, fingerprint=fingerprint)
 
     return api, post_logs
@@ -132,6 +137,16 @@ _PARAMETERS = [
         "instead of refusing the whole batch; 422 only when no entry is valid.",
         "schema": {"type": "boolean", "default": False},
     },
+    *(
+        {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "description": f"Default `{name}` for entries that have none (for shippers that cannot set it).",
+            "schema": {"type": "string"},
+        }
+        for name in ("service", "service_version")
+    ),
     {
         "name": "Idempotency-Key",
         "in": "header",
