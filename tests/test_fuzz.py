@@ -94,3 +94,51 @@ def test_the_app_never_answers_5xx(client: TestClient, request: tuple[bytes, str
     )
     assert response.status_code < 500, response.text
     assert response.headers["content-type"] == "application/json"
+
+
+@st.composite
+def otlp_json(draw: st.DrawFn) -> bytes:
+    value = st.fixed_dictionaries(
+        {},
+        optional={
+            "stringValue": st.text(max_size=10), "intValue": st.one_of(st.integers(), st.text(max_size=5)),
+            "doubleValue": st.floats(), "boolValue": st.booleans(), "bytesValue": st.text(max_size=8),
+            "arrayValue": st.just({"values": [{"intValue": "1"}]}), "kvlistValue": json_values,
+        },
+    )  # fmt: skip
+    record = st.fixed_dictionaries(
+        {},
+        optional={
+            "timeUnixNano": st.one_of(st.integers(), st.text(max_size=22)), "severityNumber": st.integers(-5, 30),
+            "severityText": st.text(max_size=8), "body": value | json_values, "traceId": st.text("0123456789abcdefg", max_size=33),
+            "spanId": st.text("0123456789abcdef", max_size=17), "attributes": st.lists(st.fixed_dictionaries({"key": st.text(max_size=12) | st.sampled_from(["user.id", "exception.type", "http.method", "service.name"]), "value": value}), max_size=4),
+        },
+    )  # fmt: skip
+    resource = st.fixed_dictionaries({"attributes": st.lists(st.fixed_dictionaries({"key": st.sampled_from(["service.name", "deployment.environment", "x"]), "value": value}), max_size=3)})  # fmt: skip
+    document = {
+        "resourceLogs": [
+            {"resource": draw(resource), "scopeLogs": [{"logRecords": draw(st.lists(record, max_size=4))}]}
+        ]
+    }
+    return serialize(draw(st.sampled_from([document, draw(json_values)])), draw)
+
+
+@given(otlp_json() | st.binary(max_size=300), st.sampled_from(["application/json", "application/x-protobuf"]))
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+def test_otlp_never_answers_5xx(client: TestClient, body: bytes, content_type: str) -> None:
+    response = client.post("/v1/logs", content=body, headers={"Content-Type": content_type})
+    assert response.status_code < 500, response.text
+
+
+@st.composite
+def shipper_lines(draw: st.DrawFn) -> list[bytes]:
+    return [serialize(draw(entries), draw) for _ in range(draw(st.integers(0, 6)))]
+
+
+@given(shipper_lines(), st.booleans())
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+def test_ndjson_and_arrays_never_answer_5xx(client: TestClient, lines: list[bytes], ndjson: bool) -> None:
+    body = b"\n".join(lines) if ndjson else b"[" + b",".join(lines) + b"]"
+    kind = "application/x-ndjson" if ndjson else "application/json"
+    response = client.post("/logs?service=fuzz&level=INFO", content=body, headers={"Content-Type": kind})
+    assert response.status_code < 500, response.text
