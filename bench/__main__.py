@@ -1,4 +1,4 @@
-"""`python -m bench [all|db|http|limits|scale|client|steps REV...|report] [--quick] [--out DIR]`: measure, save raw JSON, render
+"""`python -m bench [all|db|http|otlp|limits|scale|client|steps REV...|report] [--quick] [--out DIR]`: measure, save raw JSON, render
 the report."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from app.config import Settings
 from app.rows import parse
-from bench import client, database, db, http, limits, machine, report, scale, steps
+from bench import client, database, db, http, limits, machine, otlp, report, scale, steps
 from bench.data import LogFactory, body
 
 ROOT = Path(__file__).parent.parent
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         "suite",
         nargs="?",
         default="all",
-        choices=["all", "db", "http", "limits", "scale", "client", "steps", "report"],
+        choices=["all", "db", "http", "otlp", "limits", "scale", "client", "steps", "report"],
     )
     parser.add_argument("revisions", nargs="*", help="steps: git revisions whose server to measure, in order")
     parser.add_argument("--quick", action="store_true", help="a smoke run in well under a minute")
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.suite == "steps" and not args.revisions:
         parser.error("steps needs the git revisions to compare, oldest first")
-    if args.suite in ("all", "db", "http", "limits", "scale", "client", "steps"):
+    if args.suite in ("all", "db", "http", "otlp", "limits", "scale", "client", "steps"):
         source = asyncio.run(database.prepare())
         meta = {**machine.describe(), "database": source.description, "quick": args.quick}
         meta["postgres"] = asyncio.run(_postgres(source.dsn))
@@ -77,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
                 results = http.suite(source.dsn, arms, warmup, duration, progress)
                 _save(args.out / "http.json", meta, {"warmup_s": warmup, "duration_s": duration, "seed": 7,
                                                      "arms": [arm.__dict__ for arm in arms]}, results)  # fmt: skip
+            if args.suite in ("all", "otlp"):
+                warmup, duration = plan["http"]
+                results = otlp.run(source.dsn, warmup, duration, progress)
+                _save(args.out / "otlp.json", meta, {"warmup_s": warmup, "duration_s": duration, "batch": otlp.BATCH,
+                                                     "clients": otlp.CLIENTS}, results)  # fmt: skip
             if args.suite in ("all", "limits"):
                 results = limits.run(progress)
                 _save(args.out / "limits.json", meta, {"max_body_bytes": Settings(_env_file=None).max_body_bytes,  # type: ignore[call-arg]
@@ -110,6 +115,8 @@ def _count_steps(suite: str, plan: dict[str, Any], revisions: list[str]) -> int:
         count += len(http.quick_arms() if plan is QUICK else http.full_arms()) + 1
     if suite in ("all", "limits"):
         count += len(limits.bodies(1024))
+    if suite in ("all", "otlp"):
+        count += 2
     if suite in ("all", "scale"):
         count += 2 * len(plan["scale"])
     if suite in ("all", "client"):
