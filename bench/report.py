@@ -55,6 +55,7 @@ def render(out: Path) -> list[Path]:
             read(out, "limits.json"),
             read(out, "scale.json"),
             read(out, "client.json"),
+            read(out, "otlp.json"),
         )
     )
     if db_data:

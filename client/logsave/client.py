@@ -223,7 +223,10 @@ class LogClient:
         # What was dropped and not yet reported rides along with the first batch, as a log of its own.
         unreported = sum((self._refused + self._dropped).values()) - self._reported
         if batches and unreported > 0:
-            batches[0].entries.append(self._health(unreported))
+            if len(batches[0].entries) < self.batch_size:
+                batches[0].entries.append(self._health(unreported))
+            else:  # a full batch has no room under the server's MAX_BATCH_SIZE: the report goes alone
+                batches.append(_Batch([self._health(unreported)], 0))
         return batches
 
     def _encode(self, item: tuple[Any, ...]) -> bytes:
@@ -270,7 +273,7 @@ class LogClient:
                 if len(batch.entries) > batch.logs:  # it carried the report of earlier drops
                     self._reported = reported
                 return
-            if answer.status == transport.SPLIT and batch.logs > 1:
+            if batch.logs > 1 and (answer.status == transport.SPLIT or _batch_refused(answer)):
                 logs = batch.entries[: batch.logs]  # the drop report, if any, rides again later
                 half = len(logs) // 2
                 for part in (logs[:half], logs[half:]):
@@ -318,6 +321,12 @@ class LogClient:
         if kind not in self._warned:
             self._warned.add(kind)
             sys.stderr.write(f"logsave: {message}\n")
+
+
+def _batch_refused(answer: transport.Answer) -> bool:
+    """A 422 about the batch itself (too many logs for this server's MAX_BATCH_SIZE), not its entries."""
+    errors = answer.body.get("errors") or []
+    return answer.status == 422 and any(isinstance(e, dict) and e.get("field") == "logs" for e in errors)
 
 
 def _size(message: Any) -> int:

@@ -322,3 +322,19 @@ def test_postgres_away_for_seconds_loses_nothing_and_doubles_nothing(
     during = messages(db, "during")
     assert len(during) == 1000 and len(set(during)) == 1000
     assert client.stats()["retries"] > 0
+
+
+def test_a_drop_report_never_makes_a_full_batch_too_large(
+    server: tuple[subprocess.Popen[bytes], str], db: DB
+) -> None:
+    _, url = server
+    client = logsave.LogClient(url, service="full", max_queue=1000, flush_interval=60)
+    for i in range(1100):
+        client.log("INFO", f"full batch {i}")
+    assert client.flush(30)
+    client.close()
+    assert (
+        len(messages(db, "full batch")) == 1000
+    )  # the server's MAX_BATCH_SIZE is 1000: the report went alone
+    (report,) = db.fetch("SELECT metadata FROM logs WHERE message LIKE 'logsave client dropped%'")
+    assert json.loads(report["metadata"])["logsave_client"]["dropped"] == {"queue_full": 100}
