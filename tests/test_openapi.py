@@ -38,6 +38,16 @@ def test_every_answer_matches_the_document(case: schemathesis.Case) -> None:
         # ?partial=true exists to store the valid entries of a body the schema would refuse: a 200 for a
         # schema-violating body is its documented answer, listed in `rejected`.
         excluded.append(schemathesis.checks.negative_data_rejection)
+    if case.path == "/v1/logs":
+        # OTLP's contract is opentelemetry-proto's, which the document only outlines: proto3 JSON reads
+        # null and unknown fields as defaults (valid bodies the outline calls invalid), and the outline
+        # cannot state every structural rule (invalid bodies it calls valid). That contract is tested with
+        # the real SDK and golden bodies (tests/test_otlp.py); here the other checks still hold (no 5xx,
+        # documented statuses, response shapes).
+        excluded += [
+            schemathesis.checks.negative_data_rejection,
+            schemathesis.checks.positive_data_acceptance,
+        ]
     if (case.query or {}).get("cursor") is not None:
         # A cursor is opaque: only one a previous page returned is valid, which no generator can guess.
         excluded.append(schemathesis.checks.positive_data_acceptance)
