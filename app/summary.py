@@ -69,7 +69,7 @@ async def read(conn: asyncpg.Connection) -> Stats:
     return Stats(
         total_logs=sum(by_service.values()),
         services=[ServiceCount(service=name, count=count) for name, count in services],
-        by_level={level: n for level, n in by_level.items() if n},
+        by_level={level: n for level, n in sorted(by_level.items()) if n},
         recent_24h=recent,
     )
 
