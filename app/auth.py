@@ -5,7 +5,8 @@
 
 On Lambda the keys may come from a Secrets Manager secret instead (API_KEYS_SECRET_ARN), read once per
 container. A key comes as `Authorization: Bearer <key>` or `X-API-Key: <key>`. Liveness and readiness stay open
-(load balancers probe them without keys), and so does a CORS preflight, which CORSMiddleware answers
+(load balancers probe them without keys), so does the web view's page (it asks for a key itself), and so does
+a CORS preflight, which CORSMiddleware answers
 before this middleware sees it. A key is compared in constant time against every configured key, and is
 never logged, echoed in an error or counted by name.
 """
@@ -23,7 +24,9 @@ from app.asgi import error_response, route_path
 from app.config import Settings, split_list
 from app.errors import Forbidden, Unauthorized
 
-OPEN = frozenset({"/", "/health/ready"})
+OPEN = frozenset({"/", "/health/ready", "/ui"})
+# The web view's static files: the page asks for a key itself and sends it with every API call.
+OPEN_PREFIX = "/ui/assets/"
 
 
 class Grant(Enum):
@@ -44,7 +47,8 @@ class ApiKeys:
         ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.keys or route_path(scope) in OPEN:
+        path = route_path(scope) if scope["type"] == "http" else ""
+        if scope["type"] != "http" or not self.keys or path in OPEN or path.startswith(OPEN_PREFIX):
             await self.app(scope, receive, send)
             return
         grant = self.grant(_presented(scope))

@@ -22,7 +22,7 @@ from app.database import Database
 from app.errors import IngestError, InvalidQuery
 from app.intake import Intake
 from app.requestlog import RequestLog
-from app.routes import health, ingest, otlp, query, stats
+from app.routes import health, ingest, otlp, query, stats, ui
 
 log = logging.getLogger("app")
 
@@ -66,6 +66,7 @@ def create_app(
         query.router(settings, database),
         health.router(settings, database),
         stats.router(settings, database),
+        ui.mount(app),
     )
     for router in routers:
         app.include_router(router)

@@ -253,6 +253,16 @@ class Stats(BaseModel):
     recent_24h: int = Field(description="Logs whose created_at falls in the last 24 hours.")
 
 
+class TimelinePoint(BaseModel):
+    at: str = Field(description="Start of the bucket, RFC 3339.")
+    counts: dict[str, int] = Field(description="Logs by level in the bucket.")
+
+
+class Timeline(BaseModel):
+    bucket: Literal["minute", "hour"]
+    points: list[TimelinePoint] = Field(description="Buckets with at least one log, oldest first.")
+
+
 class Health(BaseModel):
     status: Literal["healthy"] = "healthy"
     service: str = "log-save-server"

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
 
-from app.models import ServiceCount, Stats
+from app.models import ServiceCount, Stats, Timeline, TimelinePoint
 
 SHARDS = 16
 
@@ -71,6 +72,31 @@ async def read(conn: asyncpg.Connection) -> Stats:
         services=[ServiceCount(service=name, count=count) for name, count in services],
         by_level={level: n for level, n in sorted(by_level.items()) if n},
         recent_24h=recent,
+    )
+
+
+MINUTES_UP_TO = timedelta(hours=6)
+_BY_MINUTE = """
+SELECT date_trunc('minute', created_at) AS at, level::text AS level, count(*) AS n
+FROM logs WHERE created_at >= $1 AND created_at < $2 AND NOT deleted GROUP BY 1, 2 ORDER BY 1, 2
+"""
+_BY_HOUR = """
+SELECT hour AS at, level::text AS level, sum(n) AS n
+FROM log_counts WHERE hour >= date_trunc('hour', $1::timestamptz) AND hour < $2 GROUP BY 1, 2 HAVING sum(n) <> 0
+ORDER BY 1, 2
+"""
+
+
+async def timeline(conn: asyncpg.Connection, since: datetime, until: datetime) -> Timeline:
+    """Logs per minute (ranges up to MINUTES_UP_TO, from the rows) or per hour (from the summary) by level."""
+    by_minute = until - since <= MINUTES_UP_TO
+    records = await conn.fetch(_BY_MINUTE if by_minute else _BY_HOUR, since, until)
+    buckets: dict[datetime, dict[str, int]] = {}
+    for record in records:
+        buckets.setdefault(record["at"], {})[record["level"]] = int(record["n"])
+    return Timeline(
+        bucket="minute" if by_minute else "hour",
+        points=[TimelinePoint(at=at.isoformat(), counts=counts) for at, counts in buckets.items()],
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 from typing import Any
 
 import asyncpg
@@ -11,8 +12,14 @@ from app.config import Settings
 
 
 def run(coro: Any) -> Any:
-    """Run one coroutine on a fresh loop (tests are synchronous; the app runs on its own loop)."""
-    return asyncio.run(coro)
+    """Run one coroutine on a fresh loop (tests are synchronous; the app runs on its own loop). Where this
+    thread already runs a loop (Playwright's sync API keeps one), on a thread of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 async def _fetch(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:

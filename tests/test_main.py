@@ -317,3 +317,19 @@ def test_epoch_milliseconds_from_javascript_are_stored(client: TestClient, db: D
     assert post(client, {"logs": [log_entry(created_at=millis)]}).status_code == 200
     (row,) = db.fetch("SELECT created_at FROM logs")
     assert row["created_at"] == datetime.fromtimestamp(millis / 1000, UTC)
+
+
+def test_the_timeline_counts_by_minute_or_by_hour(client: TestClient, db: DB) -> None:
+    now = datetime.now(UTC).replace(second=30, microsecond=0)
+    entries = [log_entry(level=level, created_at=(now - timedelta(minutes=m)).isoformat())
+               for m, level in [(1, "INFO"), (1, "ERROR"), (1, "INFO"), (3, "WARN"), (130, "INFO")]]  # fmt: skip
+    assert post(client, {"logs": entries}).status_code == 200
+    since = (now - timedelta(hours=1)).isoformat()
+    minutes = client.get("/stats/timeline", params={"since": since}).json()
+    assert minutes["bucket"] == "minute"
+    by_minute = {p["at"]: p["counts"] for p in minutes["points"]}
+    minute = lambda m: (now - timedelta(minutes=m)).replace(second=0).isoformat()
+    assert by_minute == {minute(3): {"WARN": 1}, minute(1): {"ERROR": 1, "INFO": 2}}
+    hours = client.get("/stats/timeline", params={"since": (now - timedelta(days=2)).isoformat()}).json()
+    assert hours["bucket"] == "hour" and sum(sum(p["counts"].values()) for p in hours["points"]) == 5
+    assert client.get("/stats/timeline", params={"since": "yesterday"}).status_code == 422
