@@ -118,7 +118,7 @@ def _count_steps(suite: str, plan: dict[str, Any], revisions: list[str]) -> int:
     if suite in ("all", "otlp"):
         count += 2
     if suite in ("all", "scale"):
-        count += 2 * len(plan["scale"])
+        count += 3 * len(plan["scale"])
     if suite in ("all", "client"):
         count += 4
     if suite == "steps":

@@ -277,6 +277,11 @@ def scale_table(scale_data: dict[str, Any]) -> list[str]:
             + " | ".join(_ms(result[f"{n} p50_ms"]) for n in names)
             + " |"
         )
+    if "ui_load_p50_ms" in results[-1]:
+        rows += ["", "The web view (`/ui` in Debian's chromium, p50 of 5): first page on screen "
+                 + ", ".join(f"{_ms(r['ui_load_p50_ms'])} ms at {_n(r['rows'])} rows" for r in results)
+                 + "; a service + level filter applied "
+                 + ", ".join(f"{_ms(r['ui_filter_p50_ms'])} ms" for r in results) + "."]  # fmt: skip
     if "wal_bytes_per_row" in results[-1]:
         last = results[-1]
         rows += ["", (f"Storage at {_n(last['rows'])} rows in {last['partitions']} daily partitions: "

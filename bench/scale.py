@@ -19,7 +19,7 @@ import asyncpg
 from app import query, summary, writer
 from app.config import Settings
 from app.database import Database
-from bench import db
+from bench import db, http, ui
 
 Row = tuple[Any, ...]
 DAYS = 10
@@ -58,6 +58,11 @@ def _queries(now: datetime, pool: Sequence[Row]) -> dict[str, tuple[str, list[An
             [f"{12345:032x}"],
         ),
     }
+
+
+def _ui(dsn: str, service: str, since: str) -> dict[str, Any]:
+    with http.server(dsn, "group") as (_, port):
+        return ui.measure(f"http://127.0.0.1:{port}", service, since)
 
 
 async def _p50(conn: asyncpg.Connection, sql: str, args: list[Any], runs: int) -> float:
@@ -138,6 +143,9 @@ async def run(
                 }
                 for name, (sql, args) in _queries(now, pool).items():
                     result[f"{name} p50_ms"] = await _p50(admin, sql, args, QUERY_RUNS)
+                progress(f"scale: the web view at {size:,} rows")
+                since = (now - timedelta(days=DAYS)).isoformat()
+                result.update(await asyncio.to_thread(_ui, dsn, pool[0][3], since))
                 stored = await admin.fetchval("SELECT count(*) FROM logs")
                 if stored != size:
                     raise db.RowCountMismatch(f"scale: {size} rows written but {stored} stored")
