@@ -18,8 +18,15 @@ from datetime import datetime
 from typing import Any
 
 from app.errors import InvalidQuery
-from app.models import ENVIRONMENTS, LEVELS, normalize_level, parse_created_at
+from app.models import ENVIRONMENTS, LEVELS, MAX_EPOCH, normalize_level, parse_created_at
 
+# How since/until are documented wherever a time is a query parameter (GET /logs, /stats/timeline).
+MOMENT_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "format": "date-time"},
+        {"type": "number", "minimum": 0, "exclusiveMaximum": MAX_EPOCH},
+    ]
+}
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
 MAX_TRACE_LOGS = 10_000

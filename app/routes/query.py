@@ -15,7 +15,7 @@ from app import query
 from app.config import Settings
 from app.database import Database
 from app.errors import QueryTimeout
-from app.models import ENVIRONMENTS, LEVELS, MAX_EPOCH, LogPage, TraceLogs
+from app.models import ENVIRONMENTS, LEVELS, LogPage, TraceLogs
 from app.routes.errors import responses
 from app.writer import database_errors
 
@@ -133,12 +133,7 @@ def document(app: FastAPI) -> None:
 
 
 def _parameters() -> list[dict[str, Any]]:
-    moment = {
-        "anyOf": [
-            {"type": "string", "format": "date-time"},
-            {"type": "number", "minimum": 0, "exclusiveMaximum": MAX_EPOCH},
-        ]
-    }
+    moment = query.MOMENT_SCHEMA
     text = {"type": "string"}
     return [
         _param("since", moment, "From this time on (RFC 3339, or Unix time in s/ms/µs/ns)."),

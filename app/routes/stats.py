@@ -10,7 +10,7 @@ from app import query, summary
 from app.config import Settings
 from app.database import Database
 from app.errors import InvalidQuery
-from app.models import MAX_EPOCH, Stats, Timeline
+from app.models import Stats, Timeline
 from app.routes.errors import responses
 from app.writer import database_errors
 
@@ -62,14 +62,8 @@ def _moments(since: str | None, until: str | None) -> tuple[datetime, datetime]:
     return parsed.get("since") or end - timedelta(hours=24), end
 
 
-_MOMENT = {
-    "anyOf": [
-        {"type": "string", "format": "date-time"},
-        {"type": "number", "minimum": 0, "exclusiveMaximum": MAX_EPOCH},
-    ]
-}
 _TIMELINE_PARAMETERS = [
-    {"name": "since", "in": "query", "required": False, "schema": _MOMENT,
+    {"name": "since", "in": "query", "required": False, "schema": query.MOMENT_SCHEMA,
      "description": "RFC 3339, or Unix time in s/ms/µs/ns. Default: a day before until."},
-    {"name": "until", "in": "query", "required": False, "schema": _MOMENT, "description": "Default: now."},
+    {"name": "until", "in": "query", "required": False, "schema": query.MOMENT_SCHEMA, "description": "Default: now."},
 ]  # fmt: skip
