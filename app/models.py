@@ -39,6 +39,7 @@ METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
 #   below 1e17 microseconds, below 1e20 nanoseconds (OpenTelemetry, Go's UnixNano()).
 EPOCH_UNITS = ((1e11, 1), (1e14, 1e3), (1e17, 1e6), (1e20, 1e9))
 MAX_EPOCH = EPOCH_UNITS[-1][0]
+SECONDS_BELOW = EPOCH_UNITS[0][0]
 
 
 def normalize_level(value: Any) -> Any:
@@ -74,6 +75,8 @@ def parse_created_at(value: Any) -> datetime:
 
 def from_epoch(value: float) -> datetime:
     """A Unix time in seconds, milliseconds, microseconds or nanoseconds, told apart by magnitude."""
+    if 0 <= value < SECONDS_BELOW:  # seconds, the common case, without the search below (hot path)
+        return datetime.fromtimestamp(value, UTC)
     if not math.isfinite(value) or not 0 <= value < MAX_EPOCH:
         raise ValueError(
             "a Unix time must be a finite number from 0 (1970) below 1e20: seconds, milliseconds, "
