@@ -47,8 +47,11 @@ class ApiKeys:
         ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = route_path(scope) if scope["type"] == "http" else ""
-        if scope["type"] != "http" or not self.keys or path in OPEN or path.startswith(OPEN_PREFIX):
+        if scope["type"] != "http" or not self.keys:  # no keys configured: nothing to check, nothing to pay
+            await self.app(scope, receive, send)
+            return
+        path = route_path(scope)
+        if path in OPEN or path.startswith(OPEN_PREFIX):
             await self.app(scope, receive, send)
             return
         grant = self.grant(_presented(scope))

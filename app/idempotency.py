@@ -103,10 +103,7 @@ class InFlight:
         self._keys: dict[str, asyncio.Event] = {}
 
     @asynccontextmanager
-    async def hold(self, key: str | None) -> AsyncIterator[None]:
-        if key is None:
-            yield
-            return
+    async def hold(self, key: str) -> AsyncIterator[None]:
         while (running := self._keys.get(key)) is not None:
             await running.wait()
         done = self._keys[key] = asyncio.Event()

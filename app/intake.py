@@ -46,9 +46,11 @@ class Intake:
         media_type: str = "application/json",
     ) -> Response:
         """Write the rows; the answer once committed (or the first answer again for a repeated key)."""
-        claim = idempotency.Claim(key, fingerprint) if key else None
-        async with self.in_flight.hold(key):
-            outcome = await self.writer.write(Batch(rows, answer, claim))
+        if key is None:
+            outcome = await self.writer.write(Batch(rows, answer))
+        else:
+            async with self.in_flight.hold(key):
+                outcome = await self.writer.write(Batch(rows, answer, idempotency.Claim(key, fingerprint)))
         if outcome.replayed:
             request.state.replayed = True
             return Response(outcome.response, media_type=media_type, headers={"Idempotent-Replayed": "true"})
