@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -34,22 +34,14 @@ JSON = "application/json"
 # severity_number 1-4 TRACE, 5-8 DEBUG, 9-12 INFO, 13-16 WARN, 17-20 ERROR, 21-24 FATAL
 _SEVERITY = {n: LEVELS[(n - 1) // 4] for n in range(1, 25)}
 _ZERO_TRACE = "0" * 32
+_ZERO_SPAN = "0" * 16
 
 
-@dataclass
-class Record:
-    """One log record with every value already plain Python."""
-
-    time_unix_nano: int = 0
-    observed_time_unix_nano: int = 0
-    severity_number: int = 0
-    severity_text: str = ""
-    body: Any = None
-    attributes: dict[str, Any] = field(default_factory=dict)
-    trace_id: str = ""
-    span_id: str = ""
-    flags: int = 0
-    event_name: str = ""
+# One log record with every value already plain Python, in this order; a tuple because both walkers
+# build one per record and a class's __init__ would be a tenth of a protobuf record's cost.
+Record = tuple[int, int, int, str, Any, dict[str, Any], str, str, int, str]
+# (time_unix_nano, observed_time_unix_nano, severity_number, severity_text, body, attributes, trace_id,
+#  span_id, flags, event_name)
 
 
 @dataclass
@@ -87,34 +79,37 @@ def _from_protobuf(body: bytes) -> Iterator[Scope]:
         resource = _pb_attributes(resource_logs.resource.attributes)
         for scope_logs in resource_logs.scope_logs:
             records = [
-                Record(
-                    time_unix_nano=r.time_unix_nano,
-                    observed_time_unix_nano=r.observed_time_unix_nano,
-                    severity_number=r.severity_number,
-                    severity_text=r.severity_text,
-                    body=_pb_value(r.body) if r.HasField("body") else None,
-                    attributes=_pb_attributes(r.attributes),
-                    trace_id=r.trace_id.hex(),
-                    span_id=r.span_id.hex(),
-                    flags=r.flags,
-                    event_name=r.event_name,
+                (
+                    r.time_unix_nano,
+                    r.observed_time_unix_nano,
+                    r.severity_number,
+                    r.severity_text,
+                    _pb_value(r.body) if r.HasField("body") else None,
+                    _pb_attributes(r.attributes),
+                    r.trace_id.hex(),
+                    r.span_id.hex(),
+                    r.flags,
+                    r.event_name,
                 )
                 for r in scope_logs.log_records
             ]
             yield Scope(resource, scope_logs.scope.name, scope_logs.scope.version, records)
 
 
-_SCALARS = frozenset({"string_value", "int_value", "double_value", "bool_value"})
-
-
 def _pb_attributes(pairs: Any) -> dict[str, Any]:
-    # Scalars, nearly every attribute, are read here without a call per value: this loop is most of the
-    # per-record cost of a protobuf request.
+    # Most of a protobuf request's cost is here, in upb's wrapper objects for each pair and value (about
+    # 0.25 µs a pair just to iterate, results/REPORT.md): strings, nearly every attribute, and nested
+    # maps are read without a further call.
     out = {}
     for pair in pairs:
         value = pair.value
         kind = value.WhichOneof("value")
-        out[pair.key] = getattr(value, kind) if kind in _SCALARS else _pb_value(value)
+        if kind == "string_value":
+            out[pair.key] = value.string_value
+        elif kind == "kvlist_value":
+            out[pair.key] = _pb_attributes(value.kvlist_value.values)
+        else:
+            out[pair.key] = _pb_other(value, kind)
     return out
 
 
@@ -122,18 +117,24 @@ def _pb_value(value: Any) -> Any:
     kind = value.WhichOneof("value")
     if kind == "string_value":
         return value.string_value
+    return _pb_other(value, kind)
+
+
+def _pb_other(value: Any, kind: str | None) -> Any:
     if kind == "int_value":
         return value.int_value
     if kind == "double_value":
         return value.double_value
     if kind == "bool_value":
         return value.bool_value
-    if kind == "bytes_value":
-        return base64.b64encode(value.bytes_value).decode()
-    if kind == "array_value":
-        return [_pb_value(v) for v in value.array_value.values]
     if kind == "kvlist_value":
         return _pb_attributes(value.kvlist_value.values)
+    if kind == "array_value":
+        return [_pb_value(v) for v in value.array_value.values]
+    if kind == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode()
+    if kind == "string_value":
+        return value.string_value
     return None
 
 
@@ -195,17 +196,17 @@ def _hex_id(value: Any, size: int) -> str:
 
 def _json_record(record: Any) -> Record:
     body = _get(record, "body")
-    return Record(
-        time_unix_nano=_int(_get(record, "timeUnixNano", "time_unix_nano")),
-        observed_time_unix_nano=_int(_get(record, "observedTimeUnixNano", "observed_time_unix_nano")),
-        severity_number=_int(_get(record, "severityNumber", "severity_number")),
-        severity_text=str(_get(record, "severityText", "severity_text") or ""),
-        body=_json_value(body) if body is not None else None,
-        attributes=_json_attributes(_get(record, "attributes")),
-        trace_id=_hex_id(_get(record, "traceId", "trace_id"), 16),
-        span_id=_hex_id(_get(record, "spanId", "span_id"), 8),
-        flags=_int(_get(record, "flags")),
-        event_name=str(_get(record, "eventName", "event_name") or ""),
+    return (
+        _int(_get(record, "timeUnixNano", "time_unix_nano")),
+        _int(_get(record, "observedTimeUnixNano", "observed_time_unix_nano")),
+        _int(_get(record, "severityNumber", "severity_number")),
+        str(_get(record, "severityText", "severity_text") or ""),
+        _json_value(body) if body is not None else None,
+        _json_attributes(_get(record, "attributes")),
+        _hex_id(_get(record, "traceId", "trace_id"), 16),
+        _hex_id(_get(record, "spanId", "span_id"), 8),
+        _int(_get(record, "flags")),
+        str(_get(record, "eventName", "event_name") or ""),
     )
 
 
@@ -246,60 +247,61 @@ def entries(request_scopes: Iterator[Scope]) -> list[dict[str, Any]]:
         environment = _pop_text(resource, "deployment.environment.name") or _pop_text(
             resource, "deployment.environment"
         )
+        common: dict[str, Any] = {"service": service}
+        common_metadata: dict[str, Any] = {}
+        if version:
+            common["service_version"] = version
+        if environment:
+            if environment.strip().lower() in ENVIRONMENTS:
+                common["environment"] = environment
+            else:
+                common_metadata["deployment.environment"] = environment
+        if resource:
+            common_metadata["resource"] = resource
+        if scope.name or scope.version:
+            common_metadata["scope"] = {"name": scope.name, "version": scope.version}
         for record in scope.records:
-            out.append(_entry(record, service, version, environment, resource, scope))
+            out.append(_entry(record, common, common_metadata))
     return out
 
 
-def _entry(
-    record: Record,
-    service: str,
-    version: str | None,
-    environment: str | None,
-    resource: dict[str, Any],
-    scope: Scope,
-) -> dict[str, Any]:
-    attributes = dict(record.attributes)
+def _entry(record: Record, common: dict[str, Any], common_metadata: dict[str, Any]) -> dict[str, Any]:
+    """One record as an entry; `common` and `common_metadata` are its resource's and scope's share."""
+    (time_unix_nano, observed_time_unix_nano, severity_number, severity_text, body, attributes, trace_id,
+     span_id, flags, event_name) = record  # fmt: skip
+    # `attributes` is this record's own dict (both walkers build a new one), so it is consumed here.
     metadata: dict[str, Any] = {}
-    entry: dict[str, Any] = {"service": service}
-    if version:
-        entry["service_version"] = version
-    if environment:
-        if environment.strip().lower() in ENVIRONMENTS:
-            entry["environment"] = environment
-        else:
-            metadata["deployment.environment"] = environment
-    nanos = record.time_unix_nano or record.observed_time_unix_nano
+    entry = dict(common)
+    nanos = time_unix_nano or observed_time_unix_nano
     if nanos:
         entry["created_at"] = nanos / 1e9  # seconds: a small nanosecond count must not pass for seconds
-    entry["level"] = _level(record, metadata)
-    entry["message"] = _message(record.body)
-    if record.trace_id and record.trace_id != _ZERO_TRACE:
-        entry["trace_id"] = record.trace_id
-    if record.span_id and record.span_id != "0" * 16:
-        metadata["span_id"] = record.span_id
-    if record.flags:
-        metadata["trace_flags"] = record.flags
-    for column, names in _COLUMNS:
-        for name in names:
-            value = attributes.pop(name, None)
-            if value is not None and column not in entry:
-                entry[column] = value if isinstance(value, str) else orjson.dumps(value).decode()
-    exception_message = attributes.pop("exception.message", None)
-    if not entry["message"] and exception_message is not None:
-        entry["message"] = str(exception_message)
-    elif exception_message is not None:
-        metadata["exception.message"] = exception_message
-    method = entry.get("method")
-    if method is not None and method.strip().upper() not in METHODS:
-        metadata["http.request.method"] = entry.pop("method")
-    metadata.update(attributes)
-    if resource:
-        metadata["resource"] = resource
-    if scope.name or scope.version:
-        metadata["scope"] = {"name": scope.name, "version": scope.version}
-    if record.event_name:
-        metadata["event_name"] = record.event_name
+    entry["level"] = _level(severity_number, severity_text, metadata)
+    message = entry["message"] = _message(body)
+    if trace_id and trace_id != _ZERO_TRACE:
+        entry["trace_id"] = trace_id
+    if span_id and span_id != _ZERO_SPAN:
+        metadata["span_id"] = span_id
+    if flags:
+        metadata["trace_flags"] = flags
+    if attributes:
+        for column, names in _COLUMNS:
+            for name in names:
+                value = attributes.pop(name, None)
+                if value is not None and column not in entry:
+                    entry[column] = value if isinstance(value, str) else orjson.dumps(value).decode()
+        exception_message = attributes.pop("exception.message", None)
+        if not message and exception_message is not None:
+            entry["message"] = str(exception_message)
+        elif exception_message is not None:
+            metadata["exception.message"] = exception_message
+        method = entry.get("method")
+        if method is not None and method.strip().upper() not in METHODS:
+            metadata["http.request.method"] = entry.pop("method")
+        metadata.update(attributes)
+    if common_metadata:
+        metadata.update(common_metadata)
+    if event_name:
+        metadata["event_name"] = event_name
     if metadata:
         entry["metadata"] = metadata
     return entry
@@ -318,15 +320,15 @@ _COLUMNS = (
 )
 
 
-def _level(record: Record, metadata: dict[str, Any]) -> str:
-    if record.severity_number in _SEVERITY:
-        return _SEVERITY[record.severity_number]
-    text = record.severity_text.strip().upper()
+def _level(severity_number: int, severity_text: str, metadata: dict[str, Any]) -> str:
+    if severity_number in _SEVERITY:
+        return _SEVERITY[severity_number]
+    text = severity_text.strip().upper()
     text = LEVEL_ALIASES.get(text, text)
     if text in LEVELS:
         return text
-    if record.severity_text:
-        metadata["severity_text"] = record.severity_text
+    if severity_text:
+        metadata["severity_text"] = severity_text
     return "INFO"
 
 

@@ -31,6 +31,7 @@ from app.models import (
     LOG_TYPES,
     METHODS,
     RawLogBatch,
+    RawLogEntry,
     batch_adapter,
     lower,
     normalize_level,
@@ -97,12 +98,6 @@ class _RawEntries(msgspec.Struct):
 _ENTRIES = msgspec.json.Decoder(_RawEntries)
 
 
-class _RawEntries(msgspec.Struct):
-    """The batch with each entry left as its raw JSON bytes: what partial mode re-assembles."""
-
-    logs: list[msgspec.Raw]
-
-
 class _Recheck(Exception):
     """The first pass met a value only the documented schema can explain: validate again with it."""
 
@@ -164,6 +159,26 @@ def parse_partial(
     kept = parse(b'{"logs":[' + b",".join(good) + b"]}", max_batch_size, received_at, window)
     rejected = [{"index": index, **error} for index, error in indexed]
     return kept, rejected
+
+
+def parse_values(
+    entries: list[dict[str, Any]],
+    max_batch_size: int,
+    received_at: datetime | None = None,
+    window: tuple[timedelta, timedelta] = WINDOW,
+) -> tuple[list[Row], list[dict[str, Any]]]:
+    """`parse_partial` for entries that are already Python values (app/otlp.py's mapping): msgspec checks
+    them against the same struct in C without a JSON round trip. Whatever that pass does not settle (an
+    invalid entry, a value to normalize) takes `parse_partial`'s path, for its errors and partial mode."""
+    now = Received(received_at or datetime.now(UTC), window)
+    if 0 < len(entries) <= max_batch_size:
+        try:
+            structs = msgspec.convert(entries, list[RawLogEntry])
+            # Strings from protobuf can hold U+0000 anywhere, so every row is checked for it.
+            return _rows([(msgspec.structs.astuple(entry), None) for entry in structs], now, True), []
+        except (msgspec.ValidationError, _Recheck, InvalidLogs):
+            pass
+    return parse_partial(orjson.dumps({"logs": entries}), max_batch_size, now.at, window)
 
 
 def _entry_index(field: str) -> int | None:

@@ -79,9 +79,10 @@ def main(argv: list[str] | None = None) -> int:
                                                      "arms": [arm.__dict__ for arm in arms]}, results)  # fmt: skip
             if args.suite in ("all", "otlp"):
                 warmup, duration = plan["http"]
-                results = otlp.run(source.dsn, warmup, duration, progress)
+                repeats = 3 if args.quick else otlp.STAGE_REPEATS
+                results = otlp.run(source.dsn, warmup, duration, progress, repeats)
                 _save(args.out / "otlp.json", meta, {"warmup_s": warmup, "duration_s": duration, "batch": otlp.BATCH,
-                                                     "clients": otlp.CLIENTS}, results)  # fmt: skip
+                                                     "clients": otlp.CLIENTS, "stage_repeats": repeats}, results)  # fmt: skip
             if args.suite in ("all", "limits"):
                 results = limits.run(progress)
                 _save(args.out / "limits.json", meta, {"max_body_bytes": Settings(_env_file=None).max_body_bytes,  # type: ignore[call-arg]
@@ -116,7 +117,7 @@ def _count_steps(suite: str, plan: dict[str, Any], revisions: list[str]) -> int:
     if suite in ("all", "limits"):
         count += len(limits.bodies(1024))
     if suite in ("all", "otlp"):
-        count += 2
+        count += 3  # the parse stages, then two arms
     if suite in ("all", "scale"):
         count += 3 * len(plan["scale"])
     if suite in ("all", "client"):

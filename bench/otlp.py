@@ -5,11 +5,15 @@ The OTLP bodies carry exactly what the JSON bodies do, as an OpenTelemetry SDK w
 per service (service.name, service.version, deployment.environment.name), severity numbers, string
 bodies, trace ids as bytes, the other fields as attributes in OpenTelemetry's names, metadata as a
 kvlist. After each arm the table holds exactly the logs acknowledged.
+
+Beside the arms, `stages` times each step of both paths in this process on the same batches, so the report
+shows where an OTLP record's extra cost goes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from itertools import groupby
 from typing import Any
@@ -18,11 +22,13 @@ import uvloop
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
+from app import otlp, rows
 from bench import db, http
 from bench.data import LogFactory, body, gzipped
 
 BATCH = 1000
 CLIENTS = 8
+STAGE_REPEATS = 15
 _SEVERITY = {"TRACE": 1, "DEBUG": 5, "INFO": 9, "WARN": 13, "ERROR": 17, "FATAL": 21}
 # Our field -> the OpenTelemetry attribute the mapping reads it from (app/otlp.py).
 _ATTRIBUTES = {
@@ -84,9 +90,55 @@ def _requests(port: int, payloads: Sequence[bytes], path: str, content_type: str
     return out
 
 
-def run(dsn: str, warmup: float, duration: float, progress: Callable[[str], None]) -> list[dict[str, Any]]:
+def _best_ms(step: Callable[[bytes], object], payloads: Sequence[bytes], repeats: int) -> float:
+    """The fastest of `repeats` passes over the payloads, per payload (= per 1000 records), in ms."""
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for payload in payloads:
+            step(payload)
+        best = min(best, (time.perf_counter() - started) / len(payloads))
+    return round(best * 1000, 3)
+
+
+def _pairs_only(payload: bytes) -> None:
+    # The floor of reading a record's attributes through upb: each pair's key and value and which kind it
+    # holds, nothing converted or kept.
+    for resource_logs in ExportLogsServiceRequest.FromString(payload).resource_logs:
+        for scope_logs in resource_logs.scope_logs:
+            for record in scope_logs.log_records:
+                for pair in record.attributes:
+                    _ = pair.key, pair.value.WhichOneof("value")
+
+
+def stages(batches: list[list[dict[str, Any]]], repeats: int) -> list[dict[str, Any]]:
+    """Each step of POST /logs's and POST /v1/logs's parse in this process, ms per batch of BATCH."""
+    json_bodies = [body(b) for b in batches]
+    protobufs = [protobuf(b) for b in batches]
+    limit = 10_000
+    steps = [
+        ("json: decode, validate, build rows (app.rows.parse)", json_bodies, lambda p: rows.parse(p, limit)),
+        ("otlp: protobuf parse only (upb, in C)", protobufs, ExportLogsServiceRequest.FromString),
+        ("otlp: every attribute's key and kind read, nothing kept (floor)", protobufs, _pairs_only),
+        ("otlp: records to Python values (app.otlp.scopes)", protobufs,
+         lambda p: [s.records for s in otlp.scopes(p, otlp.PROTOBUF)]),
+        ("otlp: + mapped to our fields (app.otlp.entries)", protobufs,
+         lambda p: otlp.entries(otlp.scopes(p, otlp.PROTOBUF))),
+        ("otlp: + validated, rows built (the whole parse)", protobufs,
+         lambda p: rows.parse_values(otlp.entries(otlp.scopes(p, otlp.PROTOBUF)), limit)),
+    ]  # fmt: skip
+    return [
+        {"stage": name, "ms_per_batch": _best_ms(step, payloads, repeats)} for name, payloads, step in steps
+    ]
+
+
+def run(
+    dsn: str, warmup: float, duration: float, progress: Callable[[str], None], repeats: int = STAGE_REPEATS
+) -> dict[str, Any]:
     factory = LogFactory(11)
     batches = [factory.batch(BATCH) for _ in range(16)]
+    progress("otlp stages")
+    parse_stages = stages(batches[:4], repeats)
     arms = {
         "json b1000-gzip-c8": ("/logs", "application/json", [gzipped(body(b)) for b in batches]),
         "otlp protobuf b1000-gzip-c8": (
@@ -118,4 +170,4 @@ def run(dsn: str, warmup: float, duration: float, progress: Callable[[str], None
                 "statuses": {str(k): v for k, v in sorted(measured.statuses.items())},
             })  # fmt: skip
     asyncio.run(http._count(dsn, truncate=True))
-    return results
+    return {"arms": results, "stages": parse_stages}

@@ -42,6 +42,8 @@ def test_quick_run_writes_well_formed_results(
     assert "## Scale: /stats and GET /logs as the table grows" in report
     assert "## The Python client (client suite)" in report
     assert "## OTLP beside our JSON (otlp suite)" in report
-    otlp_arms = json.loads((tmp_path / "otlp.json").read_text())["results"]
+    otlp_results = json.loads((tmp_path / "otlp.json").read_text())["results"]
+    otlp_arms = otlp_results["arms"]
+    assert all(stage["ms_per_batch"] > 0 for stage in otlp_results["stages"])
     assert [a["arm"] for a in otlp_arms] == ["json b1000-gzip-c8", "otlp protobuf b1000-gzip-c8"]
     assert all(a["logs_per_s"] > 0 and set(a["statuses"]) == {"200"} for a in otlp_arms)

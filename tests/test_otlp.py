@@ -1,5 +1,6 @@
-"""POST /v1/logs: the real OpenTelemetry SDK and exporter as the client (protobuf; none, gzip, deflate),
-OTLP/JSON golden bodies by the spec's rules, the mapping to our columns, and partial success."""
+"""POST /v1/logs: the real OpenTelemetry SDK and its two OTLP/HTTP exporters as the client (protobuf with
+none, gzip and deflate; OTLP/JSON with none and gzip), OTLP/JSON golden bodies by the spec's rules, the
+mapping to our columns, and partial success."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from opentelemetry.exporter.otlp.common.http import Compression as JSONCompression
+from opentelemetry.exporter.otlp.json.http._log_exporter import OTLPLogExporter as JSONLogExporter
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
@@ -36,11 +39,13 @@ def otel_logger(
 ) -> Iterator[logging.Logger]:
     _, url = server
     compression = getattr(request, "param", Compression.Gzip)
+    # The two exporters name their compression enums apart; which enum was given picks the exporter.
+    exporter = JSONLogExporter if isinstance(compression, JSONCompression) else OTLPLogExporter
     provider = LoggerProvider(resource=Resource.create(RESOURCE))
     provider.add_log_record_processor(
-        SimpleLogRecordProcessor(OTLPLogExporter(endpoint=url + "/v1/logs", compression=compression))
+        SimpleLogRecordProcessor(exporter(endpoint=url + "/v1/logs", compression=compression))
     )
-    logger = logging.getLogger(f"otel.{compression.value}")
+    logger = logging.getLogger(f"otel.{exporter.__module__}.{compression.value}")
     logger.handlers[:] = [LoggingHandler(level=logging.DEBUG, logger_provider=provider)]
     logger.propagate = False
     logger.setLevel(logging.DEBUG)
@@ -49,7 +54,16 @@ def otel_logger(
 
 
 @pytest.mark.parametrize(
-    "otel_logger", [Compression.NoCompression, Compression.Gzip, Compression.Deflate], indirect=True
+    "otel_logger",
+    [
+        Compression.NoCompression,
+        Compression.Gzip,
+        Compression.Deflate,
+        JSONCompression.NONE,
+        JSONCompression.GZIP,
+    ],
+    ids=["protobuf", "protobuf-gzip", "protobuf-deflate", "json", "json-gzip"],
+    indirect=True,
 )
 def test_the_sdk_through_logging_lands_in_the_right_columns(otel_logger: logging.Logger, db: DB) -> None:
     tracer = TracerProvider().get_tracer("test")

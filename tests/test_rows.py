@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from app.errors import BadRequest, InvalidLogs, PayloadTooLarge
-from app.rows import COLUMNS, WINDOW, Received, documented, parse
+from app.rows import COLUMNS, WINDOW, Received, documented, parse, parse_partial, parse_values
 from tests.support import log_entry
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -357,3 +357,38 @@ def test_metadata_nesting_is_limited_to_64_levels(depth: int) -> None:
     else:
         with pytest.raises((InvalidLogs, BadRequest), match="nest"):
             parse(raw, 1000, NOW)
+
+
+def _partial(parse_one: Any, *args: Any) -> Any:
+    try:
+        return parse_one(*args)
+    except (InvalidLogs, BadRequest) as exc:
+        return type(exc), [e["field"] for e in getattr(exc, "errors", [])]
+
+
+def test_python_values_parse_as_their_json_would() -> None:
+    # parse_values (OTLP's entries) skips the JSON text; it must keep and refuse exactly what parse_partial
+    # does for the same entries as JSON, and name the same fields.
+    import random
+
+    rng = random.Random(4321)
+    for _ in range(300):
+        entries = [log_entry(), log_entry()]
+        for entry in entries:
+            for field, options in VARIANTS.items():
+                if rng.random() < 0.3:
+                    entry[field] = rng.choice(options)
+        as_json = json.dumps({"logs": entries}).encode()
+        assert _partial(parse_values, entries, 1000, NOW) == _partial(parse_partial, as_json, 1000, NOW), (
+            entries
+        )
+
+
+def test_nul_in_python_values_is_replaced() -> None:
+    # A protobuf string holds U+0000 as a raw byte: there is no JSON escape to notice it by.
+    (row,), rejected = parse_values(
+        [log_entry(message="a\x00b", metadata={"k\x00": "v\x00"})], 1000, NOW, WIDE
+    )
+    stored = dict(zip(COLUMNS, row))
+    assert rejected == [] and stored["message"] == "a\ufffdb"
+    assert json.loads(stored["metadata"]) == {"k\ufffd": "v\ufffd"}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request, Response
 
 from app import idempotency, otlp, rows
@@ -50,7 +49,7 @@ def router(settings: Settings, intake: Intake) -> APIRouter:
             if not documents:
                 return Response(otlp.response(kind, 0, ""), media_type=kind)
             try:
-                batch, rejected = rows.parse_partial(orjson.dumps({"logs": documents}), limit, window=window)
+                batch, rejected = rows.parse_values(documents, limit, window=window)
             except InvalidLogs as exc:
                 # Not one record valid: the exporter must not retry this request.
                 raise BadRequest(f"no log record could be stored: {exc.message}") from None
