@@ -18,10 +18,10 @@ COPY app ./app
 # A numeric non-root user: Kubernetes' runAsNonRoot can check it without reading /etc/passwd.
 USER 10001:10001
 
-# 2 workers fit a 2-vCPU host. Keep-alive above a load balancer's idle timeout (ALB: 60 s); uvicorn reads
-# FORWARDED_ALLOW_IPS itself: trust X-Forwarded-* from the proxy in front of the container.
-ENV WEB_CONCURRENCY=2 \
-    SERVER_KEEPALIVE_TIMEOUT=75 \
+# Workers: one per CPU the container may use (its --cpus quota included) unless WEB_CONCURRENCY is set.
+# Keep-alive above a load balancer's idle timeout (ALB: 60 s); uvicorn reads FORWARDED_ALLOW_IPS itself:
+# trust X-Forwarded-* from the proxy in front of the container.
+ENV SERVER_KEEPALIVE_TIMEOUT=75 \
     SHUTDOWN_TIMEOUT=25 \
     FORWARDED_ALLOW_IPS="*" \
     LOGSAVE_DATA_DIR=/tmp/logsave

@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import FastAPI
 from mangum import Mangum
 
-from app import jsonlog, maintenance
+from app import heap, jsonlog, maintenance
 from app.config import IngestMode, Settings
 from app.main import create_app
 
@@ -42,6 +42,7 @@ def build(settings: Settings | None = None) -> tuple[FastAPI, Mangum]:
 
 
 app, _mangum = build()
+heap.settle()  # app/heap.py: once per container, after the import-time start-up
 # Mangum runs each invocation on the thread's current event loop, and the pool belongs to the loop it was
 # opened on. One loop for the life of the container, made current before every invocation (newer Pythons
 # no longer create one implicitly, and anything that ran asyncio.run() in between would have unset it).

@@ -18,7 +18,7 @@ import asyncpg
 import uvicorn
 from fastapi import FastAPI
 
-from app import database, jsonlog, metrics, migrations, retention
+from app import database, heap, jsonlog, metrics, migrations, retention
 from app.config import Settings
 from app.main import create_app
 
@@ -73,7 +73,11 @@ def serve_http(settings: Settings) -> None:
     # where the embedded PostgreSQL is stopped. A handler that does nothing lets main() return normally.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _drained)
-    if settings.web_concurrency > 1 and not os.environ.get(metrics.MULTIPROC_DIR):
+    workers = settings.workers
+    # Every worker reads its settings afresh: they must all size their pools for the same count.
+    os.environ["WEB_CONCURRENCY"] = str(workers)
+    log.info("%d worker(s), each with up to %d database connections", workers, settings.pool_max_size)
+    if workers > 1 and not os.environ.get(metrics.MULTIPROC_DIR):
         # Each worker writes its metrics into files here and /metrics adds them up (app/metrics.py).
         # Set before uvicorn spawns the workers, which import prometheus_client afresh and read it then.
         directory = tempfile.TemporaryDirectory(prefix="logsave-metrics-")
@@ -84,7 +88,7 @@ def serve_http(settings: Settings) -> None:
         factory=True,
         host=settings.server_host,
         port=settings.server_port,
-        workers=settings.web_concurrency,
+        workers=workers,
         loop="uvloop",
         # httptools, plus a header timeout (app/protocol.py).
         http="app.protocol:HeaderTimeoutProtocol",
@@ -105,7 +109,9 @@ def serve() -> FastAPI:
     """The app as each uvicorn worker process builds it, logging JSON lines like the parent."""
     settings = Settings()
     jsonlog.configure(settings.log_level)
-    return create_app(settings)
+    app = create_app(settings)
+    heap.settle()
+    return app
 
 
 if __name__ == "__main__":

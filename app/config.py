@@ -5,6 +5,8 @@ Every variable is listed with its default in `.env.example` and in README.md's c
 
 from __future__ import annotations
 
+import math
+import os
 from datetime import timedelta
 from enum import Enum
 from pathlib import Path
@@ -35,7 +37,8 @@ class Settings(BaseSettings):
     logsave_data_dir: Path = Path(".data")
 
     db_pool_min_size: int = Field(10, ge=0)
-    db_pool_max_size: int = Field(20, ge=1)
+    # Per worker; unset: see `pool_max_size`.
+    db_pool_max_size: int | None = Field(None, ge=1)
     # Seconds to wait for a connection (connect or pool acquire) before answering 503.
     db_acquire_timeout: float = Field(5.0, gt=0)
     # Seconds one SQL command may run before it is abandoned and the request answered 503.
@@ -47,7 +50,8 @@ class Settings(BaseSettings):
     server_port: int = Field(8000, ge=0, le=65535)
     # Seconds an idle keep-alive connection stays open; behind a load balancer, above its idle timeout.
     server_keepalive_timeout: int = Field(5, ge=1)
-    web_concurrency: int = Field(1, ge=1)
+    # uvicorn worker processes; unset: one per CPU this process may use (see `workers`).
+    web_concurrency: int | None = Field(None, ge=1)
     # Seconds uvicorn waits for in-flight requests after SIGTERM.
     shutdown_timeout: float = Field(25.0, gt=0)
     log_level: str = "INFO"
@@ -116,8 +120,44 @@ class Settings(BaseSettings):
         return split_list(self.ingest_api_keys)
 
     @property
+    def workers(self) -> int:
+        """WEB_CONCURRENCY, else one worker per available CPU: the bench's http suite measures two workers
+        well ahead of one on 2 vCPUs (results/REPORT.md), as each worker's Python runs on one core."""
+        return self.web_concurrency or available_cpus()
+
+    @property
+    def pool_max_size(self) -> int:
+        """DB_POOL_MAX_SIZE, else 20 per worker, fewer when there are more than 4 workers: one server's
+        workers together stay within SERVER_CONNECTIONS, under PostgreSQL's default max_connections (100)."""
+        if self.db_pool_max_size is not None:
+            return self.db_pool_max_size
+        return max(2, min(20, SERVER_CONNECTIONS // self.workers))
+
+    @property
     def database_configured(self) -> bool:
         return bool(self.database_url or self.database_secret_arn or self.database_host)
+
+
+# Connections one server's workers open at most when DB_POOL_MAX_SIZE is not set.
+SERVER_CONNECTIONS = 80
+# Where Linux's cgroup v2 states a container's CPU quota ("max 100000" when there is none).
+CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on: its affinity mask, lowered by a cgroup v2 CPU quota (a container
+    started with --cpus, an ECS task's cpu) when there is one."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        count = os.cpu_count() or 1
+    try:
+        quota, period = CPU_MAX.read_text().split()[:2]
+        if quota != "max":
+            count = min(count, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return count
 
 
 def split_list(value: str) -> list[str]:

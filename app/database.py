@@ -65,8 +65,8 @@ async def create_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         dsn,
         init=init_connection,
-        min_size=min(settings.db_pool_min_size, settings.db_pool_max_size),
-        max_size=settings.db_pool_max_size,
+        min_size=min(settings.db_pool_min_size, settings.pool_max_size),
+        max_size=settings.pool_max_size,
         timeout=settings.db_acquire_timeout,
         command_timeout=settings.db_command_timeout,
         statement_cache_size=settings.db_statement_cache_size,

@@ -47,6 +47,11 @@ def key_from(header: str | None) -> str | None:
     return header
 
 
+def claim(key: str | None, route: str, body: bytes, options: str = "") -> Claim | None:
+    """The claim a request with `key` makes on its batch; None without a key (then nothing is hashed)."""
+    return None if key is None else Claim(key, fingerprint(route, body, options))
+
+
 def fingerprint(route: str, body: bytes, options: str = "") -> bytes:
     """What "the same request" means: the route, its options and the decoded body, hashed."""
     digest = hashlib.sha256(route.encode())

@@ -41,16 +41,15 @@ class Intake:
         rows: list[Row],
         answer: bytes,
         *,
-        key: str | None,
-        fingerprint: bytes,
+        claim: idempotency.Claim | None,
         media_type: str = "application/json",
     ) -> Response:
         """Write the rows; the answer once committed (or the first answer again for a repeated key)."""
-        if key is None:
+        if claim is None:
             outcome = await self.writer.write(Batch(rows, answer))
         else:
-            async with self.in_flight.hold(key):
-                outcome = await self.writer.write(Batch(rows, answer, idempotency.Claim(key, fingerprint)))
+            async with self.in_flight.hold(claim.key):
+                outcome = await self.writer.write(Batch(rows, answer, claim))
         if outcome.replayed:
             request.state.replayed = True
             return Response(outcome.response, media_type=media_type, headers={"Idempotent-Replayed": "true"})

@@ -1,4 +1,4 @@
-"""`python -m bench [all|db|http|otlp|limits|scale|client|steps REV...|report] [--quick] [--out DIR]`: measure, save raw JSON, render
+"""`python -m bench [all|db|http|otlp|limits|scale|client|profile|steps REV...|report] [--quick] [--out DIR]`: measure, save raw JSON, render
 the report."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Any
 
 from tqdm import tqdm
 
-from app.config import Settings
+from app.config import Settings, available_cpus
 from app.rows import parse
-from bench import client, database, db, http, limits, machine, otlp, report, scale, steps
+from bench import client, database, db, http, limits, machine, otlp, profile, report, scale, steps
 from bench.data import LogFactory, body
 
 ROOT = Path(__file__).parent.parent
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         "suite",
         nargs="?",
         default="all",
-        choices=["all", "db", "http", "otlp", "limits", "scale", "client", "steps", "report"],
+        choices=["all", "db", "http", "otlp", "limits", "scale", "client", "profile", "steps", "report"],
     )
     parser.add_argument("revisions", nargs="*", help="steps: git revisions whose server to measure, in order")
     parser.add_argument("--quick", action="store_true", help="a smoke run in well under a minute")
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.suite == "steps" and not args.revisions:
         parser.error("steps needs the git revisions to compare, oldest first")
-    if args.suite in ("all", "db", "http", "otlp", "limits", "scale", "client", "steps"):
+    if args.suite in ("all", "db", "http", "otlp", "limits", "scale", "client", "profile", "steps"):
         source = asyncio.run(database.prepare())
         meta = {**machine.describe(), "database": source.description, "quick": args.quick}
         meta["postgres"] = asyncio.run(_postgres(source.dsn))
@@ -80,9 +80,12 @@ def main(argv: list[str] | None = None) -> int:
             if args.suite in ("all", "otlp"):
                 warmup, duration = plan["http"]
                 repeats = 3 if args.quick else otlp.STAGE_REPEATS
-                results = otlp.run(source.dsn, warmup, duration, progress, repeats)
+                # The server as deployed by default: one worker per CPU (app/config.py Settings.workers).
+                workers = available_cpus()
+                results = otlp.run(source.dsn, warmup, duration, progress, repeats, workers)
                 _save(args.out / "otlp.json", meta, {"warmup_s": warmup, "duration_s": duration, "batch": otlp.BATCH,
-                                                     "clients": otlp.CLIENTS, "stage_repeats": repeats}, results)  # fmt: skip
+                                                     "clients": otlp.CLIENTS, "stage_repeats": repeats,
+                                                     "workers": workers}, results)  # fmt: skip
             if args.suite in ("all", "limits"):
                 results = limits.run(progress)
                 _save(args.out / "limits.json", meta, {"max_body_bytes": Settings(_env_file=None).max_body_bytes,  # type: ignore[call-arg]
@@ -97,6 +100,11 @@ def main(argv: list[str] | None = None) -> int:
                 calls, logs = plan["client"]
                 results = client.run(source.dsn, progress, calls, logs)
                 _save(args.out / "client.json", meta, {"calls": calls, "throughput_logs": logs}, results)
+            if args.suite in ("all", "profile"):
+                warmup, duration = plan["http"]
+                results = profile.run(source.dsn, warmup, duration, progress)
+                _save(args.out / "profile.json", meta, {"warmup_s": warmup, "duration_s": duration,
+                                                        "rate_hz": profile.RATE, "workers": 1}, results)  # fmt: skip
             if args.suite == "steps":
                 warmup, duration = plan["http"]
                 results = steps.run(source.dsn, args.revisions, warmup, duration, progress)
@@ -120,6 +128,8 @@ def _count_steps(suite: str, plan: dict[str, Any], revisions: list[str]) -> int:
         count += 3  # the parse stages, then two arms
     if suite in ("all", "scale"):
         count += 3 * len(plan["scale"])
+    if suite in ("all", "profile"):
+        count += len(profile.ARMS)
     if suite in ("all", "client"):
         count += 4
     if suite == "steps":

@@ -133,7 +133,12 @@ def stages(batches: list[list[dict[str, Any]]], repeats: int) -> list[dict[str, 
 
 
 def run(
-    dsn: str, warmup: float, duration: float, progress: Callable[[str], None], repeats: int = STAGE_REPEATS
+    dsn: str,
+    warmup: float,
+    duration: float,
+    progress: Callable[[str], None],
+    repeats: int = STAGE_REPEATS,
+    workers: int = 1,
 ) -> dict[str, Any]:
     factory = LogFactory(11)
     batches = [factory.batch(BATCH) for _ in range(16)]
@@ -148,7 +153,7 @@ def run(
         ),
     }
     results = []
-    with http.server(dsn, "group") as (process, port):
+    with http.server(dsn, "group", workers) as (process, port):
         for name, (path, content_type, payloads) in arms.items():
             progress(f"otlp {name}")
             asyncio.run(http._count(dsn, truncate=True))

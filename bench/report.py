@@ -511,7 +511,8 @@ def markdown(db_data: dict[str, Any] | None, http_data: dict[str, Any] | None,
     if otlp_data:
         p = otlp_data["parameters"]
         out += ["## OTLP beside our JSON (otlp suite)", "",
-                (f"The same generated logs, batches of {p['batch']}, gzip, {p['clients']} clients, one server (one worker), "
+                (f"The same generated logs, batches of {p['batch']}, gzip, {p['clients']} clients, one server "
+                f"({p.get('workers', 1)} worker(s): the default, one per CPU), "
                 f"{p['warmup_s']} s warm-up then {p['duration_s']} s per arm: as OTLP protobuf to `POST /v1/logs` and "
                 "as our JSON to `POST /logs`. Target: OTLP ≥ 0.8 × JSON."), "",
                 *otlp_table(otlp_data), "",

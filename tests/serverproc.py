@@ -31,7 +31,9 @@ def start_server(
     port = port or free_port()
     base = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "LOGSAVE_"))}
     env = {**base, "SERVER_HOST": "127.0.0.1", "SERVER_PORT": str(port), "PYTHONPATH": str(ROOT),
-           "LOG_LEVEL": "WARNING", "DB_POOL_MIN_SIZE": "2", "DB_POOL_MAX_SIZE": "4", **env}  # fmt: skip
+           "LOG_LEVEL": "WARNING", "DB_POOL_MIN_SIZE": "2", "DB_POOL_MAX_SIZE": "4",
+           # One worker unless a test asks for more: what a test asserts of one process holds.
+           "WEB_CONCURRENCY": "1", **env}  # fmt: skip
     # The server's log goes to a file: a pipe nobody reads would fill up and stall the server.
     log_file = open(cwd / "server.log", "ab")  # noqa: SIM115 - closed when the process is reaped
     process = subprocess.Popen([sys.executable, "-m", "app"], env=env, cwd=cwd, stderr=log_file)

@@ -67,10 +67,9 @@ def router(settings: Settings, intake: Intake) -> tuple[APIRouter, Endpoint]:
             else:
                 batch = rows.parse(decoded, settings.max_batch_size, window=window)
                 answer = b'{"saved":%d,"status":"success"}' % len(batch)
-            fingerprint = idempotency.fingerprint(
-                PATH, decoded, f"partial={partial}"
-            )  # after defaults: the stored entries
-            return await intake.store(request, batch, answer, key=key, fingerprint=fingerprint)
+            # The body after defaults: what is stored.
+            claim = idempotency.claim(key, PATH, decoded, f"partial={partial}")
+            return await intake.store(request, batch, answer, claim=claim)
 
     return api, post_logs
 

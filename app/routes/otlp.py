@@ -58,10 +58,8 @@ def router(settings: Settings, intake: Intake) -> APIRouter:
             answer = otlp.response(
                 kind, refused, f"{refused} log record(s) refused: {message}" if refused else ""
             )
-            fingerprint = idempotency.fingerprint(PATH, decoded, kind)
-            return await intake.store(
-                request, batch, answer, key=key, fingerprint=fingerprint, media_type=kind
-            )
+            claim = idempotency.claim(key, PATH, decoded, kind)
+            return await intake.store(request, batch, answer, claim=claim, media_type=kind)
 
     return api
 
