@@ -42,6 +42,13 @@ def test_quick_run_writes_well_formed_results(
     assert "## Scale: /stats and GET /logs as the table grows" in report
     assert "## The Python client (client suite)" in report
     assert "## OTLP beside our JSON (otlp suite)" in report
+    assert "## Where the server's CPU goes (profile suite)" in report
+    profiled = json.loads((tmp_path / "profile.json").read_text())["results"]
+    assert [a["arm"] for a in profiled] == ["b1000-gzip-c8", "b10-c32"]
+    for arm in profiled:
+        assert arm["samples"] > 0 and arm["server_cpu_us_per_log"] > 0
+        assert abs(sum(layer["share"] for layer in arm["layers"]) - 1) < 0.01
+        assert any(layer["layer"].startswith("parse") for layer in arm["layers"])
     otlp_results = json.loads((tmp_path / "otlp.json").read_text())["results"]
     otlp_arms = otlp_results["arms"]
     assert all(stage["ms_per_batch"] > 0 for stage in otlp_results["stages"])
