@@ -13,6 +13,7 @@ from fastapi import Request, Response
 from app import body, idempotency
 from app.config import Settings
 from app.decode import content_encoding, decode
+from app.rows import LazyRows
 from app.writer import Batch, Row, Writer
 
 
@@ -38,7 +39,7 @@ class Intake:
     async def store(
         self,
         request: Request,
-        rows: list[Row],
+        rows: list[Row] | LazyRows,
         answer: bytes,
         *,
         claim: idempotency.Claim | None,

@@ -89,6 +89,9 @@ class Partitions:
         self.known: set[date] = set()
         self._lock = asyncio.Lock()
 
+    def has(self, days: Iterable[date]) -> bool:
+        return set(days) <= self.known
+
     async def ensure(self, pool: asyncpg.Pool, days: Iterable[date]) -> None:
         wanted = set(days)
         if wanted <= self.known:

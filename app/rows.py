@@ -13,7 +13,7 @@ the same way. tests/test_rows.py checks that both passes agree.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -115,20 +115,67 @@ def parse(
     received, with the original in metadata as `original_created_at`: a wrong client clock never loses a
     log, and never needs a partition far from today.
     """
+    prepared = prepare(body, max_batch_size, received_at, window)
+    return prepared if isinstance(prepared, list) else prepared.build()
+
+
+def prepare(
+    body: bytes,
+    max_batch_size: int,
+    received_at: datetime | None = None,
+    window: tuple[timedelta, timedelta] = WINDOW,
+) -> list[Row] | LazyRows:
+    """`parse` up to the rows themselves: the body decoded and its shape checked (every error of shape
+    raised here), the rows left to build while they are written (app/writer.py streams them into COPY).
+    A body the first pass cannot read is parsed whole by the documented schema, and its rows returned."""
     now = Received(received_at or datetime.now(UTC), window)
     body = body.removeprefix(BOM)
     _count_containers(body)
     try:
         entries = _RAW.decode(body).logs
         if 0 < len(entries) <= max_batch_size:
-            return _rows(
-                [(msgspec.structs.astuple(entry), None) for entry in entries], now, _NUL_ESCAPE in body
-            )
-    except (msgspec.MsgspecError, UnicodeDecodeError, _Recheck):
+            return LazyRows(body, max_batch_size, now, entries)
+    except (msgspec.MsgspecError, UnicodeDecodeError):
         pass
     except RecursionError:
         raise _too_deep() from None
     return documented(body, max_batch_size, now)
+
+
+class Unsettled(Exception):
+    """`LazyRows.chunks` met an entry only `LazyRows.build` can settle (a value to normalize, or an error)."""
+
+
+class LazyRows:
+    """A decoded batch whose rows are built on demand: all at once (`build`), or a chunk at a time while
+    the chunks before are being written (`chunks`). Both give the rows `parse` gives."""
+
+    def __init__(self, body: bytes, max_batch_size: int, now: Received, entries: list[Any]) -> None:
+        self.body, self.max_batch_size, self.now, self.entries = body, max_batch_size, now, entries
+        self.strip_nul = _NUL_ESCAPE in body
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def build(self) -> list[Row]:
+        """Every row; raises as `parse` does (InvalidLogs naming every bad field)."""
+        try:
+            return _rows([(msgspec.structs.astuple(e), None) for e in self.entries], self.now, self.strip_nul)
+        except _Recheck:
+            return documented(self.body, self.max_batch_size, self.now)
+
+    def chunks(self, size: int) -> Iterator[list[Row]]:
+        """The rows, `size` at a time. Raises Unsettled instead of an error: whoever wrote the chunks
+        before undoes them and calls `build`, which gives the definitive rows or error."""
+        now, strip_nul = self.now, self.strip_nul
+        for start in range(0, len(self.entries), size):
+            try:
+                yield [
+                    _row(msgspec.structs.astuple(e), None, now, strip_nul)
+                    for e in self.entries[start : start + size]
+                ]
+            except (_Recheck, _MetadataProblem):
+                raise Unsettled from None
 
 
 def parse_partial(

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import math
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date
 from typing import Any, Protocol
 
 import asyncpg
@@ -33,7 +35,7 @@ from app import idempotency, metrics, partitions, summary
 from app.config import IngestMode, Settings
 from app.database import Database
 from app.errors import Busy, IngestError, InvalidLogs, ServiceUnavailable
-from app.rows import COLUMNS
+from app.rows import COLUMNS, LazyRows, Unsettled
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +67,7 @@ _STALE = (
 class Batch:
     """One request's rows, the answer it gets once they are committed, and its idempotency claim."""
 
-    rows: Sequence[Row]
+    rows: Sequence[Row] | LazyRows
     response: bytes
     claim: idempotency.Claim | None = None
 
@@ -129,16 +131,106 @@ def database_errors() -> Iterator[None]:
 async def commit(database: Database, batches: Sequence[Batch]) -> list[Outcome | IngestError]:
     """Claim the batches' keys and COPY their rows in one transaction; an outcome per batch once committed.
 
-    Raises when nothing was committed. Retries once if the pooled connection was found stale at BEGIN.
+    Raises when nothing was committed. Every batch's rows must be built (not LazyRows: see `stream`).
     """
     pool = await database.pool()
-    timeout = database.settings.db_acquire_timeout
     # Partitions for the rows' days, made before the COPY's transaction (never under its locks).
     created = [row[0] for batch in batches for row in batch.rows]
     if created:
         await database.partitions.ensure(pool, partitions.days_between(min(created), max(created)))
+    async with _transaction(database) as conn:
+        outcomes, rows = await _claim(conn, batches, database.settings.idempotency_ttl)
+        if rows:
+            await conn.copy_records_to_table("logs", records=rows, columns=COLUMNS)
+            await summary.add(conn, rows)
+    _committed(len(rows))
+    return outcomes
+
+
+async def stream(database: Database, batch: Batch) -> Outcome | IngestError:
+    """`commit` for one batch whose rows are LazyRows: each chunk of rows is built while PostgreSQL
+    writes the chunk before it (one COPY per chunk, in one transaction), so a lone batch's parse overlaps
+    its COPY. An entry the chunks cannot settle, or a chunk for a day whose partition this process has not
+    seen, rolls the transaction back; the batch is then built whole and committed as `commit` does, or
+    refused with the errors `parse` names."""
+    lazy = batch.rows
+    assert isinstance(lazy, LazyRows)
+    pool = await database.pool()
+    try:
+        chunks = lazy.chunks(STREAM_CHUNK_ROWS)
+        first = next(chunks)
+        # The first chunk's partitions are made before the transaction, as `commit` does for all rows.
+        await database.partitions.ensure(pool, _days(first))
+        async with _transaction(database) as conn:
+            (outcome,), claimed = await _claim(conn, [batch], database.settings.idempotency_ttl)
+            written = await _copy_chunks(database, conn, first, chunks) if claimed else []
+            if written:
+                await summary.add(conn, written)
+    except (Unsettled, _Unwritable):
+        try:
+            rows = lazy.build()
+        except IngestError as exc:
+            return exc
+        (outcome,) = await commit(database, [replace(batch, rows=rows)])
+        return outcome
+    _committed(len(written))
+    return outcome
+
+
+# Rows per COPY when a batch is streamed: small enough that PostgreSQL starts early, big enough that
+# each COPY's own cost (a round trip, a statement) stays small beside its rows.
+STREAM_CHUNK_ROWS = 250
+
+
+class _Unwritable(Exception):
+    """A streamed chunk has a day with no partition known: it cannot be made inside the transaction
+    (the pool may have no other connection to make it with), so the batch takes `commit`'s path."""
+
+
+def _days(rows: Sequence[Row]) -> list[date]:
+    created = [row[0] for row in rows]
+    return partitions.days_between(min(created), max(created))
+
+
+async def _copy_chunks(
+    database: Database, conn: asyncpg.Connection, first: list[Row], rest: Iterator[list[Row]]
+) -> list[Row]:
+    written: list[Row] = []
+    copying: asyncio.Task[str] | None = None
+    try:
+        for chunk in itertools.chain([first], rest):  # builds the next chunk while `copying` is written
+            if copying is not None:
+                await copying
+            if not database.partitions.has(_days(chunk)):
+                raise _Unwritable
+            copying = asyncio.create_task(conn.copy_records_to_table("logs", records=chunk, columns=COLUMNS))
+            written += chunk
+            # Let the COPY send its rows before this task goes back to building the next chunk.
+            await asyncio.sleep(0)
+        if copying is not None:
+            await copying
+    except BaseException:
+        if copying is not None and not copying.done():
+            copying.cancel()
+            with contextlib.suppress(BaseException):
+                await copying
+        raise
+    return written
+
+
+def _committed(rows: int) -> None:
+    if rows:
+        metrics.COMMIT_ROWS.observe(rows)
+        metrics.LOGS_SAVED.inc(rows)
+
+
+@contextlib.asynccontextmanager
+async def _transaction(database: Database) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection in a transaction, committed when the block ends (rolled back if it raises),
+    then released. Retries once if the connection was found stale at BEGIN."""
+    pool = await database.pool()
     for attempt in (1, 2):
-        conn = await pool.acquire(timeout=timeout)
+        conn = await pool.acquire(timeout=database.settings.db_acquire_timeout)
         try:
             transaction = conn.transaction()
             try:
@@ -149,23 +241,16 @@ async def commit(database: Database, batches: Sequence[Batch]) -> list[Outcome |
                 log.warning("stale database connection, retrying once on a new one")
                 continue
             try:
-                outcomes, rows = await _claim(conn, batches, database.settings.idempotency_ttl)
-                if rows:
-                    await conn.copy_records_to_table("logs", records=rows, columns=COLUMNS)
-                    await summary.add(conn, rows)
+                yield conn
             except BaseException:
                 # Rollback on a broken connection fails too; the original error is the one to report.
                 with contextlib.suppress(Exception):
                     await transaction.rollback()
                 raise
             await transaction.commit()
-            if rows:
-                metrics.COMMIT_ROWS.observe(len(rows))
-                metrics.LOGS_SAVED.inc(len(rows))
-            return outcomes
+            return
         finally:
             await _release(pool, conn)
-    raise AssertionError("unreachable")
 
 
 async def _release(pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
@@ -217,7 +302,10 @@ class DirectWriter:
 
     async def write(self, batch: Batch) -> Outcome:
         with database_errors():
-            (outcome,) = await commit(self.database, [batch])
+            if isinstance(batch.rows, LazyRows):
+                outcome = await stream(self.database, batch)
+            else:
+                (outcome,) = await commit(self.database, [batch])
         if isinstance(outcome, IngestError):
             raise outcome
         return outcome
@@ -309,6 +397,18 @@ class GroupCommitWriter:
             self._drain_rate = rate if not self._drain_rate else 0.8 * self._drain_rate + 0.2 * rate
 
     async def _commit(self, group: list[_Pending]) -> None:
+        if len(group) == 1 and isinstance(group[0].batch.rows, LazyRows):
+            # Alone: its rows are built while they are written (`stream`).
+            try:
+                with database_errors():
+                    outcome = await stream(self.database, group[0].batch)
+            except Exception as exc:  # noqa: BLE001 - the waiter must hear about any failure
+                outcome = exc
+            _settle(group[0], outcome)
+            return
+        group = _built(group)
+        if not group:
+            return
         try:
             with database_errors():
                 outcomes = await commit(self.database, [pending.batch for pending in group])
@@ -336,6 +436,21 @@ class GroupCommitWriter:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+
+
+def _built(group: list[_Pending]) -> list[_Pending]:
+    """The group with every batch's rows built; a batch whose rows are refused is answered and left out."""
+    ready = []
+    for pending in group:
+        rows = pending.batch.rows
+        if isinstance(rows, LazyRows):
+            try:
+                pending = replace(pending, batch=replace(pending.batch, rows=rows.build()))
+            except IngestError as exc:
+                _settle(pending, exc)
+                continue
+        ready.append(pending)
+    return ready
 
 
 def _settle(pending: _Pending, outcome: Outcome | IngestError | BaseException) -> None:

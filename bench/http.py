@@ -44,6 +44,7 @@ class Arm:
     clients: int
     workers: int = 1  # the server's WEB_CONCURRENCY
     keyed: bool = False  # every request carries an Idempotency-Key of its own
+    server: str = "uvicorn"  # or "granian": the same app under Granian (Rust HTTP), a candidate only
 
 
 def full_arms() -> list[Arm]:
@@ -64,6 +65,9 @@ def full_arms() -> list[Arm]:
         # What exactly-once costs: the same loads as b1000-gzip-c8 and b10-c32, each request keyed.
         Arm("b1000-gzip-c8-keyed", "group", 1000, True, 8, keyed=True),
         Arm("b10-c32-keyed", "group", 10, False, 32, keyed=True),
+        # The same app under Granian's HTTP server instead of uvicorn + httptools (issue: throughput round 2).
+        Arm("b1000-gzip-c8-granian", "group", 1000, True, 8, server="granian"),
+        Arm("b10-c32-granian", "group", 10, False, 32, server="granian"),
     ]
 
 
@@ -82,14 +86,22 @@ def _free_port() -> int:
 
 
 @contextmanager
-def server(dsn: str, mode: str, workers: int = 1, root: Path = ROOT) -> Iterator[tuple[psutil.Process, int]]:
-    """`python -m app` from `root` on 127.0.0.1, with a working directory of its own (no stray .env)."""
+def server(dsn: str, mode: str, workers: int = 1, root: Path = ROOT,
+           http_server: str = "uvicorn") -> Iterator[tuple[psutil.Process, int]]:  # fmt: skip
+    """`python -m app` (uvicorn) or Granian serving the same app factory, from `root` on 127.0.0.1, with a
+    working directory of its own (no stray .env)."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "LOGSAVE_"))}
     env.update(DATABASE_URL=dsn, SERVER_HOST="127.0.0.1", SERVER_PORT=str(port), LOG_LEVEL="WARNING",
                INGEST_MODE=mode, WEB_CONCURRENCY=str(workers), PYTHONPATH=str(root))  # fmt: skip
+    command = [sys.executable, "-m", "app"]
+    if http_server == "granian":
+        # The factory `python -m app` hands uvicorn, on uvloop, as uvicorn runs it.
+        command = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--loop", "uvloop",
+                   "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+                   "--log-level", "warning", "app.__main__:serve"]  # fmt: skip
     with tempfile.TemporaryDirectory() as cwd, open(Path(cwd) / "server.log", "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "app"], env=env, cwd=cwd, stderr=log)
+        process = subprocess.Popen(command, env=env, cwd=cwd, stderr=log)
         try:
             _wait_until_up(process, port, Path(cwd) / "server.log")
             yield psutil.Process(process.pid), port
@@ -322,7 +334,7 @@ def run_arm(dsn: str, process: psutil.Process, port: int, arm: Arm, bodies: Sequ
     ms = [latency * 1000 for latency in measured.latencies]
     logs = measured.acknowledged
     return {
-        "arm": arm.name, "mode": arm.mode, "workers": arm.workers, "batch": arm.batch, "gzip": arm.gzip,
+        "arm": arm.name, "mode": arm.mode, "workers": arm.workers, "server": arm.server, "batch": arm.batch, "gzip": arm.gzip,
         "clients": arm.clients, "keyed": arm.keyed,
         "seconds": round(seconds, 3), "requests": measured.requests, "logs": logs,
         "logs_per_s": round(logs / seconds, 1), "requests_per_s": round(measured.requests / seconds, 1),
@@ -358,9 +370,9 @@ def suite(dsn: str, arms: Sequence[Arm], warmup: float, duration: float, progres
     factory = LogFactory(seed)
     bodies = {b: _bodies(factory, b) for b in sorted({arm.batch for arm in arms} | {1000})}
     results = []
-    for mode, workers in dict.fromkeys((arm.mode, arm.workers) for arm in arms):
-        with server(dsn, mode, workers, server_root) as (process, port):
-            for arm in (a for a in arms if (a.mode, a.workers) == (mode, workers)):
+    for mode, workers, http_server in dict.fromkeys((arm.mode, arm.workers, arm.server) for arm in arms):
+        with server(dsn, mode, workers, server_root, http_server) as (process, port):
+            for arm in (a for a in arms if (a.mode, a.workers, a.server) == (mode, workers, http_server)):
                 progress(f"http {arm.name}")
                 results.append(run_arm(dsn, process, port, arm, bodies[arm.batch], warmup, duration))
     progress("raw COPY ceiling")

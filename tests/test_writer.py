@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
 
+from app import partitions
+from app import writer as writer_module
 from app.config import IngestMode, Settings
 from app.database import Database
 from app.errors import Busy, InvalidLogs, ServiceUnavailable
-from app.rows import parse
+from app.rows import LazyRows, parse, prepare
 from app.writer import Batch, GroupCommitWriter, Outcome, create
 from tests.support import DB, log_entry, make_settings
 
@@ -255,3 +258,131 @@ def test_a_connection_killed_at_each_step_answers_by_whether_it_committed(
         assert isinstance(result, ServiceUnavailable), result
         assert result.status == 503 and int(result.headers["Retry-After"]) >= 1
         assert db.count() == 0
+
+
+# --- lone batches, streamed: rows built while the chunks before them are written -------------------------
+
+
+def lazy(entries: list[dict[str, Any]]) -> LazyRows:
+    prepared = prepare(json.dumps({"logs": entries}).encode(), 10_000)
+    assert isinstance(prepared, LazyRows)
+    return prepared
+
+
+def nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+@pytest.fixture
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(writer_module, "STREAM_CHUNK_ROWS", 7)
+
+
+@pytest.mark.parametrize("mode", list(IngestMode))
+def test_a_lone_lazy_batch_is_written_in_chunks_of_one_transaction(
+    db: DB, settings: Settings, mode: IngestMode, small_chunks: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built = []
+    chunks = LazyRows.chunks
+
+    def counted(self: LazyRows, size: int) -> Any:
+        for chunk in chunks(self, size):
+            built.append(len(chunk))
+            yield chunk
+
+    monkeypatch.setattr(LazyRows, "chunks", counted)
+    entries = [log_entry(message=f"m{i}") for i in range(50)]
+    outcome = asyncio.run(with_writer(settings, mode, lambda w: w.write(Batch(lazy(entries), b"ok"))))
+    assert outcome == Outcome(b"ok")
+    assert built == [7] * 7 + [1]
+    stored = db.fetch("SELECT message, xmin::text AS tx FROM logs ORDER BY id")
+    assert [r["message"] for r in stored] == [f"m{i}" for i in range(50)]
+    assert len({r["tx"] for r in stored}) == 1  # eight COPYs, one transaction
+    assert db.fetch("SELECT sum(n) AS n FROM log_counts")[0]["n"] == 50
+
+
+@pytest.mark.parametrize("mode", list(IngestMode))
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [({"level": "LOUD"}, "logs.45.level"), ({"metadata": nested(70)}, "logs.45.metadata")],
+)
+def test_an_entry_refused_in_a_late_chunk_leaves_nothing_written(
+    db: DB, settings: Settings, mode: IngestMode, small_chunks: None, bad: dict[str, Any], field: str
+) -> None:
+    # The first chunks are already COPYed when entry 45 is built: they are rolled back, and the error
+    # is the one parse() gives for the whole body.
+    entries = [log_entry() for _ in range(50)]
+    entries[45].update(bad)
+
+    async def work(w: Any) -> Any:
+        return await asyncio.gather(w.write(Batch(lazy(entries), b"ok")), return_exceptions=True)
+
+    (refused,) = asyncio.run(with_writer(settings, mode, work))
+    assert isinstance(refused, InvalidLogs)
+    assert [e["field"] for e in refused.errors] == [field]
+    assert db.count() == 0
+    assert db.fetch("SELECT count(*) AS n FROM log_counts")[0]["n"] == 0
+
+
+def test_lazy_batches_in_a_group_are_built_first_and_a_bad_one_fails_alone(
+    db: DB, settings: Settings
+) -> None:
+    async def work(w: Any) -> list[Any]:
+        return await asyncio.gather(
+            w.write(Batch(lazy([log_entry(message="a")] * 3), b"a")),
+            w.write(Batch(lazy([log_entry(level="LOUD")]), b"bad")),
+            w.write(batch(4, message="b")),
+            w.write(Batch(lazy([log_entry(message="c")] * 5), b"c")),
+            return_exceptions=True,
+        )
+
+    a, bad, b, c = asyncio.run(with_writer(settings, IngestMode.group, work))
+    assert (a, b, c) == (Outcome(b"a"), Outcome(b"ok 4"), Outcome(b"c"))
+    assert isinstance(bad, InvalidLogs) and bad.errors[0]["field"] == "logs.0.level"
+    assert db.count() == 12
+
+
+def test_a_connection_killed_between_chunks_commits_nothing_and_answers_503(
+    db: DB, database_url: str, small_chunks: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(database_url, db_pool_min_size=1, db_pool_max_size=2)
+    chunks = LazyRows.chunks
+
+    def killing_chunks(self: LazyRows, size: int) -> Any:
+        for n, chunk in enumerate(chunks(self, size)):
+            if n == 3:
+                # Chunks 0-2 are sent; the server ends the writer's connection, mid-transaction.
+                db.fetch("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE xact_start IS NOT NULL"
+                         " AND backend_type = 'client backend' AND pid <> pg_backend_pid()")  # fmt: skip
+            yield chunk
+
+    monkeypatch.setattr(LazyRows, "chunks", killing_chunks)
+
+    async def work(w: Any) -> Any:
+        return await asyncio.gather(w.write(Batch(lazy([log_entry()] * 50), b"ok")), return_exceptions=True)
+
+    (failed,) = asyncio.run(with_writer(settings, IngestMode.direct, work))
+    assert isinstance(failed, ServiceUnavailable) and failed.status == 503
+    assert db.count() == 0
+
+
+def test_a_later_chunk_for_a_day_without_partition_takes_the_whole_batch_path(
+    db: DB, database_url: str, small_chunks: None
+) -> None:
+    # One pooled connection, as on Lambda: the missing partition cannot be made beside the open
+    # transaction, so the batch is built whole, its partitions made first, then committed.
+    settings = make_settings(database_url, db_pool_min_size=1, db_pool_max_size=1)
+    days_ago = datetime.now(UTC) - timedelta(days=12)
+    db.fetch(f"DROP TABLE IF EXISTS {partitions.PREFIX}{days_ago:%Y%m%d}")
+    entries = [log_entry(message=f"m{i}") for i in range(30)]
+    entries[20]["created_at"] = days_ago.timestamp()
+
+    async def work(w: Any) -> Any:
+        return await asyncio.wait_for(w.write(Batch(lazy(entries), b"ok")), 60)
+
+    assert asyncio.run(with_writer(settings, IngestMode.direct, work)) == Outcome(b"ok")
+    assert db.count() == 30
+    assert len({r["tx"] for r in db.fetch("SELECT xmin::text AS tx FROM logs")}) == 1

@@ -65,7 +65,8 @@ def router(settings: Settings, intake: Intake) -> tuple[APIRouter, Endpoint]:
                     }
                 )
             else:
-                batch = rows.parse(decoded, settings.max_batch_size, window=window)
+                # Rows built while they are written, when the body's shape allows (app/writer.py stream).
+                batch = rows.prepare(decoded, settings.max_batch_size, window=window)
                 answer = b'{"saved":%d,"status":"success"}' % len(batch)
             # The body after defaults: what is stored.
             claim = idempotency.claim(key, PATH, decoded, f"partial={partial}")
