@@ -17,14 +17,10 @@ import base64
 import binascii
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import orjson
-from google.protobuf.message import DecodeError
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
-    ExportLogsServiceRequest,
-    ExportLogsServiceResponse,
-)
 
 from app.errors import BadRequest, UnsupportedMediaType
 from app.models import ENVIRONMENTS, LEVEL_ALIASES, LEVELS, METHODS
@@ -69,8 +65,19 @@ def scopes(body: bytes, kind: str) -> Iterator[Scope]:
 # --- protobuf ---------------------------------------------------------------------------------------
 
 
+@cache
+def _messages() -> Any:
+    """opentelemetry-proto's request and response, imported by the first protobuf request: protobuf's
+    import is a cost a Lambda cold start, or a server that never sees OTLP, need not pay."""
+    from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+
+    return logs_service_pb2
+
+
 def _from_protobuf(body: bytes) -> Iterator[Scope]:
-    request = ExportLogsServiceRequest()
+    from google.protobuf.message import DecodeError
+
+    request = _messages().ExportLogsServiceRequest()
     try:
         request.ParseFromString(body)
     except DecodeError as exc:
@@ -348,7 +355,7 @@ def _pop_text(attributes: dict[str, Any], name: str) -> str | None:
 def response(kind: str, rejected: int, message: str) -> bytes:
     """ExportLogsServiceResponse in the request's encoding; partial_success only when something was refused."""
     if kind == PROTOBUF:
-        answer = ExportLogsServiceResponse()
+        answer = _messages().ExportLogsServiceResponse()
         if rejected:
             answer.partial_success.rejected_log_records = rejected
             answer.partial_success.error_message = message

@@ -1,4 +1,4 @@
-"""`python -m bench [all|db|http|otlp|limits|scale|client|profile|steps REV...|report] [--quick] [--out DIR]`: measure, save raw JSON, render
+"""`python -m bench [all|db|http|otlp|limits|scale|client|profile|coldstart|steps REV...|report] [--quick] [--out DIR]`: measure, save raw JSON, render
 the report."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from app.config import Settings, available_cpus
 from app.rows import parse
-from bench import client, database, db, http, limits, machine, otlp, profile, report, scale, steps
+from bench import client, coldstart, database, db, http, limits, machine, otlp, profile, report, scale, steps
 from bench.data import LogFactory, body
 
 ROOT = Path(__file__).parent.parent
@@ -36,7 +36,19 @@ def main(argv: list[str] | None = None) -> int:
         "suite",
         nargs="?",
         default="all",
-        choices=["all", "db", "http", "otlp", "limits", "scale", "client", "profile", "steps", "report"],
+        choices=[
+            "all",
+            "db",
+            "http",
+            "otlp",
+            "limits",
+            "scale",
+            "client",
+            "profile",
+            "coldstart",
+            "steps",
+            "report",
+        ],
     )
     parser.add_argument("revisions", nargs="*", help="steps: git revisions whose server to measure, in order")
     parser.add_argument("--quick", action="store_true", help="a smoke run in well under a minute")
@@ -49,7 +61,18 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.suite == "steps" and not args.revisions:
         parser.error("steps needs the git revisions to compare, oldest first")
-    if args.suite in ("all", "db", "http", "otlp", "limits", "scale", "client", "profile", "steps"):
+    if args.suite in (
+        "all",
+        "db",
+        "http",
+        "otlp",
+        "limits",
+        "scale",
+        "client",
+        "profile",
+        "coldstart",
+        "steps",
+    ):
         source = asyncio.run(database.prepare())
         meta = {**machine.describe(), "database": source.description, "quick": args.quick}
         meta["postgres"] = asyncio.run(_postgres(source.dsn))
@@ -100,6 +123,11 @@ def main(argv: list[str] | None = None) -> int:
                 calls, logs = plan["client"]
                 results = client.run(source.dsn, progress, calls, logs)
                 _save(args.out / "client.json", meta, {"calls": calls, "throughput_logs": logs}, results)
+            if args.suite in ("all", "coldstart"):
+                runs = 3 if args.quick else coldstart.RUNS
+                results = coldstart.run(source.dsn, progress, runs)
+                _save(args.out / "coldstart.json", meta, {"runs": runs, "event": "tests/events/apigw-http-v2.json",
+                                                          "PYTHONDONTWRITEBYTECODE": 1}, results)  # fmt: skip
             if args.suite in ("all", "profile"):
                 warmup, duration = plan["http"]
                 results = profile.run(source.dsn, warmup, duration, progress)
@@ -130,6 +158,8 @@ def _count_steps(suite: str, plan: dict[str, Any], revisions: list[str]) -> int:
         count += 3 * len(plan["scale"])
     if suite in ("all", "profile"):
         count += len(profile.ARMS)
+    if suite in ("all", "coldstart"):
+        count += 1
     if suite in ("all", "client"):
         count += 4
     if suite == "steps":

@@ -43,6 +43,9 @@ def test_quick_run_writes_well_formed_results(
     assert "## The Python client (client suite)" in report
     assert "## OTLP beside our JSON (otlp suite)" in report
     assert "## Where the server's CPU goes (profile suite)" in report
+    assert "## Lambda cold start (coldstart suite)" in report
+    cold = json.loads((tmp_path / "coldstart.json").read_text())["results"]
+    assert cold["statuses"] == [200] and 0 < cold["import_fastapi_ms"] < cold["import_handler_ms"]
     profiled = json.loads((tmp_path / "profile.json").read_text())["results"]
     assert [a["arm"] for a in profiled] == ["b1000-gzip-c8", "b10-c32"]
     for arm in profiled:
