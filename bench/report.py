@@ -230,8 +230,18 @@ def http_table(http_data: dict[str, Any]) -> list[str]:
     return rows
 
 
-def targets_table(http_data: dict[str, Any]) -> list[str]:
+def targets_table(http_data: dict[str, Any], profile_data: dict[str, Any] | None = None) -> list[str]:
     rows = ["| target | measured | met |", "|---|---|---|"]
+    for arm in (profile_data or {}).get("results", []):
+        # Round two's CPU targets, from the profile suite's run (one worker, the same loads).
+        if arm["arm"] == "b1000-gzip-c8":
+            value, goal, unit = arm["server_cpu_us_per_log"], 12, "per log"
+        elif arm["arm"] == "b10-c32":
+            value, goal, unit = arm["server_cpu_us_per_request"], 150, "per request"
+        else:
+            continue
+        rows.append(f"| server CPU {unit} at `{arm['arm']}` ≤ {goal} µs (profile suite) | {value:.1f} µs | "
+                    f"{'yes' if value <= goal else 'no'} |")  # fmt: skip
     for kind, name, reference, goal in TARGETS:
         arm, ref = _arm(http_data, name), _arm(http_data, reference)
         if not (arm and ref):
@@ -476,7 +486,7 @@ def markdown(db_data: dict[str, Any] | None, http_data: dict[str, Any] | None,
     out += ["## Where", "", *environment_lines(meta), ""]
     out += ["## The product description's claims, measured", "", *claims_table(db_data, http_data), ""]
     if http_data:
-        out += ["## Throughput targets (ratios within this run)", "", *targets_table(http_data), "",
+        out += ["## Throughput targets (ratios within this run)", "", *targets_table(http_data, profile_data), "",
                 *findings(http_data), ""]  # fmt: skip
     if profile_data:
         p = profile_data["parameters"]
@@ -581,7 +591,24 @@ def markdown(db_data: dict[str, Any] | None, http_data: dict[str, Any] | None,
 
 
 ALSO_TRIED = (
-    "- Two uvicorn workers (`WEB_CONCURRENCY=2`): the `-w2` arms above; kept as the recommendation for 2 vCPUs.\n"
+    "- Two uvicorn workers (`WEB_CONCURRENCY=2`): the `-w2` arms above. Since round two this is the default: "
+    "`WEB_CONCURRENCY` unset means one worker per CPU the process may use, with the pool per worker shrunk "
+    "past 4 workers so that one server stays under PostgreSQL's default `max_connections`.\n"
+    "- Granian (a Rust HTTP server) in place of uvicorn + httptools, serving the same app factory on uvloop: "
+    "the `-granian` arms above. Not adopted: it did not win clearly over uvicorn in this run or in the runs "
+    "while it was tried, and uvicorn's drain on SIGTERM, header timeout (app/protocol.py) and "
+    "`limit_concurrency` are what the fault and abuse tests prove.\n"
+    "- Streaming a lone batch into COPY (`app/writer.py` `stream`): rows built 250 at a time while PostgreSQL "
+    "writes the chunk before (asyncpg's own async-iterable COPY buffers 512 KB before it sends anything, more "
+    "than a batch of 1000, so the chunks are separate COPYs of one transaction). Kept: it shortened a lone "
+    "batch by a few percent where it was tried (`b1000-c1`); with PostgreSQL on the same two cores, its COPY "
+    "slows down while Python builds the next chunk beside it, so the overlap buys less than the parse costs.\n"
+    "- The garbage collector (`app/heap.py`): start-up frozen out of collections and a young-generation "
+    "threshold of 10,000 instead of 700. A batch of 1000 allocates tens of thousands of containers, and the "
+    "default threshold collected dozens of times per batch while other batches' rows were alive.\n"
+    "- OTLP: a hand-written pure-Python protobuf wire decoder in place of upb's objects was no faster; "
+    "records as tuples, the resource and scope mapped once per scope, and msgspec validating the mapped "
+    "values without a JSON round trip were kept (the OTLP section above shows what remains).\n"
     "- Keeping `metadata` as the raw JSON slice (msgspec.Raw) instead of parsing and re-serialising it: cheaper "
     "in the micro-benchmarks, but a number beyond the float range would then be stored where the documented "
     "schema refuses it, and the two validation passes would disagree. Not adopted.\n"
