@@ -263,6 +263,19 @@ def targets_table(http_data: dict[str, Any], profile_data: dict[str, Any] | None
     return rows
 
 
+def _granian_ratios(http_data: dict[str, Any] | None) -> str:
+    pairs = []
+    for arm in (http_data or {}).get("results", {}).get("arms", []):
+        base = (
+            _arm(http_data or {}, arm["arm"].removesuffix("-granian"))
+            if arm.get("server") == "granian"
+            else None
+        )
+        if base:
+            pairs.append(f"`{base['arm']}` {arm['logs_per_s'] / base['logs_per_s']:.2f} × uvicorn's logs/s")
+    return f" ({', '.join(pairs)})" if pairs else ""
+
+
 def keyed_table(http_data: dict[str, Any]) -> list[str]:
     rows = ["| load | logs/s without keys | logs/s with keys | ratio | p50 ms without / with | server CPU without / with |",
             "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
@@ -585,7 +598,7 @@ def markdown(db_data: dict[str, Any] | None, http_data: dict[str, Any] | None,
                 "after round, and each figure is the median over the rounds; shares of the ceiling and latency "
                 "ratios are taken within a run first. The subject is the commit's, cut at its colon."), "",
                 *steps_table(steps_data), ""]  # fmt: skip
-    out += ["## Also tried", "", ALSO_TRIED, ""]
+    out += ["## Also tried", "", ALSO_TRIED.format(granian=_granian_ratios(http_data)), ""]
     out += ["## What these numbers do and don't show", "", HONEST, ""]
     return "\n".join(out)
 
@@ -595,13 +608,13 @@ ALSO_TRIED = (
     "`WEB_CONCURRENCY` unset means one worker per CPU the process may use, with the pool per worker shrunk "
     "past 4 workers so that one server stays under PostgreSQL's default `max_connections`.\n"
     "- Granian (a Rust HTTP server) in place of uvicorn + httptools, serving the same app factory on uvloop: "
-    "the `-granian` arms above. Not adopted: it did not win clearly over uvicorn in this run or in the runs "
+    "the `-granian` arms above{granian}. Not adopted: it did not win clearly over uvicorn here or in the runs "
     "while it was tried, and uvicorn's drain on SIGTERM, header timeout (app/protocol.py) and "
     "`limit_concurrency` are what the fault and abuse tests prove.\n"
     "- Streaming a lone batch into COPY (`app/writer.py` `stream`): rows built 250 at a time while PostgreSQL "
     "writes the chunk before (asyncpg's own async-iterable COPY buffers 512 KB before it sends anything, more "
     "than a batch of 1000, so the chunks are separate COPYs of one transaction). Kept: it shortened a lone "
-    "batch by a few percent where it was tried (`b1000-c1`); with PostgreSQL on the same two cores, its COPY "
+    "batch by a few percent where it was tried (`b1000-c1` in the steps table); with PostgreSQL on the same two cores, its COPY "
     "slows down while Python builds the next chunk beside it, so the overlap buys less than the parse costs.\n"
     "- The garbage collector (`app/heap.py`): start-up frozen out of collections and a young-generation "
     "threshold of 10,000 instead of 700. A batch of 1000 allocates tens of thousands of containers, and the "
