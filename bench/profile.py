@@ -22,7 +22,7 @@ from typing import Any
 import psutil
 import uvloop
 
-from bench import http
+from bench import http, lone
 from bench.data import LogFactory
 
 ARMS = [
@@ -96,7 +96,9 @@ def _record(pid: int, seconds: int, out: Path) -> subprocess.Popen[bytes]:
     )  # fmt: skip
 
 
-def run(dsn: str, warmup: float, duration: float, progress: Callable[[str], None]) -> list[dict[str, Any]]:
+def run(
+    dsn: str, warmup: float, duration: float, progress: Callable[[str], None], lone_runs: int = lone.RUNS
+) -> dict[str, Any]:
     seconds = max(1, round(duration))
     factory = LogFactory(13)
     results = []
@@ -127,7 +129,8 @@ def run(dsn: str, warmup: float, duration: float, progress: Callable[[str], None
                 "top_functions": [{"function": name, "share": round(n / total, 4)} for name, n in leaves.most_common()],
             })  # fmt: skip
     asyncio.run(http._count(dsn, truncate=True))
-    return results
+    progress("profile: a lone batch, step by step")
+    return {"arms": results, "lone_batch": lone.run(dsn, lone_runs)}
 
 
 def _measure(

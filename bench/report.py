@@ -232,7 +232,7 @@ def http_table(http_data: dict[str, Any]) -> list[str]:
 
 def targets_table(http_data: dict[str, Any], profile_data: dict[str, Any] | None = None) -> list[str]:
     rows = ["| target | measured | met |", "|---|---|---|"]
-    for arm in (profile_data or {}).get("results", []):
+    for arm in (profile_data or {}).get("results", {}).get("arms", []):
         # Round two's CPU targets, from the profile suite's run (one worker, the same loads).
         if arm["arm"] == "b1000-gzip-c8":
             value, goal, unit = arm["server_cpu_us_per_log"], 12, "per log"
@@ -331,7 +331,7 @@ def otlp_table(otlp_data: dict[str, Any]) -> list[str]:
 
 def profile_tables(profile_data: dict[str, Any]) -> list[str]:
     out: list[str] = []
-    for arm in profile_data["results"]:
+    for arm in profile_data["results"]["arms"]:
         out += [(f"**`{arm['arm']}`**: {_n(arm['logs_per_s'])} logs/s, **{arm['server_cpu_us_per_log']:.1f} µs of "
                  f"server CPU per log**, {arm['server_cpu_us_per_request']:,.0f} µs per request "
                  f"({arm['samples']:,} samples)."), "",
@@ -340,6 +340,25 @@ def profile_tables(profile_data: dict[str, Any]) -> list[str]:
                 for layer in arm["layers"]]  # fmt: skip
         top = ", ".join(f"`{f['function']}` {f['share']:.1%}" for f in arm["top_functions"][:10])
         out += ["", f"Busiest functions (self time): {top}.", ""]
+    return out
+
+
+def lone_table(profile_data: dict[str, Any]) -> list[str]:
+    lone = profile_data["results"].get("lone_batch")
+    if not lone:
+        return []
+    p50 = lone["p50_ms"]
+    raw = p50["raw COPY in a transaction"]
+    out = ["### A lone batch of 1000, step by step", "",
+           (f"The server's steps for one batch, one after another in one process against the same database, wall "
+            f"time p50 of {lone['runs']} batches (`bench/lone.py`), beside a raw COPY of the same rows in a "
+            "transaction. Target: a lone batch ≤ 1.3 × the raw COPY."), "",
+           "| step | ms (p50) | × raw COPY |", "|---|---:|---:|"]  # fmt: skip
+    out += [f"| {name} | {value:.2f} | {value / raw:.2f} |" for name, value in p50.items()
+            if name not in ("sequential", "stream")]  # fmt: skip
+    out += [f"| **the steps one after another** (before round two) | {p50['sequential']:.2f} | {p50['sequential'] / raw:.2f} |",
+            (f"| **streamed** (`app/writer.py` stream: parse overlapped with COPY, then summary and COMMIT) | "
+             f"{p50['stream']:.2f} | {p50['stream'] / raw:.2f} |"), ""]  # fmt: skip
     return out
 
 
@@ -510,7 +529,7 @@ def markdown(db_data: dict[str, Any] | None, http_data: dict[str, Any] | None,
                  "msgspec is the parse and zlib is inflate); with the worker's CPU seconds over the same interval, a "
                  "layer's share becomes µs of server CPU per log and per request. Targets: ≤ 12 µs per log at batch "
                  "1000 gzip, ≤ 150 µs per request at batch 10."), "",
-                *profile_tables(profile_data), ""]  # fmt: skip
+                *profile_tables(profile_data), *lone_table(profile_data), ""]  # fmt: skip
     if db_data:
         p = db_data["parameters"]
         out += ["## Write methods (db suite)", "",
@@ -562,7 +581,7 @@ def markdown(db_data: dict[str, Any] | None, http_data: dict[str, Any] | None,
         p = otlp_data["parameters"]
         out += ["## OTLP beside our JSON (otlp suite)", "",
                 (f"The same generated logs, batches of {p['batch']}, gzip, {p['clients']} clients, one server "
-                f"({p.get('workers', 1)} worker(s): the default, one per CPU), "
+                f"({p.get('workers', 1)} worker, so that the server is what limits both arms), "
                 f"{p['warmup_s']} s warm-up then {p['duration_s']} s per arm: as OTLP protobuf to `POST /v1/logs` and "
                 "as our JSON to `POST /logs`. Target: OTLP ≥ 0.8 × JSON."), "",
                 *otlp_table(otlp_data), "",
