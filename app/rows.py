@@ -152,30 +152,35 @@ class LazyRows:
 
     def __init__(self, body: bytes, max_batch_size: int, now: Received, entries: list[Any]) -> None:
         self.body, self.max_batch_size, self.now, self.entries = body, max_batch_size, now, entries
+        self.count = len(entries)
         self.strip_nul = _NUL_ESCAPE in body
 
     def __len__(self) -> int:
-        return len(self.entries)
+        return self.count
 
     def build(self) -> list[Row]:
         """Every row; raises as `parse` does (InvalidLogs naming every bad field)."""
+        # After `chunks` the entries are gone: decoded again from the body, which is kept.
+        entries = self.entries if len(self.entries) == self.count else _RAW.decode(self.body).logs
         try:
-            return _rows([(msgspec.structs.astuple(e), None) for e in self.entries], self.now, self.strip_nul)
+            return _rows([(msgspec.structs.astuple(e), None) for e in entries], self.now, self.strip_nul)
         except _Recheck:
             return documented(self.body, self.max_batch_size, self.now)
 
     def chunks(self, size: int) -> Iterator[list[Row]]:
-        """The rows, `size` at a time. Raises Unsettled instead of an error: whoever wrote the chunks
-        before undoes them and calls `build`, which gives the definitive rows or error."""
-        now, strip_nul = self.now, self.strip_nul
-        for start in range(0, len(self.entries), size):
+        """The rows, `size` at a time; each chunk's entries are let go once it is built, so a batch's
+        entries and rows are not all held at once. Raises Unsettled instead of an error: whoever wrote
+        the chunks before undoes them and calls `build`, which gives the definitive rows or error."""
+        now, strip_nul, entries = self.now, self.strip_nul, self.entries
+        while entries:
+            part = entries[:size]
+            del entries[:size]
             try:
-                yield [
-                    _row(msgspec.structs.astuple(e), None, now, strip_nul)
-                    for e in self.entries[start : start + size]
-                ]
+                rows = [_row(msgspec.structs.astuple(e), None, now, strip_nul) for e in part]
             except (_Recheck, _MetadataProblem):
                 raise Unsettled from None
+            del part
+            yield rows
 
 
 def parse_partial(

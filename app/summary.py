@@ -37,8 +37,9 @@ def counts(rows: Sequence[tuple[Any, ...]]) -> Counter[tuple[int, str, str]]:
     return Counter((int(row[0].timestamp()) // 3600, row[3], row[1]) for row in rows)
 
 
-async def add(conn: asyncpg.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
-    keys = sorted(counts(rows).items())
+async def add(conn: asyncpg.Connection, counted: Counter[tuple[int, str, str]]) -> None:
+    """Add `counts(rows)` of the rows this transaction wrote."""
+    keys = sorted(counted.items())
     await conn.execute(
         _ADD,
         [k[0] for k, _ in keys],

@@ -23,7 +23,7 @@ import itertools
 import logging
 import math
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -142,7 +142,7 @@ async def commit(database: Database, batches: Sequence[Batch]) -> list[Outcome |
         outcomes, rows = await _claim(conn, batches, database.settings.idempotency_ttl)
         if rows:
             await conn.copy_records_to_table("logs", records=rows, columns=COLUMNS)
-            await summary.add(conn, rows)
+            await summary.add(conn, summary.counts(rows))
     _committed(len(rows))
     return outcomes
 
@@ -163,9 +163,10 @@ async def stream(database: Database, batch: Batch) -> Outcome | IngestError:
         await database.partitions.ensure(pool, _days(first))
         async with _transaction(database) as conn:
             (outcome,), claimed = await _claim(conn, [batch], database.settings.idempotency_ttl)
-            written = await _copy_chunks(database, conn, first, chunks) if claimed else []
+            counted = await _copy_chunks(database, conn, first, chunks) if claimed else Counter()
+            written = counted.total()
             if written:
-                await summary.add(conn, written)
+                await summary.add(conn, counted)
     except (Unsettled, _Unwritable):
         try:
             rows = lazy.build()
@@ -173,7 +174,7 @@ async def stream(database: Database, batch: Batch) -> Outcome | IngestError:
             return exc
         (outcome,) = await commit(database, [replace(batch, rows=rows)])
         return outcome
-    _committed(len(written))
+    _committed(written)
     return outcome
 
 
@@ -194,8 +195,9 @@ def _days(rows: Sequence[Row]) -> list[date]:
 
 async def _copy_chunks(
     database: Database, conn: asyncpg.Connection, first: list[Row], rest: Iterator[list[Row]]
-) -> list[Row]:
-    written: list[Row] = []
+) -> Counter[tuple[int, str, str]]:
+    """COPY every chunk; the summary's counts of what was written (a chunk's rows are let go once sent)."""
+    counted: Counter[tuple[int, str, str]] = Counter()
     copying: asyncio.Task[str] | None = None
     try:
         for chunk in itertools.chain([first], rest):  # builds the next chunk while `copying` is written
@@ -204,7 +206,7 @@ async def _copy_chunks(
             if not database.partitions.has(_days(chunk)):
                 raise _Unwritable
             copying = asyncio.create_task(conn.copy_records_to_table("logs", records=chunk, columns=COLUMNS))
-            written += chunk
+            counted.update(summary.counts(chunk))
             # Let the COPY send its rows before this task goes back to building the next chunk.
             await asyncio.sleep(0)
         if copying is not None:
@@ -215,7 +217,7 @@ async def _copy_chunks(
             with contextlib.suppress(BaseException):
                 await copying
         raise
-    return written
+    return counted
 
 
 def _committed(rows: int) -> None:

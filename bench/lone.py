@@ -47,7 +47,7 @@ async def _measure(dsn: str, runs: int) -> dict[str, Any]:
                 await conn.copy_records_to_table("logs", records=built, columns=rows.COLUMNS)
                 times["COPY"].append(clock() - started)
                 started = clock()
-                await summary.add(conn, built)
+                await summary.add(conn, summary.counts(built))
                 times["summary upsert"].append(clock() - started)
                 started = clock()
                 await transaction.commit()
