@@ -13,6 +13,10 @@ Two designs share one `write(batch)` interface, chosen by INGEST_MODE:
   queued (up to `writer_max_group_rows`) the moment they are free, COPY it in one transaction, and answer
   every request in it at commit. No timer: an idle server writes a lone request at once, a busy one writes
   bigger groups. The queue is bounded; when it is full a request gets 429 + Retry-After instead of waiting.
+
+A batch that arrives decoded but not yet built (rows.LazyRows, from POST /logs) and is written alone is
+streamed (`stream`): its rows are built a chunk at a time while PostgreSQL writes the chunk before, all in
+one transaction that is rolled back unless every entry is valid. In a group it is built first (`_built`).
 """
 
 from __future__ import annotations
