@@ -637,8 +637,9 @@ ALSO_TRIED = (
     "`limit_concurrency` are what the fault and abuse tests prove.\n"
     "- Streaming a lone batch into COPY (`app/writer.py` `stream`): rows built 250 at a time while PostgreSQL "
     "writes the chunk before (asyncpg's own async-iterable COPY buffers 512 KB before it sends anything, more "
-    "than a batch of 1000, so the chunks are separate COPYs of one transaction). Kept: it shortened a lone "
-    "batch by a few percent where it was tried (`b1000-c1` in the steps table); with PostgreSQL on the same two cores, its COPY "
+    'than a batch of 1000, so the chunks are separate COPYs of one transaction). Kept: see "A lone batch of '
+    '1000, step by step" (the two paths, same run); the HTTP steps are too noisy here to separate them. With '
+    "PostgreSQL on the same two cores, its COPY "
     "slows down while Python builds the next chunk beside it, so the overlap buys less than the parse costs.\n"
     "- The garbage collector (`app/heap.py`): start-up frozen out of collections and a young-generation "
     "threshold of 10,000 instead of 700. A batch of 1000 allocates tens of thousands of containers, and the "
