@@ -139,9 +139,8 @@ async def commit(database: Database, batches: Sequence[Batch]) -> list[Outcome |
     """
     pool = await database.pool()
     # Partitions for the rows' days, made before the COPY's transaction (never under its locks).
-    created = [row[0] for batch in batches for row in batch.rows]
-    if created:
-        await database.partitions.ensure(pool, partitions.days_between(min(created), max(created)))
+    if any(batch.rows for batch in batches):
+        await database.partitions.ensure(pool, _days([row for batch in batches for row in batch.rows]))
     async with _transaction(database) as conn:
         outcomes, rows = await _claim(conn, batches, database.settings.idempotency_ttl)
         if rows:

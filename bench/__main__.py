@@ -34,6 +34,8 @@ from bench.data import LogFactory, body
 
 ROOT = Path(__file__).parent.parent
 
+# Every suite that measures ("report" only renders what they wrote).
+SUITES = ("all", "db", "http", "otlp", "limits", "scale", "client", "profile", "coldstart", "steps")
 # (batch sizes, warm-up s, measured s) per suite
 FULL = {
     "db": ([1, 10, 100, 1000, 10000], 0.5, 3.0),
@@ -50,19 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         "suite",
         nargs="?",
         default="all",
-        choices=[
-            "all",
-            "db",
-            "http",
-            "otlp",
-            "limits",
-            "scale",
-            "client",
-            "profile",
-            "coldstart",
-            "steps",
-            "report",
-        ],
+        choices=[*SUITES, "report"],
     )
     parser.add_argument("revisions", nargs="*", help="steps: git revisions whose server to measure, in order")
     parser.add_argument("--quick", action="store_true", help="a smoke run in well under a minute")
@@ -75,18 +65,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.suite == "steps" and not args.revisions:
         parser.error("steps needs the git revisions to compare, oldest first")
-    if args.suite in (
-        "all",
-        "db",
-        "http",
-        "otlp",
-        "limits",
-        "scale",
-        "client",
-        "profile",
-        "coldstart",
-        "steps",
-    ):
+    if args.suite != "report":
         source = asyncio.run(database.prepare())
         meta = {**machine.describe(), "database": source.description, "quick": args.quick}
         meta["postgres"] = asyncio.run(_postgres(source.dsn))
