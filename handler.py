@@ -6,7 +6,7 @@ The app is the same one uvicorn serves, with three Lambda differences:
 * small pool defaults (DB_POOL_MIN_SIZE=0, DB_POOL_MAX_SIZE=1) unless set: one container serves one
   request at a time, and reserved concurrency x max size is what the database must accept.
 * one COPY per request (INGEST_MODE=direct): group commit's writer tasks must not outlive an invocation.
-A scheduled EventBridge event runs app/maintenance.py instead of a request.
+A scheduled EventBridge event runs app/storage/maintenance.py instead of a request.
 Never an embedded PostgreSQL: without DATABASE_URL or DATABASE_HOST every request answers a 500 saying so.
 """
 
@@ -18,9 +18,10 @@ from typing import Any
 from fastapi import FastAPI
 from mangum import Mangum
 
-from app import heap, jsonlog, maintenance
+from app import heap, jsonlog
 from app.config import IngestMode, Settings
 from app.main import create_app
+from app.storage import maintenance
 
 LAMBDA_DEFAULTS = {"db_pool_min_size": 0, "db_pool_max_size": 1}
 

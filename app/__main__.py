@@ -1,6 +1,6 @@
 """`python -m app`: serve log-save-server with uvicorn (uvloop + httptools).
 
-`python -m app retention [--dry-run]`: one retention pass (app/retention.py); prints what it dropped.
+`python -m app retention [--dry-run]`: one retention pass (app/storage/retention.py); prints what it dropped.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ import asyncpg
 import uvicorn
 from fastapi import FastAPI
 
-from app import database, heap, jsonlog, metrics, migrations, retention
+from app import database, heap, jsonlog, metrics
 from app.config import Settings
 from app.main import create_app
+from app.storage import migrations, retention
 
 log = logging.getLogger("app")
 

@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class IngestMode(str, Enum):
-    # group: concurrent requests share one COPY transaction (see app/writer.py).
+    # group: concurrent requests share one COPY transaction (see app/intake/writer.py).
     group = "group"
     # direct: one COPY transaction per request, as the product description's design does.
     direct = "direct"
@@ -58,7 +58,7 @@ class Settings(BaseSettings):
 
     max_batch_size: int = Field(1000, ge=1)
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
-    # Hostile or broken clients (app/body.py, app/protocol.py; README "Limits and abuse"). Per worker:
+    # Hostile or broken clients (app/intake/body.py, app/protocol.py; README "Limits and abuse"). Per worker:
     # bytes of request bodies held at once (received and decoded) before new ones get 429; sized so
     # that two workers stay well inside a 4 GB t3.medium with PostgreSQL beside them.
     body_memory_limit: int = Field(256 * 1024 * 1024, ge=1024)
@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     writer_max_group_rows: int = Field(10_000, ge=1)
     writer_max_queued_rows: int = Field(50_000, ge=1)
 
-    # Storage (app/partitions.py, app/retention.py). Whole days older than RETENTION_DAYS are dropped;
+    # Storage (app/storage/partitions.py, app/storage/retention.py). Whole days older than RETENTION_DAYS are dropped;
     # 0 keeps logs forever. A created_at more than CREATED_AT_MAX_AGE_DAYS in the past or
     # CREATED_AT_MAX_AHEAD_HOURS in the future (a wrong client clock) is stored as the time received, the
     # original kept in metadata as `original_created_at`.
@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     # Seconds a query (GET /logs, /traces) may run before it is stopped with a 422 asking to narrow it.
     query_timeout: float = Field(10.0, gt=0)
 
-    # Seconds an Idempotency-Key is remembered (app/idempotency.py); pruned in the background after that.
+    # Seconds an Idempotency-Key is remembered (app/intake/idempotency.py); pruned in the background after that.
     idempotency_ttl: float = Field(86_400, gt=0)
     # API keys, comma-separated. None set: no authentication. API_KEYS may do everything; INGEST_API_KEYS
     # may only write (POST). Set either and every route but GET / and GET /health/ready needs a key.

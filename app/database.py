@@ -9,10 +9,11 @@ from urllib.parse import quote
 
 import asyncpg
 
-from app import embedded, migrations, numeric, secrets
+from app import embedded, numeric, secrets
 from app.config import Settings
 from app.errors import DatabaseNotConfigured
-from app.partitions import Partitions
+from app.storage import migrations
+from app.storage.partitions import Partitions
 
 log = logging.getLogger(__name__)
 

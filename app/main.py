@@ -14,15 +14,17 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Match, Route
 
-from app import __version__, maintenance, writer
+from app import __version__
 from app.asgi import error_response
 from app.auth import ApiKeys
 from app.config import IngestMode, Settings
 from app.database import Database
 from app.errors import IngestError, InvalidQuery
-from app.intake import Intake
+from app.intake import writer
+from app.intake.intake import Intake
 from app.requestlog import RequestLog
 from app.routes import health, ingest, otlp, query, stats, ui
+from app.storage import maintenance
 
 log = logging.getLogger("app")
 

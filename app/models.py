@@ -2,7 +2,7 @@
 
 `LogEntry` is the documented schema: it generates the OpenAPI document and every 422 message. It is a
 TypedDict, so pydantic validates JSON bytes straight into plain dicts. `RawLogEntry` mirrors it for the
-fast first pass of app/rows.py (see there, and tests/benchmarks/ for what each costs).
+fast first pass of app/intake/rows.py (see there, and tests/benchmarks/ for what each costs).
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ def _limit(max_length: int, min_length: int = 0) -> Any:
 
 
 class RawLogEntry(msgspec.Struct, forbid_unknown_fields=True):
-    """LogEntry for the fast first pass of app/rows.py, decoded by msgspec in C: the same fields in the
+    """LogEntry for the fast first pass of app/intake/rows.py, decoded by msgspec in C: the same fields in the
     same order with the same limits, minus the checks that need Python (enum spellings, created_at), which
     rows.py finishes with LogEntry's own functions. Unknown fields are refused here: such a body takes the
     second pass, through LogEntry, which keeps them."""

@@ -14,7 +14,7 @@ from typing import Any
 from tqdm import tqdm
 
 from app.config import Settings
-from app.rows import parse
+from app.intake.rows import parse
 from bench import (
     client,
     coldstart,

@@ -10,9 +10,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from app import migrations, partitions
 from app.config import Settings
 from app.database import Source, resolve
+from app.storage import migrations, partitions
 
 DEFAULT_NAME = "logs_bench"
 

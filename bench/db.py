@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 
 from app.database import init_connection
-from app.rows import COLUMNS
+from app.intake.rows import COLUMNS
 
 Row = tuple[Any, ...]
 Method = Callable[[asyncpg.Connection, Sequence[Row]], Awaitable[int]]

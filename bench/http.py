@@ -28,7 +28,7 @@ import httpx
 import psutil
 import uvloop
 
-from app.rows import parse
+from app.intake.rows import parse
 from bench import db
 from bench.data import LogFactory, body, gzipped
 

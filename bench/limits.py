@@ -1,8 +1,8 @@
 """The limits suite: what the most expensive bodies a client may send cost the server.
 
 Each body is built to be as costly as possible within MAX_BODY_BYTES (10 MiB) and the other documented
-limits, then decoded, validated and turned into rows by the server's own code (`app.decode` and
-`app.rows`), several times; the CPU time of the slowest run is reported. A realistic batch of 1000 logs
+limits, then decoded, validated and turned into rows by the server's own code (`app.intake.decode` and
+`app.intake.rows`), several times; the CPU time of the slowest run is reported. A realistic batch of 1000 logs
 is measured the same way, for scale.
 """
 
@@ -14,9 +14,9 @@ from collections.abc import Callable
 from typing import Any
 
 from app.config import Settings
-from app.decode import decode
 from app.errors import IngestError
-from app.rows import MAX_CONTAINERS, parse
+from app.intake.decode import decode
+from app.intake.rows import MAX_CONTAINERS, parse
 from bench.data import LogFactory, body, gzipped
 
 REPEATS = 3

@@ -13,9 +13,11 @@ import statistics
 import time
 from typing import Any
 
-from app import heap, rows, summary, writer
+from app import heap
 from app.config import Settings
 from app.database import Database
+from app.intake import rows, writer
+from app.storage import summary
 from bench.data import LogFactory, body
 
 RUNS = 40

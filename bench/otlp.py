@@ -22,7 +22,8 @@ import uvloop
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from app import otlp, rows
+from app.formats import otlp
+from app.intake import rows
 from bench import db, http
 from bench.data import LogFactory, body, gzipped
 
@@ -30,7 +31,7 @@ BATCH = 1000
 CLIENTS = 8
 STAGE_REPEATS = 15
 _SEVERITY = {"TRACE": 1, "DEBUG": 5, "INFO": 9, "WARN": 13, "ERROR": 17, "FATAL": 21}
-# Our field -> the OpenTelemetry attribute the mapping reads it from (app/otlp.py).
+# Our field -> the OpenTelemetry attribute the mapping reads it from (app/formats/otlp.py).
 _ATTRIBUTES = {
     "user_id": "user.id", "session_id": "session.id", "path": "url.path", "method": "http.request.method",
     "error_type": "exception.type", "stack_trace": "exception.stacktrace", "function_name": "code.function.name",
@@ -117,12 +118,12 @@ def stages(batches: list[list[dict[str, Any]]], repeats: int) -> list[dict[str, 
     protobufs = [protobuf(b) for b in batches]
     limit = 10_000
     steps = [
-        ("json: decode, validate, build rows (app.rows.parse)", json_bodies, lambda p: rows.parse(p, limit)),
+        ("json: decode, validate, build rows (app.intake.rows.parse)", json_bodies, lambda p: rows.parse(p, limit)),
         ("otlp: protobuf parse only (upb, in C)", protobufs, ExportLogsServiceRequest.FromString),
         ("otlp: every attribute's key and kind read, nothing kept (floor)", protobufs, _pairs_only),
-        ("otlp: records to Python values (app.otlp.scopes)", protobufs,
+        ("otlp: records to Python values (app.formats.otlp.scopes)", protobufs,
          lambda p: [s.records for s in otlp.scopes(p, otlp.PROTOBUF)]),
-        ("otlp: + mapped to our fields (app.otlp.entries)", protobufs,
+        ("otlp: + mapped to our fields (app.formats.otlp.entries)", protobufs,
          lambda p: otlp.entries(otlp.scopes(p, otlp.PROTOBUF))),
         ("otlp: + validated, rows built (the whole parse)", protobufs,
          lambda p: rows.parse_values(otlp.entries(otlp.scopes(p, otlp.PROTOBUF)), limit)),

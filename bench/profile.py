@@ -32,14 +32,14 @@ ARMS = [
 RATE = 250  # samples per second
 # (layer, pattern on a frame's "function (file:line)"), tried from the deepest frame up; first match wins.
 LAYERS = [
-    ("inflate (zlib)", r"app/decode\.py"),
-    ("parse, validate, build rows", r"app/(rows|models|numeric|shippers)\.py|msgspec|pydantic"),
+    ("inflate (zlib)", r"app/intake/decode\.py"),
+    ("parse, validate, build rows", r"app/(intake/rows|models|numeric|formats/\w+)\.py|msgspec|pydantic"),
     ("COPY: asyncpg's encoding and protocol", r"asyncpg/"),
     ("writer: group, transaction, summary, idempotency",
-     r"app/(writer|summary|idempotency|partitions)\.py"),
-    ("body receive", r"app/body\.py|starlette/requests\.py"),
+     r"app/(intake/writer|storage/summary|intake/idempotency|storage/partitions)\.py"),
+    ("body receive", r"app/intake/body\.py|starlette/requests\.py"),
     ("request log and metrics", r"app/(requestlog|metrics|jsonlog)\.py|prometheus_client|logging/"),
-    ("our endpoint (routes, intake, auth, errors)", r"app/(routes/|intake|auth|errors|asgi|main)"),
+    ("our endpoint (routes, intake, auth, errors)", r"app/(routes/|intake/intake|auth|errors|asgi|main)"),
     ("HTTP server (uvicorn, httptools)", r"uvicorn/|httptools|app/protocol\.py"),
     ("framework (FastAPI, Starlette)", r"fastapi/|starlette/"),
     ("event loop (asyncio, uvloop)", r"asyncio/|uvloop"),

@@ -540,7 +540,7 @@ def markdown(db_data: dict[str, Any] | None, http_data: dict[str, Any] | None,
         out += ["## Write methods (db suite)", "",
                 (f"One connection, one transaction per batch, {p['warmup_s']} s warm-up then {p['duration_s']} s "
                 f"measured per arm, table truncated between arms, row count checked after each. "
-                f"Rows from the seeded generator (seed {p['seed']}), built by the server's own `app.rows.parse`."), "",
+                f"Rows from the seeded generator (seed {p['seed']}), built by the server's own `app.intake.rows.parse`."), "",
                 *methods_table(db_data), "",
                 "### Schema choices",
                 "",
@@ -635,7 +635,7 @@ ALSO_TRIED = (
     "the `-granian` arms above{granian}. Not adopted: it did not win clearly over uvicorn here or in the runs "
     "while it was tried, and uvicorn's drain on SIGTERM, header timeout (app/protocol.py) and "
     "`limit_concurrency` are what the fault and abuse tests prove.\n"
-    "- Streaming a lone batch into COPY (`app/writer.py` `stream`): rows built 250 at a time while PostgreSQL "
+    "- Streaming a lone batch into COPY (`app/intake/writer.py` `stream`): rows built 250 at a time while PostgreSQL "
     "writes the chunk before (asyncpg's own async-iterable COPY buffers 512 KB before it sends anything, more "
     'than a batch of 1000, so the chunks are separate COPYs of one transaction). Kept: see "A lone batch of '
     '1000, step by step" (the two paths, same run); the HTTP steps are too noisy here to separate them. With '

@@ -1,6 +1,6 @@
 """The scale suite: /stats and GET /logs's queries as the table grows, against a full count.
 
-The table is filled through the server's own write path (`app.writer.commit`: partitions made on demand,
+The table is filled through the server's own write path (`app.intake.writer.commit`: partitions made on demand,
 COPY, the /stats summary in the same transaction), with the generator's realistic rows re-timed so that
 the final size spans the last DAYS days evenly (a steady ingest), and each trace holds 10 logs. At each
 size every query runs QUERY_RUNS times (a full count, slow, COUNT_RUNS times) and the p50 is reported.
@@ -16,9 +16,11 @@ from typing import Any
 
 import asyncpg
 
-from app import query, summary, writer
+from app import query
 from app.config import Settings
 from app.database import Database
+from app.intake import writer
+from app.storage import summary
 from bench import db, http, ui
 
 Row = tuple[Any, ...]

@@ -14,9 +14,10 @@ import asyncpg
 import pytest
 from fastapi.testclient import TestClient
 
-from app import embedded, migrations
+from app import embedded
 from app.config import Settings
 from app.main import create_app
+from app.storage import migrations
 from bench.database import make_partitions
 from tests.serverproc import start_server
 from tests.support import DB, make_settings, run

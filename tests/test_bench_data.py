@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import gzip
 
-from app.rows import parse
+from app.intake.rows import parse
 from bench.data import LogFactory, body, gzipped
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from app.rows import parse
+from app.intake.rows import parse
 from bench import db as bench_db
 from bench.data import LogFactory, body
 from tests.support import DB

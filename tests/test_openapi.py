@@ -42,7 +42,7 @@ def test_every_answer_matches_the_document(case: schemathesis.Case) -> None:
         # OTLP's contract is opentelemetry-proto's, which the document only outlines: proto3 JSON reads
         # null and unknown fields as defaults (valid bodies the outline calls invalid), and the outline
         # cannot state every structural rule (invalid bodies it calls valid). That contract is tested with
-        # the real SDK and golden bodies (tests/test_otlp.py); here the other checks still hold (no 5xx,
+        # the real SDK and golden bodies (tests/formats/test_otlp.py); here the other checks still hold (no 5xx,
         # documented statuses, response shapes).
         excluded += [
             schemathesis.checks.negative_data_rejection,

@@ -7,9 +7,9 @@ from fastapi import APIRouter, Response
 from app import __version__, metrics
 from app.config import Settings
 from app.database import Database
+from app.intake.writer import database_errors
 from app.models import Health
 from app.routes.errors import responses
-from app.writer import database_errors
 
 
 def router(settings: Settings, database: Database) -> APIRouter:

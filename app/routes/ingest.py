@@ -16,12 +16,13 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app import idempotency, rows, shippers
 from app.asgi import error_response, route_path
 from app.config import Settings
-from app.decode import check_content_type
 from app.errors import BadRequest, IngestError
-from app.intake import Intake
+from app.formats import shippers
+from app.intake import idempotency, rows
+from app.intake.decode import check_content_type
+from app.intake.intake import Intake
 from app.models import IngestResult, batch_adapter
 from app.routes.errors import responses
 
@@ -47,13 +48,13 @@ def router(settings: Settings, intake: Intake) -> tuple[APIRouter, Endpoint]:
         answer again, with `Idempotent-Replayed: true`.
         """
         # The raw body is read and validated here rather than by a FastAPI body parameter: headers are
-        # checked before the body is read, and app/rows.py validates straight from the decoded bytes.
+        # checked before the body is read, and app/intake/rows.py validates straight from the decoded bytes.
         key = idempotency.key_from(request.headers.get(idempotency.HEADER))
         ndjson = check_content_type(request.headers.get("content-type"))
         partial = _flag(request.query_params.get("partial"))
         defaults = shippers.defaults(request.query_params)
         async with intake.decoded_body(request) as received:
-            # A JSON array, NDJSON, or query defaults: made the native body first (app/shippers.py).
+            # A JSON array, NDJSON, or query defaults: made the native body first (app/formats/shippers.py).
             decoded = shippers.native(received, ndjson, defaults)
             if partial:
                 batch, rejected = rows.parse_partial(decoded, settings.max_batch_size, window=window)
@@ -65,7 +66,7 @@ def router(settings: Settings, intake: Intake) -> tuple[APIRouter, Endpoint]:
                     }
                 )
             else:
-                # Rows built while they are written, when the body's shape allows (app/writer.py stream).
+                # Rows built while they are written, when the body's shape allows (app/intake/writer.py stream).
                 batch = rows.prepare(decoded, settings.max_batch_size, window=window)
                 answer = b'{"saved":%d,"status":"success"}' % len(batch)
             # The body after defaults: what is stored.
@@ -108,7 +109,9 @@ def document(app: FastAPI, settings: Settings) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
-        schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+        schema = get_openapi(
+            title=app.title, version=app.version, summary=app.summary, routes=app.routes
+        )
         body = batch_adapter(settings.max_batch_size).json_schema(ref_template="#/components/schemas/{model}")
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components.update(body.pop("$defs", {}))

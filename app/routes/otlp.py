@@ -1,6 +1,6 @@
 """POST /v1/logs: OTLP/HTTP logs (protobuf or JSON), from any OpenTelemetry SDK or the Collector.
 
-Records are mapped to our columns (app/otlp.py), validated like POST /logs, and stored through the same
+Records are mapped to our columns (app/formats/otlp.py), validated like POST /logs, and stored through the same
 intake: the same durability, Idempotency-Key, limits, API keys and metrics. Records that fail validation are
 counted in `partial_success` while the others are stored; the answer is in the request's encoding. Errors
 are 400 (undecodable, or not one record valid), 413, 415, and 429/503 with Retry-After when busy or when
@@ -13,10 +13,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from app import idempotency, otlp, rows
 from app.config import Settings
 from app.errors import BadRequest, InvalidLogs
-from app.intake import Intake
+from app.formats import otlp
+from app.intake import idempotency, rows
+from app.intake.intake import Intake
 from app.routes.errors import responses
 
 PATH = "/v1/logs"

@@ -15,9 +15,9 @@ from app import query
 from app.config import Settings
 from app.database import Database
 from app.errors import QueryTimeout
+from app.intake.writer import database_errors
 from app.models import ENVIRONMENTS, LEVELS, LogPage, TraceLogs
 from app.routes.errors import responses
-from app.writer import database_errors
 
 NDJSON = "application/x-ndjson"
 

@@ -1,4 +1,4 @@
-"""GET /stats: exact counts of the stored logs, read from the summary the writer keeps (app/summary.py)."""
+"""GET /stats: exact counts of the stored logs, read from the summary the writer keeps (app/storage/summary.py)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, Request
 
-from app import query, summary
+from app import query
 from app.config import Settings
 from app.database import Database
 from app.errors import InvalidQuery
+from app.intake.writer import database_errors
 from app.models import Stats, Timeline
 from app.routes.errors import responses
-from app.writer import database_errors
+from app.storage import summary
 
 
 def router(settings: Settings, database: Database) -> APIRouter:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from app import rows
-from app.decode import decode
+from app.intake import rows
+from app.intake.decode import decode
+from app.intake.rows import COLUMNS, parse
 from app.models import batch_adapter
-from app.rows import COLUMNS, parse
 from bench.data import LogFactory, body, gzipped
 
 RAW = body(LogFactory(11).batch(1000))

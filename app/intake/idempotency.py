@@ -1,6 +1,6 @@
 """Idempotency keys: a retried batch is stored once.
 
-A request with `Idempotency-Key: K` claims K in the same transaction that COPYs its rows (app/writer.py),
+A request with `Idempotency-Key: K` claims K in the same transaction that COPYs its rows (app/intake/writer.py),
 so a committed batch and its key exist together or not at all. The claim is one INSERT … ON CONFLICT:
 
 * K is new (or older than IDEMPOTENCY_TTL): the claim wins and the rows are written.

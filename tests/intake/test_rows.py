@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from app.errors import BadRequest, InvalidLogs, PayloadTooLarge
-from app.rows import COLUMNS, WINDOW, Received, documented, parse, parse_partial, parse_values
+from app.intake.rows import COLUMNS, WINDOW, Received, documented, parse, parse_partial, parse_values
 from tests.support import log_entry
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -308,22 +308,22 @@ def test_two_pass_parse_agrees_with_the_documented_schema() -> None:
 
 
 def test_a_plain_valid_batch_never_needs_the_second_pass(monkeypatch: pytest.MonkeyPatch) -> None:
-    import app.rows
+    import app.intake.rows
 
     def second_pass(*args: Any) -> None:
         raise AssertionError("the documented schema was consulted for a valid batch")
 
-    monkeypatch.setattr(app.rows, "documented", second_pass)
+    monkeypatch.setattr(app.intake.rows, "documented", second_pass)
     entries = [log_entry(level="warning", environment="Production", created_at="2026-01-01T00:00:00Z",
                          metadata={"k": [1, None]}, duration_ms=3)] * 3  # fmt: skip
     assert len(parse(body(*entries), 1000, NOW)) == 3
 
 
 def test_unknown_fields_take_the_second_pass_and_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
-    import app.rows
+    import app.intake.rows
 
     calls = []
-    monkeypatch.setattr(app.rows, "documented", lambda *args: calls.append(args) or documented(*args))
+    monkeypatch.setattr(app.intake.rows, "documented", lambda *args: calls.append(args) or documented(*args))
     (row,) = parse(body(log_entry(region="eu")), 1000, NOW)
     assert calls and json.loads(row[COLUMNS.index("metadata")]) == {"region": "eu"}
 

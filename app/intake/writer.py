@@ -4,7 +4,7 @@ rows are committed.
 The one rule of every write: committed -> the request's answer; not committed -> 503 + Retry-After (or 422
 when PostgreSQL refused the data). Once COMMIT has returned nothing that happens to the connection after
 it (release, reset, close) changes the answer; an error during COMMIT itself is an unknown outcome and is
-answered 503, which an Idempotency-Key makes safe to retry (app/idempotency.py).
+answered 503, which an Idempotency-Key makes safe to retry (app/intake/idempotency.py).
 
 Two designs share one `write(batch)` interface, chosen by INGEST_MODE:
 
@@ -35,11 +35,13 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from app import idempotency, metrics, partitions, summary
+from app import metrics
 from app.config import IngestMode, Settings
 from app.database import Database
 from app.errors import Busy, IngestError, InvalidLogs, ServiceUnavailable
-from app.rows import COLUMNS, LazyRows, Unsettled
+from app.intake import idempotency
+from app.intake.rows import COLUMNS, LazyRows, Unsettled
+from app.storage import partitions, summary
 
 log = logging.getLogger(__name__)
 

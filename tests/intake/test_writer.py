@@ -11,13 +11,13 @@ from typing import Any
 import asyncpg
 import pytest
 
-from app import partitions
-from app import writer as writer_module
 from app.config import IngestMode, Settings
 from app.database import Database
 from app.errors import Busy, InvalidLogs, ServiceUnavailable
-from app.rows import LazyRows, parse, prepare
-from app.writer import Batch, GroupCommitWriter, Outcome, create
+from app.intake import writer as writer_module
+from app.intake.rows import LazyRows, parse, prepare
+from app.intake.writer import Batch, GroupCommitWriter, Outcome, create
+from app.storage import partitions
 from tests.support import DB, log_entry, make_settings
 
 

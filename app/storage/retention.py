@@ -2,7 +2,7 @@
 
 A pass detaches each old partition with `DETACH PARTITION … CONCURRENTLY` (ingest is not blocked), then
 drops it and removes its days from /stats's summary in one transaction. It takes milliseconds whatever
-the partitions hold. Run by the maintenance loop (one process at a time: app/maintenance.py), by
+the partitions hold. Run by the maintenance loop (one process at a time: app/storage/maintenance.py), by
 Lambda's schedule, or by hand: `python -m app retention [--dry-run]`.
 """
 
@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 
-from app import partitions
+from app.storage import partitions
 
 log = logging.getLogger(__name__)
 

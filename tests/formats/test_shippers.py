@@ -1,5 +1,5 @@
 """POST /logs from shippers: JSON arrays and NDJSON as Vector's `http` sink and Fluent Bit's `http` output
-send them (golden bodies in tests/shippers/, built from their documentation), aliases, query defaults."""
+send them (golden bodies in tests/golden/shippers/, built from their documentation), aliases, query defaults."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ from fastapi.testclient import TestClient
 
 from tests.support import DB
 
-GOLDEN = Path(__file__).parent / "shippers"
+GOLDEN = Path(__file__).parent.parent / "golden" / "shippers"
 
 
 def golden(name: str) -> bytes:
     # The golden files carry fixed times; move them to now, keeping their format, so they stay inside the
-    # window of times taken as given (app/rows.py) whenever the tests run.
+    # window of times taken as given (app/intake/rows.py) whenever the tests run.
     raw = (GOLDEN / name).read_bytes().decode()
     shift = datetime.now(UTC).replace(microsecond=0) - datetime(2026, 11, 28, 4, 10, tzinfo=UTC)
     raw = raw.replace(

@@ -11,11 +11,11 @@ from typing import Any
 import asyncpg
 from fastapi.testclient import TestClient
 
-from app import summary
 from app.config import IngestMode
 from app.database import Database
-from app.rows import parse
-from app.writer import Batch, create
+from app.intake.rows import parse
+from app.intake.writer import Batch, create
+from app.storage import summary
 from tests.support import DB, log_entry, make_settings
 
 WIDE = (timedelta(days=29), timedelta(hours=23))

@@ -12,11 +12,11 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from app import migrations, partitions
 from app.config import IngestMode
 from app.database import Database
-from app.rows import parse
-from app.writer import Batch, create
+from app.intake.rows import parse
+from app.intake.writer import Batch, create
+from app.storage import migrations, partitions
 from tests.support import DB, log_entry, make_settings
 
 TODAY = datetime.now(UTC).date()

@@ -7,7 +7,7 @@ Both encodings end in the same plain values before they are mapped, so the mappi
   trace and span ids in hex (google.protobuf.json_format would read them as base64), 64-bit integers as
   strings or numbers, enums as numbers, unknown fields ignored.
 
-The entries then go through the same validation as POST /logs (app/rows.py), so a record is stored only
+The entries then go through the same validation as POST /logs (app/intake/rows.py), so a record is stored only
 as a log of our schema would be; records it refuses are counted in `partial_success`.
 """
 

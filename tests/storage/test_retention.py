@@ -13,12 +13,12 @@ from pathlib import Path
 import asyncpg
 from fastapi.testclient import TestClient
 
-from app import partitions, retention
 from app.config import IngestMode
+from app.storage import partitions, retention
 from tests.support import DB, log_entry
-from tests.test_summary import plain_stats, write_concurrently
+from tests.storage.test_summary import plain_stats, write_concurrently
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 TODAY = datetime.now(UTC).date()
 OLD_DAYS = [TODAY - timedelta(days=n) for n in (45, 40, 31)]
 KEPT_DAYS = [TODAY - timedelta(days=n) for n in (29, 2, 0)]

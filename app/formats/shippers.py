@@ -6,7 +6,7 @@ objects, or NDJSON (one object per line), with their own field names, and defaul
     defaults    ?service=web&level=INFO&environment=production&log_type=WORKER&service_version=1.2
                 fill in what a shipper cannot set (an entry's own value wins)
 
-Every shape ends as the native body, validated by app/rows.py like any other.
+Every shape ends as the native body, validated by app/intake/rows.py like any other.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from app.errors import BadRequest
-from app.rows import BOM
+from app.intake.rows import BOM
 
 ALIASES = {
     "message": ("msg", "log"),

@@ -10,13 +10,13 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from app import idempotency
 from app.config import IngestMode
 from app.database import Database
 from app.errors import BadRequest, IdempotencyKeyReused
+from app.intake import idempotency
+from app.intake.rows import parse
+from app.intake.writer import Batch, Outcome, create
 from app.main import create_app
-from app.rows import parse
-from app.writer import Batch, Outcome, create
 from tests.support import DB, log_entry, make_settings
 
 

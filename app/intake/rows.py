@@ -7,7 +7,7 @@ then finishes the few checks that need Python (enum spellings, created_at) while
 same functions the documented schema `LogEntry` uses. When that meets anything it does not handle (an
 error, an unknown field, a value to normalize that it does not know), the body goes through `LogEntry`
 with pydantic, whose errors name every bad field and which keeps unknown fields; its output builds rows
-the same way. tests/test_rows.py checks that both passes agree.
+the same way. tests/intake/test_rows.py checks that both passes agree.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from app.models import (
 WINDOW = (timedelta(days=30), timedelta(hours=24))
 
 
-# Where a created_at outside the window is kept (app/partitions.py says why there is a window).
+# Where a created_at outside the window is kept (app/storage/partitions.py says why there is a window).
 ORIGINAL_CREATED_AT = "original_created_at"
 
 
@@ -126,7 +126,7 @@ def prepare(
     window: tuple[timedelta, timedelta] = WINDOW,
 ) -> list[Row] | LazyRows:
     """`parse` up to the rows themselves: the body decoded and its shape checked (every error of shape
-    raised here), the rows left to build while they are written (app/writer.py streams them into COPY).
+    raised here), the rows left to build while they are written (app/intake/writer.py streams them into COPY).
     A body the first pass cannot read is parsed whole by the documented schema, and its rows returned."""
     now = Received(received_at or datetime.now(UTC), window)
     body = body.removeprefix(BOM)
@@ -220,7 +220,7 @@ def parse_values(
     received_at: datetime | None = None,
     window: tuple[timedelta, timedelta] = WINDOW,
 ) -> tuple[list[Row], list[dict[str, Any]]]:
-    """`parse_partial` for entries that are already Python values (app/otlp.py's mapping): msgspec checks
+    """`parse_partial` for entries that are already Python values (app/formats/otlp.py's mapping): msgspec checks
     them against the same struct in C without a JSON round trip. Whatever that pass does not settle (an
     invalid entry, a value to normalize) takes `parse_partial`'s path, for its errors and partial mode."""
     now = Received(received_at or datetime.now(UTC), window)

@@ -1,4 +1,4 @@
-"""Versioned schema: every `app/schema/NNNN_*.sql` file is applied once, in order, and recorded.
+"""Versioned schema: every `app/storage/schema/NNNN_*.sql` file is applied once, in order, and recorded.
 
 A later change to the table is a new file, never an edit of an applied one. Applying takes an advisory
 lock, so several workers or Lambda containers starting together do not race.
@@ -16,7 +16,7 @@ _LOCK_KEY = 0x10654E5A
 
 def available() -> list[tuple[str, str]]:
     """(version, sql) for every migration file shipped with the app, in order."""
-    files = [f for f in resources.files("app.schema").iterdir() if f.name.endswith(".sql")]
+    files = [f for f in resources.files("app.storage.schema").iterdir() if f.name.endswith(".sql")]
     return [
         (f.name.removesuffix(".sql"), f.read_text(encoding="utf-8"))
         for f in sorted(files, key=lambda f: f.name)

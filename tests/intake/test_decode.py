@@ -7,8 +7,8 @@ from collections.abc import Callable
 import pytest
 import zstandard
 
-from app.decode import check_content_type, decode
 from app.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from app.intake.decode import check_content_type, decode
 
 BODY = b'{"logs": [{"level": "INFO", "service": "api", "message": "hello"}]}' * 50
 LIMIT = 1024 * 1024

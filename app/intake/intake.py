@@ -10,11 +10,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import Request, Response
 
-from app import body, idempotency
 from app.config import Settings
-from app.decode import content_encoding, decode
-from app.rows import LazyRows
-from app.writer import Batch, Row, Writer
+from app.intake import body, idempotency
+from app.intake.decode import content_encoding, decode
+from app.intake.rows import LazyRows
+from app.intake.writer import Batch, Row, Writer
 
 
 class Intake:

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 AHEAD_DAYS = 3
 PREFIX = "logs_p"
-# Shared by every instance of this app; different from app/migrations.py's.
+# Shared by every instance of this app; different from app/storage/migrations.py's.
 _LOCK_KEY = 0x10654E5B
 
 

@@ -1,5 +1,5 @@
 """Bodies in flight: a memory budget per worker, and cut-offs for clients that stall or trickle
-(app/body.py), against a real server process."""
+(app/intake/body.py), against a real server process."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """Housekeeping that runs off the request path, one process at a time:
 
-* partitions for today and the next days (app/partitions.py),
-* retention: partitions older than RETENTION_DAYS dropped (app/retention.py),
-* /stats's summary compacted (app/summary.py),
-* idempotency keys past IDEMPOTENCY_TTL forgotten (app/idempotency.py).
+* partitions for today and the next days (app/storage/partitions.py),
+* retention: partitions older than RETENTION_DAYS dropped (app/storage/retention.py),
+* /stats's summary compacted (app/storage/summary.py),
+* idempotency keys past IDEMPOTENCY_TTL forgotten (app/intake/idempotency.py).
 
 uvicorn runs it every few minutes in each worker (app/main.py's lifespan), and a session advisory lock lets
 only one of them (across servers too) do a pass at a time; Lambda runs it when an EventBridge schedule
@@ -16,8 +16,9 @@ import asyncio
 import logging
 from typing import Any
 
-from app import idempotency, retention, summary
 from app.database import Database
+from app.intake import idempotency
+from app.storage import retention, summary
 
 log = logging.getLogger(__name__)
 

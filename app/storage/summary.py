@@ -5,7 +5,7 @@ together, and /stats never scans `logs` (`read`). Concurrent writers would wait 
 of the same (hour, service, level) until their commits; each transaction therefore writes to a shard of
 its own (its backend's pid modulo 16), and its keys go in sorted order so two writers never deadlock.
 `compact` folds the shards, and days older than yesterday, into one row each; retention deletes the counts
-of the days it drops in the same transaction as the drop (app/retention.py).
+of the days it drops in the same transaction as the drop (app/storage/retention.py).
 
 `recent_24h` is exact: the full hours of the last day from the summary, plus a count of the rows between
 24 hours ago and the next full hour from `logs` itself (at most one hour of rows, read by the primary key).
