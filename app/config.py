@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     ingest_api_keys: str = ""
     # A Secrets Manager secret holding API_KEYS and/or INGEST_API_KEYS (Lambda), added to the two above.
     api_keys_secret_arn: str | None = None
+    # The Elasticsearch version GET /elasticsearch/ claims (app/routes/bulk.py): Filebeat, Logstash and
+    # Vector read it before they send, and refuse a major version they do not speak.
+    elasticsearch_version: str = Field("8.9.0", pattern=r"^\d+\.\d+\.\d+$")
 
     @field_validator("log_level")
     @classmethod
