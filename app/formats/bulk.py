@@ -115,6 +115,8 @@ class Item:
 def items(body: bytes, path_index: str | None, service: str | None) -> list[Item]:
     """Every action of an NDJSON bulk body; 400 for a body whose lines cannot be paired."""
     lines = [line for line in body.split(b"\n") if line.strip()]
+    if not lines:
+        raise BadRequest("the bulk body holds no actions: send NDJSON action/source pairs")
     out: list[Item] = []
     position = 0
     while position < len(lines):

@@ -220,14 +220,18 @@ _BULK_RESPONSE: dict[str, Any] = {
         },
     },
 }
+_EXAMPLE = (
+    '{"create":{"_index":"checkout","_id":"a1"}}\n'
+    '{"@timestamp":"2026-11-30T12:00:00Z","log.level":"error","message":"payment declined"}\n'
+)
 _REQUEST_BODY: dict[str, Any] = {
     "required": True,
     "description": "NDJSON: an action line (`index`, `create`, `delete` or `update`, with optional `_index` "
     "and `_id`), then for all but delete a source line; Content-Encoding may be gzip, deflate or zstd. "
     'Sources are read ECS first (README, "Send logs from rsyslog / Filebeat / …").',
     "content": {
-        "application/x-ndjson": {"schema": {"type": "string"}},
-        "application/json": {"schema": {"type": "string"}},
+        "application/x-ndjson": {"schema": {"type": "string"}, "example": _EXAMPLE},
+        "application/json": {"schema": {"type": "string"}, "example": _EXAMPLE},
     },
 }
 _SERVICE = {
