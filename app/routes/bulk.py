@@ -78,6 +78,8 @@ def router(settings: Settings, intake: Intake) -> APIRouter:
                 return Response(answer(frozenset()), media_type="application/json", headers=PRODUCT)
             ids = [(listed[p].index, listed[p].id) if listed[p].given_id else None for p in written]
             response = await intake.store(request, batch, b"", claim=None, ids=Documents(ids, answer))
+            # What was written: the duplicates (409) were not.
+            request.state.saved = sum(1 for status, _ in statuses.values() if status == 201)
             response.headers.update(PRODUCT)
             return response
 
@@ -128,17 +130,18 @@ def router(settings: Settings, intake: Intake) -> APIRouter:
         "log_save_server": __version__,
     }
 
-    @api.api_route(
+    @api.get(
         f"{PREFIX}/",
-        methods=["GET", "HEAD"],
         summary="Elasticsearch version, for agents that read it before they send",
         responses={200: {"content": {"application/json": {"schema": _VERSION}}}, **responses(401)},
     )
     async def elasticsearch_version() -> Response:
         return Response(orjson.dumps(version), media_type="application/json", headers=PRODUCT)
 
-    # Filebeat's `path: /elasticsearch` asks without the trailing slash.
-    api.add_api_route(PREFIX, elasticsearch_version, methods=["GET", "HEAD"], include_in_schema=False)
+    # HEAD (a liveness probe of Elastic's clients) and, for Filebeat's `path: /elasticsearch`, without the
+    # trailing slash: the same answer, not listed again in the document.
+    for path, methods in ((f"{PREFIX}/", ["HEAD"]), (PREFIX, ["GET", "HEAD"])):
+        api.add_api_route(path, elasticsearch_version, methods=methods, include_in_schema=False)
 
     @api.get(
         f"{PREFIX}/_cluster/health",
