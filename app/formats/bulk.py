@@ -32,15 +32,16 @@ document's `_id`). The entries are then validated by app/intake/rows.py like eve
 from __future__ import annotations
 
 import base64
+import os
 import re
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cache, lru_cache
 from typing import Any
 
 import orjson
 
-from app.errors import BadRequest
+from app.errors import BadRequest, PayloadTooLarge
 from app.models import ENVIRONMENTS, METHODS
 from app.models import LEVELS as OUR_LEVELS
 
@@ -109,17 +110,22 @@ class Item:
     given_id: bool  # the action named its `_id` (then it is claimed: app/intake/documents.py)
     entry: dict[str, Any] | None = None
     error: tuple[str, str] | None = None  # (Elasticsearch's error type, reason): a per-item 400
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
-def items(body: bytes, path_index: str | None, service: str | None) -> list[Item]:
-    """Every action of an NDJSON bulk body; 400 for a body whose lines cannot be paired."""
+def items(body: bytes, path_index: str | None, service: str | None, limit: int = 10_000) -> list[Item]:
+    """Every action of an NDJSON bulk body; 400 for a body whose lines cannot be paired, 413 (as soon as it
+    is seen) for one of more than `limit` actions."""
     lines = [line for line in body.split(b"\n") if line.strip()]
+    # Ids for actions without one: 20 URL-safe characters like Elasticsearch's, random per request (72 bits)
+    # and numbered within it.
+    prefix = base64.urlsafe_b64encode(os.urandom(9)).decode()
     if not lines:
         raise BadRequest("the bulk body holds no actions: send NDJSON action/source pairs")
     out: list[Item] = []
     position = 0
     while position < len(lines):
+        if len(out) == limit:
+            raise PayloadTooLarge(f"the bulk request holds more than {limit} actions; send smaller bulks")
         number = position + 1
         action, meta = _action(lines[position], number)
         position += 1
@@ -127,7 +133,7 @@ def items(body: bytes, path_index: str | None, service: str | None) -> list[Item
         index = index or path_index or ""
         given = meta.get("_id")
         given_id = isinstance(given, str | int) and not isinstance(given, bool) and str(given) != ""
-        item = Item(action, index, str(given) if given_id else _generated_id(), given_id)
+        item = Item(action, index, str(given) if given_id else f"{prefix}{len(out):08d}", given_id)
         out.append(item)
         if action == "delete":
             item.error = ("illegal_argument_exception", "this store is append-only: delete is not supported")
@@ -166,11 +172,7 @@ def _action(line: bytes, number: int) -> tuple[str, dict[str, Any]]:
     return name, meta
 
 
-def _generated_id() -> str:
-    # 20 URL-safe characters, the length of Elasticsearch's own generated ids.
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes[:15]).decode()
-
-
+@lru_cache(maxsize=256)
 def _service_of(index: str) -> str | None:
     return _DAILY.sub("", index) or index or None
 
@@ -178,11 +180,19 @@ def _service_of(index: str) -> str | None:
 def entry(source: dict[str, Any], service: str | None, document_id: str | None = None) -> dict[str, Any]:
     """One source document as an entry of POST /logs's schema (`source` is consumed)."""
     out: dict[str, Any] = {}
-    for column, names, accept in MAPPING:
-        for name in names:
-            value = take(source, name, accept)
-            if value is not None:
-                out[column] = value
+    keys = source.keys()
+    for column, names, accept, starts in _PLAN:
+        if keys.isdisjoint(starts):
+            continue
+        for name, prefixes in names:
+            # Most names are absent: a look-up of the keys any form of the name starts with rules them out.
+            for prefix in prefixes:
+                if prefix in source:
+                    value = take(source, name, accept)
+                    if value is not None:
+                        out[column] = value
+                    break
+            if column in out:
                 break
     level = out.get("level")
     if level is not None:
@@ -213,18 +223,45 @@ def take(document: dict[str, Any], name: str, accept: Callable[[Any], bool]) -> 
             del document[name]
             return value
         return None
-    head, dot, rest = name.partition(".")
-    while dot:
+    for head, rest in _splits(name):
         inner = document.get(head)
-        if isinstance(inner, dict):
-            value = take(inner, rest, accept)
-            if value is not None:
-                if not inner:
-                    del document[head]
-                return value
-        step, dot, rest = rest.partition(".")
-        head = f"{head}.{step}"
+        if type(inner) is dict:
+            if rest in inner:  # the common case, `{"service": {"name": …}}`, without a call
+                value = inner[rest]
+                if not accept(value):
+                    continue
+                del inner[rest]
+            else:
+                value = take(inner, rest, accept)
+                if value is None:
+                    continue
+            if not inner:
+                del document[head]
+            return value
     return None
+
+
+@cache
+def _splits(name: str) -> tuple[tuple[str, str], ...]:
+    """`a.b.c` -> (a, b.c), (a.b, c): each key an object may hold the rest of the name under."""
+    parts = name.split(".")
+    return tuple((".".join(parts[:i]), ".".join(parts[i:])) for i in range(1, len(parts)))
+
+
+def _prefixes(name: str) -> tuple[str, ...]:
+    return (*(head for head, _ in _splits(name)), name)
+
+
+# MAPPING with, for each name, the top-level keys any of its forms starts with, and all of a column's.
+_PLAN = tuple(
+    (
+        column,
+        tuple((name, _prefixes(name)) for name in names),
+        accept,
+        frozenset(prefix for name in names for prefix in _prefixes(name)),
+    )
+    for column, names, accept in MAPPING
+)
 
 
 def answer(listed: list[Item], took_ms: int, statuses: dict[int, tuple[int, dict[str, Any] | None]]) -> bytes:

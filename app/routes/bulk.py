@@ -25,7 +25,7 @@ from fastapi import APIRouter, Request, Response
 
 from app import __version__
 from app.config import Settings
-from app.errors import InvalidLogs, PayloadTooLarge
+from app.errors import InvalidLogs
 from app.formats import bulk
 from app.intake import rows
 from app.intake.documents import Documents
@@ -48,9 +48,7 @@ def router(settings: Settings, intake: Intake) -> APIRouter:
         started = time.monotonic()
         service = request.query_params.get("service") or None
         async with intake.decoded_body(request) as decoded:
-            listed = bulk.items(decoded, index, service)
-            if len(listed) > limit:
-                raise PayloadTooLarge(f"the bulk request holds {len(listed)} actions; the limit is {limit}")
+            listed = bulk.items(decoded, index, service, limit)
             statuses: dict[int, tuple[int, dict[str, Any] | None]] = {}
             for position, item in enumerate(listed):
                 if item.error is not None:

@@ -12,7 +12,7 @@ import ecs_logging
 import pytest
 from fastapi.testclient import TestClient
 
-from app.errors import BadRequest
+from app.errors import BadRequest, PayloadTooLarge
 from app.formats import bulk
 from tests.support import DB
 
@@ -74,6 +74,13 @@ def test_lines_that_cannot_be_paired_refuse_the_request() -> None:
     ]:
         with pytest.raises(BadRequest, match=problem):
             bulk.items(body, "i", None)
+
+
+def test_more_actions_than_the_limit_is_a_413() -> None:
+    body = b'{"delete":{"_id":"1"}}\n' * 5
+    assert len(bulk.items(body, "i", None, limit=5)) == 5
+    with pytest.raises(PayloadTooLarge, match="more than 4 actions"):
+        bulk.items(body, "i", None, limit=4)
 
 
 def test_a_source_that_is_not_an_object_is_its_items_error() -> None:
