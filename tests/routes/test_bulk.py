@@ -21,6 +21,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from app.config import IngestMode
 from app.main import create_app
 from tests.serverproc import start_server
 from tests.support import DB, make_settings
@@ -122,7 +123,14 @@ def test_not_one_valid_document_stores_nothing_and_says_so_per_item(client: Test
     assert db.count() == 0
 
 
-def test_a_retried_bulk_with_the_same_ids_stores_once(client: TestClient, db: DB) -> None:
+@pytest.fixture(params=list(IngestMode))
+def each_mode(request: pytest.FixtureRequest, db: DB, database_url: str) -> Iterator[TestClient]:
+    with TestClient(create_app(make_settings(database_url), ingest_mode=request.param)) as client:
+        yield client
+
+
+def test_a_retried_bulk_with_the_same_ids_stores_once(each_mode: TestClient, db: DB) -> None:
+    client = each_mode
     body = ndjson(
         {"create": {"_index": "pay", "_id": "a"}}, {"message": "first"},
         {"index": {"_index": "pay", "_id": "b"}}, {"message": "second"},
