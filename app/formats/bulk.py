@@ -135,6 +135,11 @@ def items(body: bytes, path_index: str | None, service: str | None, limit: int =
         given_id = isinstance(given, str | int) and not isinstance(given, bool) and str(given) != ""
         item = Item(action, index, str(given) if given_id else f"{prefix}{len(out):08d}", given_id)
         out.append(item)
+        if problem := _bad_name(item):
+            item.error = problem
+            if action != "delete":
+                position += 1  # its source line, unread
+            continue
         if action == "delete":
             item.error = ("illegal_argument_exception", "this store is append-only: delete is not supported")
             continue
@@ -155,6 +160,24 @@ def items(body: bytes, path_index: str | None, service: str | None, limit: int =
             continue
         item.entry = entry(source, service or _service_of(index), item.id if given_id else None)
     return out
+
+
+# Elasticsearch's own limits (bytes of UTF-8); within them a name also fits the id table's btree index.
+MAX_ID_BYTES = 512
+MAX_INDEX_BYTES = 255
+
+
+def _bad_name(item: Item) -> tuple[str, str] | None:
+    if "\x00" in item.id or "\x00" in item.index:
+        return ("illegal_argument_exception", "_id and _index cannot hold the character U+0000")
+    if item.given_id and len(item.id.encode()) > MAX_ID_BYTES:
+        return ("illegal_argument_exception", f"id is too long, must be no longer than {MAX_ID_BYTES} bytes")
+    if len(item.index.encode()) > MAX_INDEX_BYTES:
+        return (
+            "invalid_index_name_exception",
+            f"index name is too long, must be at most {MAX_INDEX_BYTES} bytes",
+        )
+    return None
 
 
 def _action(line: bytes, number: int) -> tuple[str, dict[str, Any]]:

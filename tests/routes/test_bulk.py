@@ -115,6 +115,26 @@ def test_an_invalid_document_is_its_items_400_and_the_others_are_stored(client: 
     assert sorted(r["message"] for r in db.fetch("SELECT message FROM logs")) == ["ok 1", "ok 3"]
 
 
+def test_ids_and_indices_postgresql_cannot_key_are_their_items_400(client: TestClient, db: DB) -> None:
+    body = ndjson(
+        {"create": {"_id": "a" * 513}}, {"message": "id too long"},
+        {"create": {"_id": "nul\u0000"}}, {"message": "NUL in the id"},
+        {"index": {"_index": "i" * 256}}, {"message": "index too long"},
+        {"delete": {"_id": "x\u0000"}},
+        {"create": {"_id": "a" * 512}}, {"message": "stored"},
+    )  # fmt: skip
+    answer = client.post("/i/_bulk", content=body, headers=NDJSON).json()
+    assert statuses(answer) == [
+        ("create", 400),
+        ("create", 400),
+        ("index", 400),
+        ("delete", 400),
+        ("create", 201),
+    ]
+    assert answer["items"][2]["index"]["error"]["type"] == "invalid_index_name_exception"
+    assert [r["message"] for r in db.fetch("SELECT message FROM logs")] == ["stored"]
+
+
 def test_not_one_valid_document_stores_nothing_and_says_so_per_item(client: TestClient, db: DB) -> None:
     body = ndjson({"index": {}}, {"message": "no service: no index, no ?service="}, {"delete": {"_id": "1"}})
     answer = client.post("/_bulk", content=body, headers=NDJSON).json()
