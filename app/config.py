@@ -91,7 +91,8 @@ class Settings(BaseSettings):
     # Seconds an Idempotency-Key is remembered (app/intake/idempotency.py); pruned in the background after that.
     idempotency_ttl: float = Field(86_400, gt=0)
     # API keys, comma-separated. None set: no authentication. API_KEYS may do everything; INGEST_API_KEYS
-    # may only write (POST). Set either and every route but GET / and GET /health/ready needs a key.
+    # may only send logs (POST, bulk PUT, the agents' probes: app/auth.py). Set either and every route but
+    # GET / and GET /health/ready needs a key.
     api_keys: str = ""
     ingest_api_keys: str = ""
     # A Secrets Manager secret holding API_KEYS and/or INGEST_API_KEYS (Lambda), added to the two above.
