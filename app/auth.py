@@ -4,7 +4,8 @@
     INGEST_API_KEYS   writes only (POST); a read route answers 403
 
 On Lambda the keys may come from a Secrets Manager secret instead (API_KEYS_SECRET_ARN), read once per
-container. A key comes as `Authorization: Bearer <key>` or `X-API-Key: <key>`. Liveness and readiness stay open
+container. A key comes as `Authorization: Bearer <key>`, `X-API-Key: <key>` or, from Amazon Data Firehose,
+`X-Amz-Firehose-Access-Key: <key>` (POST /firehose answers a missing key in Firehose's error shape). Liveness and readiness stay open
 (load balancers probe them without keys), so does the web view's page (it asks for a key itself), and so does
 a CORS preflight, which CORSMiddleware answers
 before this middleware sees it. A key is compared in constant time against every configured key, and is
@@ -23,10 +24,13 @@ from app import secrets
 from app.asgi import error_response, route_path
 from app.config import Settings, split_list
 from app.errors import Forbidden, Unauthorized
+from app.formats import firehose
+from app.routes.firehose import error_answer
 
 OPEN = frozenset({"/", "/health/ready", "/ui"})
 # The web view's static files: the page asks for a key itself and sends it with every API call.
 OPEN_PREFIX = "/ui/assets/"
+FIREHOSE_KEY = firehose.ACCESS_KEY.encode()
 
 
 class Grant(Enum):
@@ -57,9 +61,13 @@ class ApiKeys:
         grant = self.grant(_presented(scope))
         if grant is None:
             error = Unauthorized(
-                "a valid API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>`"
+                "a valid API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>` "
+                "(Firehose: the stream's access key)"
             )
-            await error_response(error)(scope, receive, send)
+            if path == firehose.PATH:
+                await error_answer(_header(scope, firehose.REQUEST_ID.encode()), error)(scope, receive, send)
+            else:
+                await error_response(error)(scope, receive, send)
         elif grant is Grant.ingest and scope["method"] != "POST":
             error = Forbidden(
                 "this API key may only send logs (INGEST_API_KEYS); reading needs an API_KEYS key"
@@ -89,6 +97,10 @@ def _presented(scope: Scope) -> bytes | None:
             scheme, _, token = value.partition(b" ")
             if scheme.lower() == b"bearer":
                 return token.strip()
-        elif name == b"x-api-key":
+        elif name in (b"x-api-key", FIREHOSE_KEY):
             return value.strip()
     return None
+
+
+def _header(scope: Scope, wanted: bytes) -> str:
+    return next((value.decode("latin-1") for name, value in scope["headers"] if name == wanted), "")

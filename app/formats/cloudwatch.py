@@ -86,11 +86,19 @@ def unpack(data: Any, limit: int) -> bytes:
     """`awslogs.data` (base64 of gzip) -> the JSON text; 400 naming what is wrong with it."""
     if not isinstance(data, (str, bytes)):
         raise BadRequest("awslogs.data must be a base64 string")
+    return gunzip(from_base64(data, "awslogs.data"), limit)
+
+
+def from_base64(data: str | bytes, name: str) -> bytes:
+    """Strict base64, but for the padding: some producers (sam's sample events) add one `=` too many."""
+    text = data.strip().rstrip(b"=" if isinstance(data, bytes) else "=")
+    padding = "=" * (-len(text) % 4)
     try:
-        packed = base64.b64decode(data, validate=True)
+        return base64.b64decode(
+            text + (padding.encode() if isinstance(text, bytes) else padding), validate=True
+        )
     except (binascii.Error, ValueError) as exc:
-        raise BadRequest(f"awslogs.data is not valid base64: {exc}") from None
-    return gunzip(packed, limit)
+        raise BadRequest(f"{name} is not valid base64: {exc}") from None
 
 
 def gunzip(packed: bytes, limit: int) -> bytes:
@@ -194,10 +202,16 @@ def line(message: str, service: str, created_at: float, metadata: dict[str, Any]
         _request_id(metadata, match.group(2))
         if match.group(1) == "REPORT":
             _report(text, entry, metadata)
-    elif match := _LEADING_LEVEL.match(text):
-        entry["level"] = _level(match.group(1))
+    elif level := leading_level(text):
+        entry["level"] = level
     entry["metadata"] = metadata
     return entry
+
+
+def leading_level(text: str) -> str | None:
+    """The level a plain text line starts with (`ERROR ...`, `[warn] ...`), or None."""
+    match = _LEADING_LEVEL.match(text)
+    return _level(match.group(1)) if match else None
 
 
 def _object(text: str) -> dict[str, Any] | None:
