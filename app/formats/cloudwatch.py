@@ -109,6 +109,14 @@ def gunzip(packed: bytes, limit: int) -> bytes:
 
 def payloads(raw: bytes) -> list[dict[str, Any]]:
     """The payload objects in `raw`: one, or several back to back (Firehose may concatenate them)."""
+    try:
+        single = orjson.loads(raw)  # the usual case, in C; back-to-back objects take the loop below
+    except orjson.JSONDecodeError:
+        pass
+    else:
+        if not isinstance(single, dict):
+            raise BadRequest("a CloudWatch Logs payload must be a JSON object")
+        return [single]
     text = raw.decode("utf-8", "replace").strip()
     found: list[dict[str, Any]] = []
     decoder = _DECODER
