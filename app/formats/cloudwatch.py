@@ -70,6 +70,7 @@ _PLATFORM_METRICS = {
 }
 _SHORT_LEVELS = {"ERR": "ERROR", "CRIT": "FATAL", "WARNING": "WARN"}
 _DECODER = json.JSONDecoder()
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass
@@ -124,8 +125,9 @@ def payloads(raw: bytes) -> list[dict[str, Any]]:
     while position < len(text):
         try:
             value, position = decoder.raw_decode(text, position)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise BadRequest(f"a CloudWatch Logs payload is not valid JSON: {exc}") from None
+        value = scrub(value)
         if not isinstance(value, dict):
             raise BadRequest("a CloudWatch Logs payload must be a JSON object")
         found.append(value)
@@ -134,6 +136,18 @@ def payloads(raw: bytes) -> list[dict[str, Any]]:
     if not found:
         raise BadRequest("the CloudWatch Logs payload is empty")
     return found
+
+
+def scrub(value: Any) -> Any:
+    """`value` with every lone surrogate (a `\\ud800` escape the standard library's JSON reads; orjson refuses
+    them) replaced by U+FFFD: PostgreSQL's text holds UTF-8 only."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [scrub(item) for item in value]
+    if isinstance(value, dict):
+        return {scrub(key): scrub(item) for key, item in value.items()}
+    return value
 
 
 def entries(payload: dict[str, Any]) -> Mapped:

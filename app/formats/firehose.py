@@ -24,6 +24,7 @@ not raised: the rest of the request is still stored.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -59,8 +60,11 @@ def delivery(body: bytes, header_id: str | None) -> Delivery:
     """The request's envelope; 400 naming what is wrong with it."""
     try:
         document = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"body is not valid JSON: {exc}") from None
+    except orjson.JSONDecodeError:
+        try:  # orjson refuses lone surrogate escapes, which JSON allows: the standard library reads them
+            document = cloudwatch.scrub(json.loads(body))
+        except (ValueError, RecursionError) as exc:
+            raise BadRequest(f"body is not valid JSON: {exc}") from None
     if not isinstance(document, dict):
         raise BadRequest('body must be a JSON object {"requestId", "timestamp", "records"}')
     request_id = document.get("requestId", header_id)
@@ -70,7 +74,8 @@ def delivery(body: bytes, header_id: str | None) -> Delivery:
     if not isinstance(records, list):
         raise BadRequest('records must be an array of {"data": base64}')
     timestamp = document.get("timestamp")
-    valid_time = isinstance(timestamp, int) and not isinstance(timestamp, bool) and timestamp > 0
+    # Milliseconds; anything else (or past the year 5000) is not used as the records' default time.
+    valid_time = isinstance(timestamp, int) and not isinstance(timestamp, bool) and 0 < timestamp < 10**14
     return Delivery(request_id, timestamp if valid_time else None, records)
 
 

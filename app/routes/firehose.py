@@ -13,6 +13,7 @@ nothing storable is a 400. Every error carries `{"requestId", "timestamp", "erro
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Any
 
@@ -71,7 +72,7 @@ def router(settings: Settings, intake: Intake) -> APIRouter:
                     if checked.refused:
                         raise BadRequest(f"no record could be stored: {'; '.join(checked.reasons)}")
                     return Response(firehose.answer(request_id), media_type="application/json")
-                key = "firehose:" + request_id
+                key = idempotency_key(request_id)
                 claim = idempotency.Claim(key, idempotency.fingerprint(PATH, key.encode()))
                 response = await intake.store(request, checked.rows, firehose.answer(request_id), claim=claim)
         except IngestError as exc:
@@ -85,6 +86,13 @@ def router(settings: Settings, intake: Intake) -> APIRouter:
         return response
 
     return api
+
+
+def idempotency_key(request_id: str) -> str:
+    """The requestId itself when it is plain (Firehose's are GUIDs), else its digest: a key is text."""
+    if request_id.isascii() and request_id.isprintable() and len(request_id) <= 200:
+        return "firehose:" + request_id
+    return "firehose:sha256:" + hashlib.sha256(request_id.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def error_answer(request_id: str, exc: IngestError) -> Response:
