@@ -101,4 +101,5 @@ async def deliver(awslogs: Any, settings: Settings, writer: Writer) -> dict[str,
 
 
 def count(source: str, reason: str, amount: int) -> None:
-    metrics.CLOUDWATCH_REJECTED.labels(source=source, reason=reason).inc(amount)
+    if amount:
+        metrics.CLOUDWATCH_REJECTED.labels(source=source, reason=reason).inc(amount)

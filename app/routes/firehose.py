@@ -78,7 +78,8 @@ def router(settings: Settings, intake: Intake) -> APIRouter:
         except IngestError as exc:
             return error_answer(request_id, exc)
         if checked.refused and not getattr(request.state, "replayed", False):
-            subscription.count("firehose", "invalid", checked.refused)
+            subscription.count("firehose", "undecodable", len(mapped.problems))
+            subscription.count("firehose", "invalid", checked.refused - len(mapped.problems))
             log.warning(
                 "Firehose request %s: %d record(s) or line(s) not stored: %s",
                 request_id, checked.refused, "; ".join(checked.reasons),

@@ -145,7 +145,9 @@ def test_unreadable_records_are_counted_and_the_rest_stored(server: tuple[Any, s
     assert answer.status_code == 200, answer.text
     assert [r["message"] for r in rows(db)] == ["kept"]
     metrics = httpx.get(url + "/metrics").text
-    assert 'logsave_cloudwatch_rejected_total{reason="invalid",source="firehose"} 4.0' in metrics
+    # Three records that cannot be read at all, and one log that fails validation.
+    assert 'logsave_cloudwatch_rejected_total{reason="undecodable",source="firehose"} 3.0' in metrics
+    assert 'logsave_cloudwatch_rejected_total{reason="invalid",source="firehose"} 1.0' in metrics
 
 
 @pytest.mark.parametrize(
