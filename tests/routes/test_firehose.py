@@ -135,6 +135,12 @@ def test_a_retried_request_id_is_stored_once(server: tuple[Any, str], db: DB) ->
     assert [r["message"] for r in rows(db)] == ["a", "b"]
     assert post(url, [record("a")]).status_code == 200  # a new request id is a new delivery
     assert db.count() == 3
+    # An id PostgreSQL's text cannot hold (NUL) is keyed by its digest, and still echoed.
+    odd = json.dumps({"requestId": "r\u0000é", "records": [record("d")]})
+    answers = [httpx.post(url + "/firehose", content=odd, headers={"Content-Type": "application/json"})
+               for _ in range(2)]  # fmt: skip
+    assert [a.status_code for a in answers] == [200, 200] and answers[0].json()["requestId"] == "r\u0000é"
+    assert db.count() == 4
 
 
 def test_unreadable_records_are_counted_and_the_rest_stored(server: tuple[Any, str], db: DB) -> None:
