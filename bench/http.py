@@ -29,7 +29,7 @@ import psutil
 import uvloop
 
 from app.intake.rows import parse
-from bench import db
+from bench import cpu, db
 from bench.data import LogFactory, body, gzipped
 
 ROOT = Path(__file__).parent.parent
@@ -127,11 +127,28 @@ def _wait_until_up(process: subprocess.Popen[bytes], port: int, log: Path) -> No
     raise RuntimeError("server did not become ready within 60 s")
 
 
+async def postmaster(dsn: str) -> int | None:
+    """The pid of the postmaster serving `dsn`, when it runs on this machine (a backend's parent)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        backend = await conn.fetchval("SELECT pg_backend_pid()")
+    finally:
+        await conn.close()
+    try:
+        pid = cpu.parent(backend)
+    except (FileNotFoundError, ProcessLookupError):
+        return None  # a PostgreSQL elsewhere (or in a container of its own): its CPU is not ours to read
+    return pid if "postgres" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace") else None
+
+
 class Sampler:
     """Peak RSS of the server (its worker processes included), sampled every 20 ms on a thread, and CPU
-    seconds of the server, PostgreSQL's processes and this process over the same interval."""
+    seconds of the server, PostgreSQL and this process over the same interval (bench/cpu.py). Without
+    the postmaster's pid, PostgreSQL's CPU is that of every postgres process alive at the start."""
 
-    def __init__(self, server: psutil.Process) -> None:
+    def __init__(self, server: psutil.Process, postmaster: int | None = None) -> None:
+        self.root = server.pid
+        self.postmaster = postmaster
         self.server = [server, *server.children(recursive=True)]
         self.peak_rss = 0
         self._stop = threading.Event()
@@ -168,20 +185,29 @@ class Sampler:
         # CPU time the hypervisor gave to other guests (Linux only): a shared VM's hidden competitor.
         return getattr(psutil.cpu_times(), "steal", 0.0)
 
+    def _postgres_seconds(self) -> float:
+        if self.postmaster is not None:
+            return cpu.tree_seconds(self.postmaster)
+        return self._cpu(self.postgres)
+
+    def _read(self) -> tuple[float, ...]:
+        return (cpu.tree_seconds(self.root), self._postgres_seconds(), self._cpu([self.me]), self._steal(),
+                time.perf_counter())  # fmt: skip
+
     def __enter__(self) -> Self:
         self.me = psutil.Process()
-        self.postgres = self._postgres()
-        self.start = (self._cpu(self.server), self._cpu(self.postgres), self._cpu([self.me]), self._steal(),
-                      time.perf_counter())  # fmt: skip
+        self.postgres = [] if self.postmaster is not None else self._postgres()
+        self.start = self._read()
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        end = (self._cpu(self.server), self._cpu(self.postgres), self._cpu([self.me]), self._steal(),
-               time.perf_counter())  # fmt: skip
+        end = self._read()
         seconds = end[4] - self.start[4]
+        # CPU seconds over the interval, for per-log figures: (server, PostgreSQL).
+        self.server_seconds, self.postgres_seconds = end[0] - self.start[0], end[1] - self.start[1]
         # CPU in cores: 1.0 = one core busy for the whole interval.
         self.server_cpu, self.postgres_cpu, self.client_cpu, self.steal = (
             round((end[i] - self.start[i]) / seconds, 2) for i in range(4)
@@ -323,10 +349,14 @@ def run_arm(dsn: str, process: psutil.Process, port: int, arm: Arm, bodies: Sequ
     raw_bytes = sum(len(b) for b in bodies)
     wire_bytes = sum(len(gzipped(b)) for b in bodies) if arm.gzip else raw_bytes
     asyncio.run(_count(dsn, truncate=True))
-    with Sampler(process) as sampler:
+    with Sampler(process, asyncio.run(postmaster(dsn))) as sampler:
         warm, measured, seconds = uvloop.run(load(port, requests, arm.clients, warmup, duration, arm.keyed))
     stored = asyncio.run(_count(dsn))
     acknowledged = warm.acknowledged + measured.acknowledged
+    # The sampler spans the warm-up too, so CPU per log is over every log acknowledged in it.
+    server_us, postgres_us = (
+        s / max(1, acknowledged) * 1e6 for s in (sampler.server_seconds, sampler.postgres_seconds)
+    )
     if stored != acknowledged:
         raise db.RowCountMismatch(
             f"{arm.name}: the server acknowledged {acknowledged} logs but {stored} are stored"
@@ -345,6 +375,7 @@ def run_arm(dsn: str, process: psutil.Process, port: int, arm: Arm, bodies: Sequ
                      for k in sorted(warm.statuses.keys() | measured.statuses.keys())},
         "server_peak_rss_mb": round(sampler.peak_rss / 2**20, 1), "server_cpu": sampler.server_cpu,
         "postgres_cpu": sampler.postgres_cpu,
+        "server_cpu_us_per_log": round(server_us, 2), "postgres_cpu_us_per_log": round(postgres_us, 2),
         "steal_cpu": sampler.steal, "client_cpu": sampler.client_cpu, "stored_equals_acknowledged": True,
     }  # fmt: skip
 

@@ -111,17 +111,19 @@ def run(
             uvloop.run(http.load(port, requests, arm.clients, warmup, 0.0))
             out = Path(tmp) / f"{arm.name}.txt"
             spy = _record(process.pid, seconds, out)
-            load = _measure(process, port, arm, requests, seconds)
+            load = _measure(process, port, arm, requests, seconds, asyncio.run(http.postmaster(dsn)))
             _, stderr = spy.communicate(timeout=seconds + 60)
             if spy.returncode != 0 or not out.exists():
                 raise RuntimeError(f"py-spy failed: {stderr.decode(errors='replace')[-2000:]}")
             total, layers, leaves = summarize(out.read_text())
             per_log = load["server_cpu_s"] / load["logs"] * 1e6
             per_request = load["server_cpu_s"] / load["requests"] * 1e6
+            postgres_per_log = load["postgres_cpu_s"] / load["logs"] * 1e6
             results.append({
                 "arm": arm.name, "batch": arm.batch, "gzip": arm.gzip, "clients": arm.clients,
                 "logs_per_s": round(load["logs"] / load["seconds"], 1),
                 "server_cpu_us_per_log": round(per_log, 2), "server_cpu_us_per_request": round(per_request, 1),
+                "postgres_cpu_us_per_log": round(postgres_per_log, 2),
                 "samples": total,
                 "layers": [{"layer": name, "share": round(n / total, 4), "us_per_log": round(per_log * n / total, 2),
                             "us_per_request": round(per_request * n / total, 1)}
@@ -134,9 +136,14 @@ def run(
 
 
 def _measure(
-    process: psutil.Process, port: int, arm: http.Arm, requests: list[bytes], seconds: int
+    process: psutil.Process,
+    port: int,
+    arm: http.Arm,
+    requests: list[bytes],
+    seconds: int,
+    postmaster: int | None,
 ) -> dict[str, Any]:
-    with http.Sampler(process) as sampler:
+    with http.Sampler(process, postmaster) as sampler:
         _, measured, elapsed = uvloop.run(http.load(port, requests, arm.clients, 0.0, seconds))
     return {"logs": measured.acknowledged, "requests": measured.requests, "seconds": elapsed,
-            "server_cpu_s": sampler.server_cpu * elapsed}  # fmt: skip
+            "server_cpu_s": sampler.server_seconds, "postgres_cpu_s": sampler.postgres_seconds}  # fmt: skip

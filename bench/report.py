@@ -203,14 +203,25 @@ def _stolen(arm: dict[str, Any]) -> str:
     return f"{arm['steal_cpu']:.2f}" if "steal_cpu" in arm else "–"
 
 
+def _per_log(arm: dict[str, Any]) -> str:
+    """Server and PostgreSQL CPU µs per log (bench/cpu.py), and their ratio: the issue's yardstick."""
+    server, postgres = arm.get("server_cpu_us_per_log"), arm.get("postgres_cpu_us_per_log")
+    if server is None or postgres is None:
+        return "– | – | –"
+    return (
+        f"{server:.1f} | {postgres:.1f} | {server / postgres:.2f}×" if postgres else f"{server:.1f} | 0 | –"
+    )
+
+
 def http_table(http_data: dict[str, Any]) -> list[str]:
     ceiling = _arm(http_data, "raw-copy-b1000-2conn")
     rows = [
         (
             "| arm | mode | workers | batch | gzip | clients | logs/s | of ceiling | req/s | p50 ms | p99 ms | wire MB/s "
-            "| ratio | server RSS MB | server CPU | PG CPU | client CPU | stolen | statuses |"
+            "| ratio | server RSS MB | server CPU | PG CPU | server µs/log | PG µs/log | server/PG | client CPU "
+            "| stolen | statuses |"
         ),
-        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for a in http_data["results"]["arms"]:
         share = f"{a['logs_per_s'] / ceiling['rows_per_s']:.0%}" if ceiling else "–"
@@ -219,7 +230,8 @@ def http_table(http_data: dict[str, Any]) -> list[str]:
             f"| `{a['arm']}` | {a['mode']} | {a.get('workers', 1)} | {a['batch']} | {'yes' if a['gzip'] else 'no'} | {a['clients']} "
             f"| {_n(a['logs_per_s'])} | {share} | {_n(a['requests_per_s'])} | {_ms(a['p50_ms'])} | {_ms(a['p99_ms'])} "
             f"| {a['wire_bytes_per_s'] / 1e6:.1f} | {a['compression_ratio']:.1f} | {a['server_peak_rss_mb']:.0f} "
-            f"| {a['server_cpu']:.2f} | {a['postgres_cpu']:.2f} | {a['client_cpu']:.2f} | {_stolen(a)} | {statuses} |"
+            f"| {a['server_cpu']:.2f} | {a['postgres_cpu']:.2f} | {_per_log(a)} | {a['client_cpu']:.2f} "
+            f"| {_stolen(a)} | {statuses} |"
         )
     rows += [
         "",

@@ -74,3 +74,16 @@ def test_steps_table_reads_each_step_against_its_own_ceiling(tmp_path: Path) -> 
     text = rendered(tmp_path)
     assert "## What each step bought" in text
     assert "| `abc1234` Faster parsing | 30,000 | 4.00 × | 45,000 | 90% | 1.20 × | 3 |" in text
+
+
+def test_http_table_shows_server_and_postgres_cpu_per_log() -> None:
+    import json
+
+    http = json.loads((FIXTURES / "http.json").read_text())
+    arm = {**http["results"]["arms"][0], "server_cpu_us_per_log": 11.04, "postgres_cpu_us_per_log": 10.5}
+    old = http["results"]["arms"][1]  # from a run before the accounting: dashes, not a failure
+    text = "\n".join(
+        report.http_table({"results": {"arms": [arm, old], "ceilings": http["results"]["ceilings"]}})
+    )
+    assert "| 11.0 | 10.5 | 1.05× |" in text
+    assert "| – | – | – |" in text
