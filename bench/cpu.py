@@ -80,3 +80,14 @@ def _total(pids: Iterable[int], root: int, proc: Path) -> float:
 def parent(pid: int, proc: Path = PROC) -> int:
     text = (proc / str(pid) / "stat").read_text()
     return int(text[text.rindex(")") + 2 :].split()[1])
+
+
+def postmaster_of(backend: int, proc: Path = PROC) -> int | None:
+    """The postmaster of a live PostgreSQL `backend`; None when it is not on this machine (or in a
+    container of its own), whose CPU is then not ours to read."""
+    try:
+        pid = parent(backend, proc)
+        command = (proc / str(pid) / "cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return pid if b"postgres" in command else None

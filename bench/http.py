@@ -131,14 +131,10 @@ async def postmaster(dsn: str) -> int | None:
     """The pid of the postmaster serving `dsn`, when it runs on this machine (a backend's parent)."""
     conn = await asyncpg.connect(dsn)
     try:
-        backend = await conn.fetchval("SELECT pg_backend_pid()")
+        # Read while the backend is alive: it exits as soon as the connection closes.
+        return cpu.postmaster_of(await conn.fetchval("SELECT pg_backend_pid()"))
     finally:
         await conn.close()
-    try:
-        pid = cpu.parent(backend)
-    except (FileNotFoundError, ProcessLookupError):
-        return None  # a PostgreSQL elsewhere (or in a container of its own): its CPU is not ours to read
-    return pid if "postgres" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace") else None
 
 
 class Sampler:
