@@ -83,6 +83,10 @@ _LEVELS = {**{level: level for level in LEVELS}, **LEVEL_ALIASES}
 _LOG_TYPES = {value: value for value in LOG_TYPES}
 _ENVIRONMENTS = {value: value for value in ENVIRONMENTS}
 _METHODS = {value: value for value in METHODS}
+# The same with an absent value's stored form, so that a row's common case is one dict lookup per enum.
+_LOG_TYPE_OR_DEFAULT = {None: DEFAULTS["log_type"], **_LOG_TYPES}
+_ENVIRONMENT_OR_DEFAULT = {None: DEFAULTS["environment"], **_ENVIRONMENTS}
+_SERVICE_VERSION = DEFAULTS["service_version"]
 
 Row = tuple[Any, ...]
 
@@ -162,8 +166,12 @@ class LazyRows:
         """Every row; raises as `parse` does (InvalidLogs naming every bad field)."""
         # After `chunks` the entries are gone: decoded again from the body, which is kept.
         entries = self.entries if len(self.entries) == self.count else _RAW.decode(self.body).logs
+        now, strip_nul, astuple = self.now, self.strip_nul, msgspec.structs.astuple
         try:
-            return _rows([(msgspec.structs.astuple(e), None) for e in entries], self.now, self.strip_nul)
+            try:
+                return [_row(astuple(e), None, now, strip_nul) for e in entries]
+            except _MetadataProblem:  # `_rows` names every entry with one
+                return _rows([(astuple(e), None) for e in entries], now, strip_nul)
         except _Recheck:
             return documented(self.body, self.max_batch_size, self.now)
 
@@ -328,15 +336,16 @@ def _row(values: tuple[Any, ...], extras: dict[str, Any] | None, now: Received, 
             for v in (service, message, service_version, trace_id, user_id, session_id, error_type, stack_trace,
                       path, action_type, function_name, file_path)
         ]  # fmt: skip
+    # Each enum: its stored spelling looked up as sent, normalized only when that misses (`_enum`).
     return (
         created_at,
-        _enum(level, _LEVELS, normalize_level),
-        DEFAULTS["log_type"] if log_type is None else _enum(log_type, _LOG_TYPES, upper),
+        _LEVELS.get(level) or _enum(level, _LEVELS, normalize_level),
+        _LOG_TYPE_OR_DEFAULT.get(log_type) or _enum(log_type, _LOG_TYPES, upper),
         service,
-        DEFAULTS["environment"] if environment is None else _enum(environment, _ENVIRONMENTS, lower),
-        DEFAULTS["service_version"] if service_version is None else service_version,
+        _ENVIRONMENT_OR_DEFAULT.get(environment) or _enum(environment, _ENVIRONMENTS, lower),
+        _SERVICE_VERSION if service_version is None else service_version,
         trace_id, user_id, session_id, error_type, message, stack_trace, path,
-        None if method is None else _enum(method, _METHODS, upper),
+        None if method is None else _METHODS.get(method) or _enum(method, _METHODS, upper),
         action_type, function_name, file_path,
         None if duration is None else round(duration, 3),
         None if metadata is None else _jsonb(metadata, strip_nul),
