@@ -20,7 +20,23 @@ _HEADER = struct.Struct("!hhHh")
 _SHORT = [struct.Struct(f"!hhHh{k}H") for k in range(6)]
 
 
+# Values 0 <= v < 10000 with at most 3 decimals (nearly every duration_ms): one or two base-10000 digits,
+# packed directly. Same bytes as _encode_thousandths (tests/test_numeric.py checks every such value's form).
+_ONE, _TWO = _SHORT[1].pack, _SHORT[2].pack
+_ZERO = _SHORT[0].pack(0, 0, _POSITIVE, 0)
+
+
 def encode(value: float | Decimal) -> bytes:
+    if type(value) is float and 0 <= value < 10000:
+        thousandths = round(value * 1000)
+        if thousandths / 1000 == value:
+            integer, fraction = divmod(thousandths, 1000)
+            if not fraction:
+                return _ONE(1, 0, _POSITIVE, 0, integer) if integer else _ZERO
+            dscale = 3 if fraction % 10 else 2 if fraction % 100 else 1
+            if integer:
+                return _TWO(2, 0, _POSITIVE, dscale, integer, fraction * 10)
+            return _ONE(1, -1, _POSITIVE, dscale, fraction * 10)
     if type(value) is float and -1e12 < value < 1e12:
         thousandths = round(value * 1000)
         if thousandths / 1000 == value:

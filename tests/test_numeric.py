@@ -54,3 +54,15 @@ def test_floats_are_encoded_by_their_shortest_form_not_their_binary_value() -> N
 def test_non_finite_values_are_refused() -> None:
     with pytest.raises(ValueError, match="numeric cannot hold"):
         numeric.encode(float("inf"))
+
+
+def test_the_short_path_encodes_as_the_general_one() -> None:
+    # Every shape of 0 <= v < 10000 with up to 3 decimals (integer part zero or not; 0-3 decimals;
+    # trailing zeros), against _encode_thousandths, which the round trips above check against PostgreSQL.
+    rng = random.Random(11)
+    thousandths = [0, 1, 10, 100, 999, 1000, 1001, 1010, 1100, 9_999_999, 5_000_000, 9_999_000]
+    thousandths += [rng.randrange(10_000_000) for _ in range(20_000)]
+    for n in thousandths:
+        value = n / 1000
+        assert numeric.encode(value) == numeric._encode_thousandths(n), value
+    assert numeric.encode(10000.0) == numeric._encode_thousandths(10_000_000)
