@@ -1,7 +1,8 @@
 """API keys: optional, off until API_KEYS or INGEST_API_KEYS is set.
 
     API_KEYS          every route
-    INGEST_API_KEYS   writes only (POST); a read route answers 403
+    INGEST_API_KEYS   writes only (POST); a read route answers 403, and so does /alerts (managing alert
+                      rules, even with POST, is not sending logs)
 
 On Lambda the keys may come from a Secrets Manager secret instead (API_KEYS_SECRET_ARN), read once per
 container. A key comes as `Authorization: Bearer <key>` or `X-API-Key: <key>`. Liveness and readiness stay open
@@ -27,6 +28,8 @@ from app.errors import Forbidden, Unauthorized
 OPEN = frozenset({"/", "/health/ready", "/ui"})
 # The web view's static files: the page asks for a key itself and sends it with every API call.
 OPEN_PREFIX = "/ui/assets/"
+# Routes an ingest key may not use whatever the method: alert rules (a POST there is not a write of logs).
+FULL_ONLY_PREFIX = "/alerts"
 
 
 class Grant(Enum):
@@ -60,9 +63,10 @@ class ApiKeys:
                 "a valid API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>`"
             )
             await error_response(error)(scope, receive, send)
-        elif grant is Grant.ingest and scope["method"] != "POST":
+        elif grant is Grant.ingest and (scope["method"] != "POST" or path.startswith(FULL_ONLY_PREFIX)):
             error = Forbidden(
-                "this API key may only send logs (INGEST_API_KEYS); reading needs an API_KEYS key"
+                "this API key may only send logs (INGEST_API_KEYS); reading logs and managing alert rules need an "
+                "API_KEYS key"
             )
             await error_response(error)(scope, receive, send)
         else:

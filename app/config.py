@@ -97,6 +97,12 @@ class Settings(BaseSettings):
     # A Secrets Manager secret holding API_KEYS and/or INGEST_API_KEYS (Lambda), added to the two above.
     api_keys_secret_arn: str | None = None
 
+    # Seconds between two evaluations of the alert rules (app/alerts/); one process evaluates at a time.
+    alert_interval: float = Field(60.0, gt=0)
+    # The address people open the server at (https://logs.example.com), for the links in notifications;
+    # unset, a notification links to a path (/ui?…).
+    public_url: str = ""
+
     @field_validator("log_level")
     @classmethod
     def _upper(cls, value: str) -> str:
