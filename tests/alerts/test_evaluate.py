@@ -201,3 +201,21 @@ def test_a_server_process_evaluates_on_its_interval_and_counts_deliveries(
     finally:
         process.kill()
         process.wait(10)
+
+
+def test_the_lambda_schedule_evaluates_and_waits_for_its_deliveries(
+    db: DB, database_url: str, monkeypatch: pytest.MonkeyPatch, receiver: Receiver
+) -> None:
+    from tests.test_handler import Context, event, load_handler
+
+    lambda_handler = load_handler(monkeypatch, DATABASE_URL=database_url)
+    db.fetch(
+        "INSERT INTO alert_rules (name, query, threshold, window_seconds, notify, renotify_seconds)"
+        " VALUES ('any', '{}', 2, 2678400, $1, 0)",  # a window wide enough for the event's logs
+        [receiver.url],
+    )
+    assert lambda_handler.handler(event("apigw-http-v2"), Context())["statusCode"] == 200  # two logs
+    scheduled = event("schedule/eventbridge-scheduled")
+    done = lambda_handler.handler(scheduled, Context())
+    assert done["alert_rules_evaluated"] == 1 and done["alert_notifications"] == 1
+    assert [n["state"] for n in receiver.received] == ["firing"]  # delivered before the invocation ended
