@@ -26,6 +26,7 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     503: RESPONSES[503],
 }
 _NOT_FOUND = {404: {"model": ErrorBody, "description": "No rule with this id."}}
+_NOT_JSON = {400: {"model": ErrorBody, "description": "The body is not JSON."}}
 _INVALID = {
     422: {"model": ErrorBody, "description": "An invalid rule, each bad field named (`query.level`)."}
 }
@@ -45,7 +46,7 @@ def router(settings: Settings, database: Database) -> APIRouter:
         "/alerts",
         status_code=201,
         response_model=rules.Rule,
-        responses={**_RESPONSES, **_INVALID},
+        responses={**_RESPONSES, **_NOT_JSON, **_INVALID},
         summary="Create an alert rule",
     )
     async def create(rule: rules.RuleIn) -> rules.Rule:
