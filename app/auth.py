@@ -25,7 +25,7 @@ from app.asgi import error_response, route_path
 from app.config import Settings, split_list
 from app.errors import Forbidden, Unauthorized
 
-OPEN = frozenset({"/", "/health/ready", "/ui"})
+OPEN = frozenset({"/", "/health/ready", "/ui", "/ui/alerts"})
 # The web view's static files: the page asks for a key itself and sends it with every API call.
 OPEN_PREFIX = "/ui/assets/"
 # Routes an ingest key may not use whatever the method: alert rules (a POST there is not a write of logs).
