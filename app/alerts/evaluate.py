@@ -49,15 +49,19 @@ async def run_once(database: Database, notifier: Notifier, min_age: float = 0.0)
         if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK_KEY):
             return {"skipped": "another process is evaluating the alert rules"}
         try:
+            # One moment for the whole pass, and QUERY_TIMEOUT for each count, as GET /logs has.
+            at: datetime = await conn.fetchval("SELECT clock_timestamp()")
+            await conn.execute(f"SET statement_timeout = {int(settings.query_timeout * 1000)}")
             due = await conn.fetch(
                 f"SELECT {rules.COLUMNS} FROM alert_rules WHERE last_evaluated_at IS NULL"
-                " OR last_evaluated_at <= clock_timestamp() - make_interval(secs => $1) ORDER BY id",
+                " OR last_evaluated_at <= $1::timestamptz - make_interval(secs => $2) ORDER BY id",
+                at,
                 min_age,
             )
             notified = 0
             for rule in due:
                 try:
-                    notification = await evaluate(conn, rule, settings.query_timeout, settings.public_url)
+                    notification = await evaluate(conn, rule, at, settings.public_url)
                 except (asyncpg.PostgresError, OSError, InvalidQuery) as exc:  # one rule's trouble only
                     log.warning("alert rule %d not evaluated: %s: %s", rule["id"], type(exc).__name__, exc)
                     continue
@@ -65,25 +69,21 @@ async def run_once(database: Database, notifier: Notifier, min_age: float = 0.0)
                     notifier.send(notification)
                     notified += 1
         finally:
+            await conn.execute("RESET statement_timeout")
             await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
     return {"alert_rules_evaluated": len(due), "alert_notifications": notified}
 
 
 async def evaluate(
-    conn: asyncpg.Connection, rule: asyncpg.Record, timeout: float, base_url: str = ""
+    conn: asyncpg.Connection, rule: asyncpg.Record, at: datetime, base_url: str = ""
 ) -> Notification | None:
-    """Count the rule's logs in its window, record it, and return the notification this pass owes (if its
-    UPDATE won)."""
+    """Count the rule's logs in the window that ends at `at`, record it, and return the notification this
+    evaluation owes (if its UPDATE won)."""
     filters = rules.filters_of(rule)
-    parsed = query.parse(rules.params(filters), export=True)
-    at: datetime = await conn.fetchval("SELECT clock_timestamp()")
     since = at - timedelta(seconds=rule["window_seconds"])
-    parsed.add("created_at >= {}", since)
-    parsed.add("created_at < {}", at)
+    parsed = window(filters, since, at)
     where = " AND ".join(parsed.where)
-    async with conn.transaction(readonly=True):
-        await conn.execute(f"SET LOCAL statement_timeout = {int(timeout * 1000)}")
-        count = await conn.fetchval(f"SELECT count(*) FROM logs WHERE {where}", *parsed.args)
+    count = await conn.fetchval(count_sql(parsed), *parsed.args)
     firing = count >= rule["threshold"]
     state, notified = rule["state"], rule["last_notified_at"]
     renotify = rule["renotify_seconds"]
@@ -118,6 +118,18 @@ async def evaluate(
             "at": at.isoformat().replace("+00:00", "Z"),
         },
     )
+
+
+def window(filters: dict[str, Any], since: datetime, until: datetime) -> query.Query:
+    """GET /logs's query for these filters (query.parse), over created_at in [since, until)."""
+    parsed = query.parse(rules.params(filters), export=True)
+    parsed.add("created_at >= {}", since)
+    parsed.add("created_at < {}", until)
+    return parsed
+
+
+def count_sql(parsed: query.Query) -> str:
+    return f"SELECT count(*) FROM logs WHERE {' AND '.join(parsed.where)}"
 
 
 async def run_forever(database: Database, interval: float) -> None:

@@ -158,8 +158,9 @@ def test_two_evaluations_that_overlap_without_the_lock_notify_once(
             pool = await database.pool()
             async with pool.acquire() as one, pool.acquire() as two:
                 [rule] = await one.fetch("SELECT * FROM alert_rules")
+                at = datetime.now(UTC)
                 return await asyncio.gather(
-                    evaluate.evaluate(one, rule, 10), evaluate.evaluate(two, rule, 10)
+                    evaluate.evaluate(one, rule, at), evaluate.evaluate(two, rule, at)
                 )
         finally:
             await database.close()
