@@ -25,12 +25,15 @@ from app.models import ENVIRONMENTS, LEVELS
 # no pages.
 NOT_FILTERS = ("since", "until", "limit", "cursor")
 MAX_WINDOW = 31 * 86_400
+# Filters whose value may be a number or a boolean (metadata values, exclusions); the others take strings.
+SCALARS = ("meta.", "not.")
 MAX_NOTIFY = 10
 MAX_URL = 2000
 Scalar = str | int | float | bool
 
 _TEXT = {"type": "string"}
 _LEVEL = {"type": "string", "description": f"{', '.join(LEVELS)} (case-insensitive, as GET /logs)"}
+_SCALAR = {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]}
 _ENVIRONMENT = {"type": "string", "description": f"{', '.join(ENVIRONMENTS)} (case-insensitive)"}
 
 
@@ -52,12 +55,14 @@ QUERY_SCHEMA: dict[str, Any] = {
         "session_id": {"type": "string", "maxLength": 100},
     },
     "patternProperties": {
-        r"^meta\..+": {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]}
+        r"^meta\..+": _SCALAR,
+        r"^not\..+": {"anyOf": [_SCALAR, {"type": "array", "items": _SCALAR, "minItems": 1}]},
     },
     "additionalProperties": False,
     "description": "GET /logs's filters, with the same names and meaning: service, level, environment "
     "(one value or a list: any of them), min_level, q, trace_id, user_id, session_id, and `meta.<key>` "
-    "(a string, number or boolean). No filter: every log counts.",
+    "(a string, number or boolean), and the `not.<filter>` exclusions where GET /logs has them. No filter: "
+    "every log counts.",
 }
 
 
@@ -121,7 +126,7 @@ def check(rule: RuleIn) -> RuleIn:
             errors.append(_error(f"query.{name}", "not a filter of a rule: its window is the time range"))
         elif not values or not all(isinstance(v, Scalar) for v in values):
             errors.append(_error(f"query.{name}", "must be a string, number or boolean, or a list of them"))
-        elif not name.startswith(query.META_PREFIX) and not all(isinstance(v, str) for v in values):
+        elif not name.startswith(SCALARS) and not all(isinstance(v, str) for v in values):
             errors.append(_error(f"query.{name}", "must be a string (or a list of strings)"))
     if not errors:
         try:
