@@ -153,12 +153,13 @@ def _env(**values: str) -> Iterator[None]:
                 os.environ[name] = value
 
 
-async def _stored(dsn: str) -> tuple[int, datetime | None]:
+async def _stored(dsn: str, since: datetime) -> tuple[int, int]:
+    """Logs stored, and rules evaluated since `since`."""
     conn = await asyncpg.connect(dsn)
     try:
         return (
             await conn.fetchval("SELECT count(*) FROM logs"),
-            await conn.fetchval("SELECT min(last_evaluated_at) FROM alert_rules"),
+            await conn.fetchval("SELECT count(*) FROM alert_rules WHERE last_evaluated_at >= $1", since),
         )
     finally:
         await conn.close()
@@ -169,17 +170,18 @@ def _ingest_arm(
 ) -> dict[str, Any]:
     with _env(ALERT_INTERVAL=str(interval)), http.server(dsn, "group") as (_, port):
         requests = http.build_requests(port, bodies, False)
-        before, _ = asyncio.run(_stored(dsn))
         started = datetime.now(UTC)
+        before, _ = asyncio.run(_stored(dsn, started))
         warm, measured, seconds = uvloop.run(http.load(port, requests, CLIENTS, warmup, duration))
-        after, evaluated = asyncio.run(_stored(dsn))
+        after, evaluated = asyncio.run(_stored(dsn, started))
     if after - before != warm.acknowledged + measured.acknowledged:
         raise db.RowCountMismatch(f"alerts: {warm.acknowledged + measured.acknowledged} acknowledged, "
                                   f"{after - before} stored")  # fmt: skip
     return {
         "alert_interval_s": interval,
         "logs_per_s": round(measured.acknowledged / seconds, 1),
-        "every_rule_evaluated_during_the_arm": evaluated is not None and evaluated >= started,
+        # The last pass of the arm may still be running: a rule evaluated before it counts once.
+        "rules_evaluated_during_the_arm": evaluated,
     }
 
 
@@ -222,7 +224,9 @@ def run(dsn: str, pool: Sequence[Row], rows: int, warmup: float, duration: float
             conn = await db.connect(dsn)
             try:
                 await conn.execute("TRUNCATE logs, log_counts, alert_rules")
-                await scale._fill(database, pool, 0, rows, rows, datetime.now(UTC))
+                # The rows' span ends an hour ahead, so that every window ending now (the pass's, later)
+                # holds its share of them however long the fill takes.
+                await scale._fill(database, pool, 0, rows, rows, datetime.now(UTC) + timedelta(hours=1))
                 await conn.execute("VACUUM ANALYZE logs")
             finally:
                 await conn.close()
