@@ -7,7 +7,9 @@ The app is the same one uvicorn serves, with three Lambda differences:
   request at a time, and reserved concurrency x max size is what the database must accept.
 * one COPY per request (INGEST_MODE=direct): group commit's writer tasks must not outlive an invocation.
 A scheduled EventBridge event runs app/storage/maintenance.py and an evaluation of the alert rules
-(app/alerts/) instead of a request; the invocation waits for the notifications it sends.
+(app/alerts/; the invocation waits for the notifications it sends) instead of a request, and a
+CloudWatch Logs subscription event (`{"awslogs": …}`) is stored by app/intake/subscription.py: it
+raises only when PostgreSQL is away, so that Lambda delivers the event again.
 Never an embedded PostgreSQL: without DATABASE_URL or DATABASE_HOST every request answers a 500 saying so.
 """
 
@@ -23,6 +25,7 @@ from app import heap, jsonlog
 from app.alerts import evaluate as alerting
 from app.alerts.notify import Notifier
 from app.config import IngestMode, Settings
+from app.intake import subscription
 from app.main import create_app
 from app.storage import maintenance
 
@@ -61,6 +64,11 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if event.get("source") == "aws.events" and event.get("detail-type") == "Scheduled Event":
         # EventBridge (template.yaml's Maintenance schedule): housekeeping, not an HTTP request.
         return _loop.run_until_complete(_scheduled())
+    if "awslogs" in event:
+        # A subscription filter on another log group (template.yaml's LogGroupsToSubscribe).
+        return _loop.run_until_complete(
+            subscription.deliver(event["awslogs"], app.state.settings, app.state.writer)
+        )
     return _mangum(event, context)
 
 

@@ -3,8 +3,10 @@ answer is a success or a 4xx that names the problem, never an exception. Bounded
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
+import uuid
 import zlib
 from typing import Any
 
@@ -142,6 +144,119 @@ def test_ndjson_and_arrays_never_answer_5xx(client: TestClient, lines: list[byte
     kind = "application/x-ndjson" if ndjson else "application/json"
     response = client.post("/logs?service=fuzz&level=INFO", content=body, headers={"Content-Type": kind})
     assert response.status_code < 500, response.text
+
+
+# GET /logs's filters (and every route that takes them): names from the real ones, prefixed or not with
+# `not.`/`meta.`, dotted and escaped paths, and any text as values.
+filter_names = st.builds(
+    lambda prefix, name: prefix + name,
+    st.sampled_from(["", "not.", "meta.", "not.meta."]),
+    st.sampled_from(["service", "level", "environment", "trace_id", "q", "since", "a.b", "a\\.b", "a..b", ""])
+    | st.text(max_size=8),
+)
+filter_params = st.lists(
+    st.tuples(
+        filter_names, st.sampled_from(["INFO", "500", "true", "eu", "", "1e999"]) | st.text(max_size=10)
+    ),
+    max_size=5,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(params=filter_params)
+def test_log_filters_never_answer_5xx(client: TestClient, params: list[tuple[str, str]]) -> None:
+    response = client.get("/logs", params=params)
+    assert response.status_code in (200, 422), response.text
+
+
+@st.composite
+def bulk_bodies(draw: st.DrawFn) -> bytes:
+    """Elasticsearch bulk NDJSON: plausible action/source pairs (ECS names among the keys), broken ones too."""
+    action = st.fixed_dictionaries(
+        {},
+        optional={"_index": st.text(max_size=12) | json_values, "_id": st.text(max_size=8) | st.integers() | json_values,
+                  "_type": st.just("_doc")},
+    )  # fmt: skip
+    ecs = st.sampled_from(["message", "@timestamp", "log.level", "service.name", "trace.id", "user.id", "priority",
+                           "error.stack_trace", "log", "service", "http.request.method", "programname"])  # fmt: skip
+    source = st.dictionaries(ecs | st.text(max_size=8), plausible_values, max_size=6) | json_values
+    lines = []
+    for _ in range(draw(st.integers(0, 5))):
+        name = draw(st.sampled_from(["index", "create", "create", "delete", "update", "merge"]))
+        lines.append(serialize({name: draw(action)} if draw(st.integers(0, 9)) else draw(json_values), draw))
+        if name != "delete" or draw(st.booleans()):
+            lines.append(serialize(draw(source), draw))
+    return b"\n".join(lines)
+
+
+@given(bulk_bodies(), st.sampled_from(["/_bulk", "/fuzz/_bulk", "/elasticsearch/_bulk?service=x"]))
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+def test_bulk_never_answers_5xx(client: TestClient, body: bytes, path: str) -> None:
+    response = client.post(path, content=body, headers={"Content-Type": "application/x-ndjson"})
+    assert response.status_code < 500, response.text
+    if response.status_code == 200:
+        answer = response.json()
+        assert answer["errors"] == any(
+            "error" in result for item in answer["items"] for result in item.values()
+        )
+
+
+@st.composite
+def firehose_records(draw: st.DrawFn) -> dict[str, Any]:
+    kind = draw(st.sampled_from(["text", "json", "cloudwatch", "bytes", "junk"]))
+    if kind == "junk":
+        return draw(json_values | st.fixed_dictionaries({"data": st.text(max_size=12)}))
+    if kind == "text":
+        raw = draw(st.text(max_size=40)).encode("utf-8", "surrogatepass")
+    elif kind == "json":
+        raw = serialize(draw(entries), draw)
+    elif kind == "cloudwatch":
+        raw = gzip.compress(serialize(draw(cloudwatch_payloads()), draw))
+    else:
+        raw = draw(st.binary(max_size=60))
+    return {"data": base64.b64encode(raw).decode()}
+
+
+@st.composite
+def cloudwatch_payloads(draw: st.DrawFn) -> Any:
+    event = st.fixed_dictionaries(
+        {"id": st.text(max_size=6) | st.integers(), "timestamp": st.integers(-5, 2**45) | st.floats() | st.text(max_size=3),
+         "message": st.text(max_size=30) | st.sampled_from(["REPORT RequestId: x\tDuration: 1e999 ms", "[ERROR]\tt\tr\tm",
+                    '{"level": "x", "requestId": 1}', '{"type": "platform.report", "record": {"metrics": 5}}',
+                    '{"message": 1, "metadata": [1]}']) | json_values},
+    )  # fmt: skip
+    payload = st.fixed_dictionaries(
+        {"messageType": st.sampled_from(["DATA_MESSAGE", "CONTROL_MESSAGE", "X"]),
+         "logGroup": st.sampled_from(["/aws/lambda/f", "/ecs/", "g" * 600, ""]) | json_values,
+         "logStream": st.text(max_size=5), "owner": json_values, "logEvents": st.lists(event | json_values, max_size=4)},
+    )  # fmt: skip
+    return draw(payload | json_values)
+
+
+@given(cloudwatch_payloads())
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+def test_cloudwatch_payloads_map_or_answer_a_4xx(payload: Any) -> None:
+    from app.config import Settings
+    from app.formats import cloudwatch
+    from app.intake import subscription
+
+    try:
+        mapped = cloudwatch.entries(cloudwatch.payloads(json.dumps(payload).encode())[0])
+    except IngestError as exc:
+        assert 400 <= exc.status < 500 and exc.message
+        return
+    checked = subscription.check(mapped.entries, Settings(_env_file=None))  # type: ignore[call-arg]
+    assert len(checked.rows) + checked.refused == len(mapped.entries)
+
+
+@given(st.lists(firehose_records(), max_size=5), st.sampled_from(["", "?service=s", "?level=LOUD"]))
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+def test_firehose_never_answers_5xx(client: TestClient, records: list[Any], query: str) -> None:
+    body = json.dumps({"requestId": uuid.uuid4().hex, "timestamp": 1, "records": records})
+    response = client.post(f"/firehose{query}", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code < 500, response.text
+    answer = response.json()
+    assert answer["requestId"] and ("errorMessage" in answer) == (response.status_code != 200)
 
 
 @st.composite
