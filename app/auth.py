@@ -83,8 +83,6 @@ class ApiKeys:
                 "Basic auth with the key as password, or `Authorization: ApiKey base64(id:<key>)` "
                 "(Firehose: the stream's access key)"
             )
-            await error_response(error)(scope, receive, send)
-        elif grant is Grant.ingest and (scope["method"] != "POST" or path.startswith(FULL_ONLY_PREFIX)):
             if path == firehose.PATH:
                 await error_answer(_header(scope, firehose.REQUEST_ID.encode()), error)(scope, receive, send)
             else:
