@@ -220,3 +220,38 @@ def test_the_lambda_schedule_evaluates_and_waits_for_its_deliveries(
     done = lambda_handler.handler(scheduled, Context())
     assert done["alert_rules_evaluated"] == 1 and done["alert_notifications"] == 1
     assert [n["state"] for n in receiver.received] == ["firing"]  # delivered before the invocation ended
+
+
+def test_two_server_processes_evaluating_one_rule_notify_once(
+    db: DB, database_url: str, tmp_path: Any, receiver: Receiver
+) -> None:
+    from tests.serverproc import start_server
+
+    env = {"DATABASE_URL": database_url, "ALERT_INTERVAL": "0.2"}
+    servers = []
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        servers.append(start_server(env, tmp_path / name))
+
+    def evaluated_at() -> datetime:
+        return db.fetch("SELECT last_evaluated_at FROM alert_rules")[0]["last_evaluated_at"]
+
+    try:
+        url = servers[0][1]
+        body = {"name": "any error", "query": {"min_level": "ERROR"}, "threshold": 1, "window_seconds": 600,
+                "notify": [receiver.url], "renotify_seconds": 0}  # fmt: skip
+        assert httpx.post(url + "/alerts", json=body).status_code == 201
+        assert httpx.post(url + "/logs", json={"logs": [log_entry(level="ERROR")]}).status_code == 200
+        receiver.wait_for(1)
+        # Many more passes by either server (each a fifth of a second apart) while the rule keeps firing.
+        later = evaluated_at() + timedelta(seconds=2)
+        for _ in range(300):
+            if evaluated_at() > later:
+                break
+            time.sleep(0.05)
+        assert evaluated_at() > later
+        assert [n["state"] for n in receiver.received] == ["firing"]
+    finally:
+        for process, _ in servers:
+            process.kill()
+            process.wait(10)
