@@ -255,3 +255,17 @@ def test_two_server_processes_evaluating_one_rule_notify_once(
         for process, _ in servers:
             process.kill()
             process.wait(10)
+
+
+def test_a_rule_counts_what_get_logs_lists_with_exclusions_and_nested_metadata(
+    client: TestClient, db: DB, settings: Settings, receiver: Receiver
+) -> None:
+    query = {"min_level": "ERROR", "not.service": "search", "meta.http.status": 500}
+    rule = create(client, receiver, query=query, threshold=100)
+    status = lambda code: {"http": {"status": code}}
+    post_logs(client, 2, metadata=status(500))
+    post_logs(client, 1, metadata=status(500), service="search")
+    post_logs(client, 1, metadata=status(200))
+    evaluate_now(settings)
+    listed = client.get("/logs", params={**query, "meta.http.status": "500"}).json()["logs"]
+    assert client.get(f"/alerts/{rule['id']}").json()["last_count"] == len(listed) == 2
