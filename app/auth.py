@@ -1,7 +1,8 @@
 """API keys: optional, off until API_KEYS or INGEST_API_KEYS is set.
 
     API_KEYS          every route
-    INGEST_API_KEYS   writes only (POST); a read route answers 403
+    INGEST_API_KEYS   writes only (POST); a read route answers 403, and so does /alerts (managing alert
+                      rules, even with POST, is not sending logs)
 
 On Lambda the keys may come from a Secrets Manager secret instead (API_KEYS_SECRET_ARN), read once per
 container. A key comes in any form the log agents send (app/routes/bulk.py's Elasticsearch bulk API, Amazon
@@ -39,9 +40,11 @@ from app.errors import Forbidden, Unauthorized
 from app.formats import firehose
 from app.routes.firehose import error_answer
 
-OPEN = frozenset({"/", "/health/ready", "/ui"})
+OPEN = frozenset({"/", "/health/ready", "/ui", "/ui/alerts"})
 # The web view's static files: the page asks for a key itself and sends it with every API call.
 OPEN_PREFIX = "/ui/assets/"
+# Routes an ingest key may not use whatever the method: alert rules (a POST there is not a write of logs).
+FULL_ONLY_PREFIX = "/alerts"
 # GETs an ingest-only key may make: Filebeat and Vector read the cluster's version, and Vector checks its
 # health, with the key they send logs with (app/routes/bulk.py).
 INGEST_PROBES = frozenset({"/elasticsearch", "/elasticsearch/", "/elasticsearch/_cluster/health"})
@@ -86,7 +89,8 @@ class ApiKeys:
                 await error_response(error)(scope, receive, send)
         elif grant is Grant.ingest and not _ingest_may(scope["method"], path):
             error = Forbidden(
-                "this API key may only send logs (INGEST_API_KEYS); reading needs an API_KEYS key"
+                "this API key may only send logs (INGEST_API_KEYS); reading logs and managing alert rules need an "
+                "API_KEYS key"
             )
             await error_response(error)(scope, receive, send)
         else:
@@ -108,6 +112,8 @@ def _digest(key: str | bytes) -> bytes:
 
 
 def _ingest_may(method: str, path: str) -> bool:
+    if path.startswith(FULL_ONLY_PREFIX):
+        return False
     if method == "POST":
         return True
     if method == "PUT":

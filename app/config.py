@@ -101,6 +101,12 @@ class Settings(BaseSettings):
     # Vector read it before they send, and refuse a major version they do not speak.
     elasticsearch_version: str = Field("8.9.0", pattern=r"^\d+\.\d+\.\d+$")
 
+    # Seconds between two evaluations of the alert rules (app/alerts/); one process evaluates at a time.
+    alert_interval: float = Field(60.0, gt=0)
+    # The address people open the server at (https://logs.example.com), for the links in notifications;
+    # unset, a notification links to a path (/ui?…).
+    public_url: str = ""
+
     @field_validator("log_level")
     @classmethod
     def _upper(cls, value: str) -> str:

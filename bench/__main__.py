@@ -1,4 +1,4 @@
-"""`python -m bench [all|db|http|otlp|aws|limits|scale|client|profile|coldstart|steps REV...|report] [--quick] [--out DIR]`: measure, save raw JSON, render
+"""`python -m bench [all|db|http|otlp|aws|limits|scale|client|profile|coldstart|alerts|steps REV...|report] [--quick] [--out DIR]`: measure, save raw JSON, render
 the report."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from tqdm import tqdm
 from app.config import Settings
 from app.intake.rows import parse
 from bench import (
+    alerts,
     aws,
     client,
     coldstart,
@@ -36,15 +37,23 @@ from bench.data import LogFactory, body
 ROOT = Path(__file__).parent.parent
 
 # Every suite that measures ("report" only renders what they wrote).
-SUITES = ("all", "db", "http", "otlp", "aws", "limits", "scale", "client", "profile", "coldstart", "steps")
+SUITES = ("all", "db", "http", "otlp", "aws", "limits", "scale", "client", "profile", "coldstart", "alerts",
+          "steps")  # fmt: skip
 # (batch sizes, warm-up s, measured s) per suite
 FULL = {
     "db": ([1, 10, 100, 1000, 10000], 0.5, 3.0),
     "http": (1.0, 5.0),
     "scale": [1_000_000, 3_000_000, 10_000_000],
     "client": (200_000, 300_000),  # calls timed, logs sent for throughput
+    "alerts": 10_000_000,  # rows the rules are evaluated against
 }
-QUICK = {"db": ([10, 1000], 0.1, 0.3), "http": (0.3, 1.0), "scale": [5_000, 20_000], "client": (5_000, 5_000)}
+QUICK = {
+    "db": ([10, 1000], 0.1, 0.3),
+    "http": (0.3, 1.0),
+    "scale": [5_000, 20_000],
+    "client": (5_000, 5_000),
+    "alerts": 20_000,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,6 +142,13 @@ def main(argv: list[str] | None = None) -> int:
                 results = profile.run(source.dsn, warmup, duration, progress, 5 if args.quick else lone.RUNS)
                 _save(args.out / "profile.json", meta, {"warmup_s": warmup, "duration_s": duration,
                                                         "rate_hz": profile.RATE, "workers": 1}, results)  # fmt: skip
+            if args.suite in ("all", "alerts"):
+                warmup, duration = plan["http"]
+                results = alerts.run(source.dsn, _rows(20_000), plan["alerts"], warmup, duration, progress)
+                _save(args.out / "alerts.json", meta, {"rows": plan["alerts"], "rules": alerts.RULES,
+                                                       "passes": alerts.PASSES, "repeats": alerts.REPEATS,
+                                                       "clients": alerts.CLIENTS, "batch": alerts.BATCH,
+                                                       "warmup_s": warmup, "duration_s": duration}, results)  # fmt: skip
             if args.suite == "steps":
                 warmup, duration = plan["http"]
                 results = steps.run(source.dsn, args.revisions, warmup, duration, progress)
@@ -164,6 +180,8 @@ def _count_steps(suite: str, plan: dict[str, Any], revisions: list[str]) -> int:
         count += 1
     if suite in ("all", "client"):
         count += 4
+    if suite in ("all", "alerts"):
+        count += 2 + 2 * alerts.REPEATS
     if suite == "steps":
         count += steps.REPEATS * len(revisions) * (len(steps.ARMS) + 1)
     return count

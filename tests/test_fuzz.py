@@ -257,3 +257,32 @@ def test_firehose_never_answers_5xx(client: TestClient, records: list[Any], quer
     assert response.status_code < 500, response.text
     answer = response.json()
     assert answer["requestId"] and ("errorMessage" in answer) == (response.status_code != 200)
+
+
+@st.composite
+def alert_rules(draw: st.DrawFn) -> Any:
+    filters = st.sampled_from(["service", "level", "min_level", "environment", "q", "trace_id", "user_id",
+                               "session_id", "meta.region", "meta.", "since", "limit"]) | st.text(max_size=8)  # fmt: skip
+    rule = {
+        "name": st.text(max_size=30),
+        "query": st.dictionaries(filters, plausible_values | st.lists(plausible_values, max_size=3), max_size=4),
+        "threshold": st.integers(-2, 2**40) | json_values,
+        "window_seconds": st.integers(-2, 2**40),
+        "notify": st.lists(st.sampled_from(["https://hooks.example.com/x", "slack://T1/B1/C1", "ftp://x"])
+                           | st.text(max_size=20), max_size=3),
+        "renotify_seconds": st.integers(-2, 10**7),
+    }  # fmt: skip
+    body = draw(st.fixed_dictionaries({}, optional=rule))
+    return draw(st.sampled_from([body, draw(json_values)]))
+
+
+@given(alert_rules())
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+def test_alert_rules_never_answer_5xx(client: TestClient, rule: Any) -> None:
+    body = json.dumps(rule).encode("utf-8", "surrogatepass")  # NaN and lone surrogates included
+    response = client.post("/alerts", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code in (201, 400, 422), response.text
+    if response.status_code == 201:
+        created = response.json()
+        assert client.get(f"/alerts/{created['id']}").json()["query"] == created["query"]
+        assert client.delete(f"/alerts/{created['id']}").status_code == 204

@@ -13,16 +13,21 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from tests.serverproc import start_server
+from tests.support import DB
 
 
 @pytest.fixture(scope="module")
 def api(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    process, url = start_server({"DATABASE_URL": database_url}, tmp_path_factory.mktemp("openapi"))
+    # Generated alert rules notify generated URLs: this server never evaluates them (ALERT_INTERVAL a day),
+    # and they are deleted afterwards, before another test's server could.
+    env = {"DATABASE_URL": database_url, "ALERT_INTERVAL": "86400"}
+    process, url = start_server(env, tmp_path_factory.mktemp("openapi"))
     try:
         yield schemathesis.openapi.from_url(url + "/openapi.json")
     finally:
         process.kill()
         process.wait(10)
+        DB(database_url).fetch("TRUNCATE alert_rules")
 
 
 schema = schemathesis.pytest.from_fixture("api")
@@ -71,5 +76,9 @@ def test_every_answer_matches_the_document(case: schemathesis.Case) -> None:
         excluded.append(schemathesis.checks.negative_data_rejection)
     if (case.query or {}).get("cursor") is not None:
         # A cursor is opaque: only one a previous page returned is valid, which no generator can guess.
+        excluded.append(schemathesis.checks.positive_data_acceptance)
+    if case.path == "/alerts" and case.method == "POST":
+        # Whether a notify URL can be delivered to (a scheme apprise knows, with the parts that service
+        # needs) is apprise's to say, not JSON Schema's: a URL the document allows may still be a 422.
         excluded.append(schemathesis.checks.positive_data_acceptance)
     case.call_and_validate(excluded_checks=excluded)
