@@ -27,6 +27,8 @@ def test_quick_run_writes_well_formed_results(
     arms = http_data["results"]["arms"]
     assert arms and all(a["stored_equals_acknowledged"] and a["logs"] > 0 for a in arms)
     assert all(set(a["statuses"]) == {"200"} for a in arms)
+    # CPU per log from /proc: the server's tree and the test cluster's postmaster are both found.
+    assert all(a["server_cpu_us_per_log"] > 0 and a["postgres_cpu_us_per_log"] > 0 for a in arms)
     assert {c["connections"] for c in http_data["results"]["ceilings"]} == {1, 2}
     limits = json.loads((tmp_path / "limits.json").read_text())["results"]
     assert all(r["cpu_s"] > 0 and r["outcome"] for r in limits)
@@ -43,6 +45,7 @@ def test_quick_run_writes_well_formed_results(
     assert "## The Python client (client suite)" in report
     assert "## OTLP beside our JSON (otlp suite)" in report
     assert "## Where the server's CPU goes (profile suite)" in report
+    assert "| server µs/log | PG µs/log | server/PG |" in report
     assert "## Lambda cold start (coldstart suite)" in report
     cold = json.loads((tmp_path / "coldstart.json").read_text())["results"]
     assert cold["statuses"] == [200] and 0 < cold["import_fastapi_ms"] < cold["import_handler_ms"]
