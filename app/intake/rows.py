@@ -247,11 +247,16 @@ def _entry_index(field: str) -> int | None:
     return int(parts[1]) if len(parts) > 1 and parts[0] == "logs" and parts[1].isdigit() else None
 
 
+# Every byte but "{" and "[": deleting them leaves one byte per opening bracket, in one pass over the body
+# (two `count`s take twice as long).
+_NOT_OPENERS = bytes(set(range(256)) - set(b"{["))
+
+
 def _count_containers(body: bytes) -> None:
     # Every object or array takes at least its two brackets, so a body this short cannot hold too many
     # (a batch of 1000 realistic logs is ~300 KB: no pass over it at all). Past that, brackets are counted,
     # and only a body with very many is counted again outside its strings.
-    if len(body) <= 2 * MAX_CONTAINERS or body.count(b"{") + body.count(b"[") <= MAX_CONTAINERS:
+    if len(body) <= 2 * MAX_CONTAINERS or len(body.translate(None, _NOT_OPENERS)) <= MAX_CONTAINERS:
         return
     outside = b"".join(body.replace(b"\\\\", b"").replace(b'\\"', b"").split(b'"')[::2])
     if outside.count(b"{") + outside.count(b"[") > MAX_CONTAINERS:

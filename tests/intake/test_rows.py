@@ -392,3 +392,20 @@ def test_nul_in_python_values_is_replaced() -> None:
     stored = dict(zip(COLUMNS, row))
     assert rejected == [] and stored["message"] == "a\ufffdb"
     assert json.loads(stored["metadata"]) == {"k\ufffd": "v\ufffd"}
+
+
+def test_the_container_limit_is_exact() -> None:
+    from app.intake.rows import MAX_CONTAINERS
+
+    def with_containers(n: int) -> bytes:
+        # Root object, logs array, the entry, its metadata object, the array in it: 5; the rest empty arrays.
+        inner = ",".join(["[]"] * (n - 5))
+        return (
+            b'{"logs":[{"level":"INFO","service":"s","message":"m","metadata":{"a":[%s]}}]}' % inner.encode()
+        )
+
+    at_limit = with_containers(MAX_CONTAINERS)
+    assert len(at_limit) > 2 * MAX_CONTAINERS  # long enough to be counted
+    assert len(parse(at_limit, 1000, NOW)) == 1
+    with pytest.raises(PayloadTooLarge):
+        parse(with_containers(MAX_CONTAINERS + 1), 1000, NOW)
