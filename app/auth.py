@@ -24,7 +24,8 @@ from app.asgi import error_response, route_path
 from app.config import Settings, split_list
 from app.errors import Forbidden, Unauthorized
 
-OPEN = frozenset({"/", "/health/ready", "/ui"})
+# /loki/ready: Loki agents probe it, and Loki answers it without credentials.
+OPEN = frozenset({"/", "/health/ready", "/ui", "/loki/ready"})
 # The web view's static files: the page asks for a key itself and sends it with every API call.
 OPEN_PREFIX = "/ui/assets/"
 
