@@ -48,6 +48,11 @@ def test_every_answer_matches_the_document(case: schemathesis.Case) -> None:
             schemathesis.checks.negative_data_rejection,
             schemathesis.checks.positive_data_acceptance,
         ]
+    if case.path == "/loki/api/v1/push":
+        # The document describes the JSON's shape; a body of that shape may still be refused with the
+        # documented 400 (a label text, a timestamp past the year 5138, a JSON line with an invalid field,
+        # any protobuf bytes that are not snappy): tests/formats/test_loki.py covers what is stored.
+        excluded.append(schemathesis.checks.positive_data_acceptance)
     if (case.query or {}).get("cursor") is not None:
         # A cursor is opaque: only one a previous page returned is valid, which no generator can guess.
         excluded.append(schemathesis.checks.positive_data_acceptance)
