@@ -1,4 +1,4 @@
-"""`python -m bench [all|db|http|otlp|limits|scale|client|profile|coldstart|steps REV...|report] [--quick] [--out DIR]`: measure, save raw JSON, render
+"""`python -m bench [all|db|http|otlp|agents|limits|scale|client|profile|coldstart|steps REV...|report] [--quick] [--out DIR]`: measure, save raw JSON, render
 the report."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from tqdm import tqdm
 from app.config import Settings
 from app.intake.rows import parse
 from bench import (
+    agents,
     client,
     coldstart,
     database,
@@ -35,7 +36,7 @@ from bench.data import LogFactory, body
 ROOT = Path(__file__).parent.parent
 
 # Every suite that measures ("report" only renders what they wrote).
-SUITES = ("all", "db", "http", "otlp", "limits", "scale", "client", "profile", "coldstart", "steps")
+SUITES = ("all", "db", "http", "otlp", "agents", "limits", "scale", "client", "profile", "coldstart", "steps")
 # (batch sizes, warm-up s, measured s) per suite
 FULL = {
     "db": ([1, 10, 100, 1000, 10000], 0.5, 3.0),
@@ -103,6 +104,12 @@ def main(argv: list[str] | None = None) -> int:
                 _save(args.out / "otlp.json", meta, {"warmup_s": warmup, "duration_s": duration, "batch": otlp.BATCH,
                                                      "clients": otlp.CLIENTS, "stage_repeats": repeats,
                                                      "workers": workers}, results)  # fmt: skip
+            if args.suite in ("all", "agents"):
+                warmup, duration = plan["http"]
+                results = agents.run(source.dsn, warmup, duration, progress)
+                _save(args.out / "agents.json", meta, {"warmup_s": warmup, "duration_s": duration, "batch": agents.BATCH,
+                                                       "clients": agents.CLIENTS, "workers": 1,
+                                                       "target": agents.TARGET}, results)  # fmt: skip
             if args.suite in ("all", "limits"):
                 results = limits.run(progress)
                 _save(args.out / "limits.json", meta, {"max_body_bytes": Settings(_env_file=None).max_body_bytes,  # type: ignore[call-arg]
@@ -148,6 +155,8 @@ def _count_steps(suite: str, plan: dict[str, Any], revisions: list[str]) -> int:
         count += len(limits.bodies(1024))
     if suite in ("all", "otlp"):
         count += 3  # the parse stages, then two arms
+    if suite in ("all", "agents"):
+        count += 3  # JSON, Loki, Elasticsearch bulk
     if suite in ("all", "scale"):
         count += 3 * len(plan["scale"])
     if suite in ("all", "profile"):

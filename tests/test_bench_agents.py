@@ -1,0 +1,51 @@
+"""The agents suite's bodies carry exactly the logs our JSON arm sends: the Loki body read back through the
+server's own Loki mapping gives the same columns, and the bulk body is create/ECS pairs, one per log."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import orjson
+
+from app.formats import loki
+from app.intake import rows
+from bench import agents
+from bench.data import LogFactory, body, gzipped
+
+
+def test_the_loki_body_maps_back_to_the_same_rows_as_our_json() -> None:
+    batch = LogFactory(3).batch(200)
+    from_json = rows.parse(body(batch), 1000)
+    entries = loki.entries(loki.streams(agents.loki_protobuf(batch), loki.PROTOBUF, 10**7), 1000)
+    from_loki, rejected = rows.parse_values(entries, 1000)
+    assert not rejected and len(from_loki) == len(from_json) == 200
+
+    def comparable(row: tuple) -> tuple:
+        # The Loki body groups logs into streams, so rows come in another order; metadata is jsonb text.
+        return (*row[:-1], json.loads(row[-1]))
+
+    assert sorted(map(comparable, from_loki), key=repr) == sorted(map(comparable, from_json), key=repr)
+
+
+def test_the_bulk_body_is_a_create_and_an_ecs_document_per_log() -> None:
+    batch = LogFactory(3).batch(50)
+    lines = agents.es_bulk(batch).splitlines()
+    assert len(lines) == 100 and all(orjson.loads(line) == {"create": {}} for line in lines[::2])
+    documents = [orjson.loads(line) for line in lines[1::2]]
+    for entry, document in zip(batch, documents, strict=True):
+        assert document["message"] == entry["message"] and document["log.level"] == entry["level"].lower()
+        assert (
+            document["service"]["name"] == entry["service"] and document["trace"]["id"] == entry["trace_id"]
+        )
+        assert document["@timestamp"].endswith("+00:00")
+    assert any("error" in d and d["error"]["stack_trace"] for d in documents)
+
+
+def test_the_arms_send_the_same_batches_in_three_formats() -> None:
+    batches = [LogFactory(5).batch(20)]
+    arms = agents.arms(batches)
+    assert list(arms) == ["json b1000-gzip-c8", "loki protobuf+snappy b1000-c8", "es bulk b1000-gzip-c8"]
+    assert gzip.decompress(arms["json b1000-gzip-c8"][3][0]) == gzip.decompress(gzipped(body(batches[0])))
+    assert arms["loki protobuf+snappy b1000-c8"][:3] == (agents.LOKI_PATH, loki.PROTOBUF, False)
+    assert gzip.decompress(arms["es bulk b1000-gzip-c8"][3][0]).count(b'{"create":{}}') == 20
