@@ -285,7 +285,7 @@ def entries(
 def _common(labels: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """A stream's labels as the fields every entry of it shares, and the metadata they share."""
     rest = dict(labels)
-    common: dict[str, Any] = {"service": UNKNOWN_SERVICE}
+    common: dict[str, Any] = {"service": UNKNOWN_SERVICE, "level": "INFO"}
     metadata: dict[str, Any] = {}
     for name in SERVICE_LABELS:
         if name in rest:
@@ -330,21 +330,41 @@ def _entry(
             f"entry timestamp {seconds}s {nanos}ns is out of range: Loki timestamps are Unix nanoseconds "
             "from 1970 on"
         )
-    metadata = dict(common_metadata)
-    if structured:
-        metadata.update(structured)
+    metadata = {**common_metadata, **structured} if structured else dict(common_metadata)
     entry = dict(common)
     # Microseconds, exact: a float of Unix seconds holds them to about 0.2 µs until the year 2106.
     entry["created_at"] = seconds + (nanos // 1000) / 1e6
     document = _json_object(line)
     if document is None:
         entry["message"] = line
+    elif _plain(document):
+        # The common case, an application's own JSON in our fields: merged as it is.
+        own = document.pop("metadata", None)
+        entry.update(document)
+        if own:
+            metadata.update(own)
     else:
-        _read_line(document, line, entry, metadata)
-    entry.setdefault("level", "INFO")
+        _read_line(document, line, entry, metadata, common)
     if metadata:
         entry["metadata"] = metadata
     return entry
+
+
+# A JSON line with only these fields, holding a string message, one of our level and environment names as
+# written, and an object (or nothing) as metadata, needs nothing renamed or moved.
+_PLAIN_FIELDS = KNOWN_FIELDS - {"created_at"}
+_PLAIN_VALUES = {"level": frozenset(LEVELS), "environment": frozenset(ENVIRONMENTS)}
+
+
+def _plain(document: dict[str, Any]) -> bool:
+    if not document.keys() <= _PLAIN_FIELDS or type(document.get("message")) is not str:
+        return False
+    for name, allowed in _PLAIN_VALUES.items():
+        value = document.get(name)
+        if value is not None and (type(value) is not str or value not in allowed):
+            return False
+    own = document.get("metadata")
+    return own is None or type(own) is dict
 
 
 def _json_object(line: str) -> dict[str, Any] | None:
@@ -357,8 +377,15 @@ def _json_object(line: str) -> dict[str, Any] | None:
     return document if isinstance(document, dict) else None
 
 
-def _read_line(document: dict[str, Any], line: str, entry: dict[str, Any], metadata: dict[str, Any]) -> None:
-    """A JSON line read like a /logs entry: its fields win over the labels', the others join metadata."""
+def _read_line(
+    document: dict[str, Any],
+    line: str,
+    entry: dict[str, Any],
+    metadata: dict[str, Any],
+    common: dict[str, Any],
+) -> None:
+    """A JSON line read like a /logs entry: its fields win over the labels', the others join metadata; a
+    level or environment we cannot place is kept in metadata and the stream's used."""
     for field, names in _LINE_ALIASES:
         for name in names:
             if name in document and field not in document:
@@ -366,7 +393,7 @@ def _read_line(document: dict[str, Any], line: str, entry: dict[str, Any], metad
     own = document.pop("metadata", None)
     for name, value in document.items():
         # The line's own created_at is not the entry's time (its timestamp is): kept in metadata.
-        if name in KNOWN_FIELDS and name != "created_at":
+        if name in _PLAIN_FIELDS:
             entry[name] = value
         else:
             metadata[name] = value
@@ -374,21 +401,26 @@ def _read_line(document: dict[str, Any], line: str, entry: dict[str, Any], metad
         metadata.update(own)
     elif own is not None:
         metadata["metadata"] = own
-    level = entry.get("level")
-    if level is not None and level not in LEVELS:
+    level = entry["level"]
+    if level not in LEVELS:
         canonical = _level(level)
         if canonical is None:
-            metadata["level"] = entry.pop("level")
-        else:
-            entry["level"] = canonical
+            metadata["level"] = level
+            canonical = common["level"]
+        entry["level"] = canonical
     environment = entry.get("environment")
-    if isinstance(environment, str) and environment not in ENVIRONMENTS:
-        canonical_environment = _ENVIRONMENTS.get(environment.strip().lower())
+    if environment is not None and environment not in ENVIRONMENTS:
+        canonical_environment = (
+            _ENVIRONMENTS.get(environment.strip().lower()) if isinstance(environment, str) else None
+        )
         if canonical_environment is None:
-            metadata["environment"] = entry.pop("environment")
+            metadata["environment"] = environment
+            del entry["environment"]
+            if "environment" in common:
+                entry["environment"] = common["environment"]
         else:
             entry["environment"] = canonical_environment
-    if "message" not in entry or not isinstance(entry["message"], str):
+    if not isinstance(entry.get("message"), str):
         if "message" in entry:
-            metadata["message"] = entry.pop("message")
+            metadata["message"] = entry["message"]
         entry["message"] = line
