@@ -106,9 +106,10 @@ def main(argv: list[str] | None = None) -> int:
                                                      "workers": workers}, results)  # fmt: skip
             if args.suite in ("all", "agents"):
                 warmup, duration = plan["http"]
-                results = agents.run(source.dsn, warmup, duration, progress)
+                rounds = 1 if args.quick else agents.ROUNDS
+                results = agents.run(source.dsn, warmup, duration, progress, rounds)
                 _save(args.out / "agents.json", meta, {"warmup_s": warmup, "duration_s": duration, "batch": agents.BATCH,
-                                                       "clients": agents.CLIENTS, "workers": 1,
+                                                       "clients": agents.CLIENTS, "workers": 1, "rounds": rounds,
                                                        "target": agents.TARGET}, results)  # fmt: skip
             if args.suite in ("all", "limits"):
                 results = limits.run(progress)
@@ -156,7 +157,7 @@ def _count_steps(suite: str, plan: dict[str, Any], revisions: list[str]) -> int:
     if suite in ("all", "otlp"):
         count += 3  # the parse stages, then two arms
     if suite in ("all", "agents"):
-        count += 3  # JSON, Loki, Elasticsearch bulk
+        count += 3 * (1 if plan is QUICK else agents.ROUNDS)  # JSON, Loki, Elasticsearch bulk, per round
     if suite in ("all", "scale"):
         count += 3 * len(plan["scale"])
     if suite in ("all", "profile"):

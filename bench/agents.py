@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import statistics
 from collections.abc import Callable
 from datetime import UTC, datetime
 from itertools import groupby
@@ -34,6 +35,7 @@ from bench.data import LogFactory, body, gzipped
 BATCH = 1000
 CLIENTS = 8
 BATCHES = 16
+ROUNDS = 3
 TARGET = 0.7
 LOKI_PATH = "/loki/api/v1/push"
 BULK_PATH = "/_bulk"
@@ -124,39 +126,81 @@ def arms(batches: list[list[dict[str, Any]]]) -> dict[str, tuple[str, str, bool,
 
 
 def run(
-    dsn: str, warmup: float, duration: float, progress: Callable[[str], None], workers: int = 1
+    dsn: str,
+    warmup: float,
+    duration: float,
+    progress: Callable[[str], None],
+    rounds: int = ROUNDS,
+    workers: int = 1,
 ) -> dict[str, Any]:
     factory = LogFactory(11)
     batches = [factory.batch(BATCH) for _ in range(BATCHES)]
-    results: list[dict[str, Any]] = []
+    formats = arms(batches)
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in formats}
     with http.server(dsn, "group", workers) as (process, port):
-        for name, (path, content_type, gzip_, payloads) in arms(batches).items():
-            progress(f"agents {name}")
-            if path == BULK_PATH and _bulk_missing(port, dsn):
-                results.append({"arm": name, "skipped": "route missing"})
-                continue
-            asyncio.run(http._count(dsn, truncate=True))
-            requests = _requests(port, payloads, path, content_type, gzip_)
-            checked = _check_bulk if path == BULK_PATH else None
-            with http.Sampler(process) as sampler:
-                warm, measured, seconds = uvloop.run(
-                    http.load(port, requests, CLIENTS, warmup, duration, counts=[BATCH] * len(requests),
-                              check=checked)
-                )  # fmt: skip
-            stored = asyncio.run(http._count(dsn))
-            acknowledged = warm.acknowledged + measured.acknowledged
-            if stored != acknowledged:
-                raise db.RowCountMismatch(f"{name}: {acknowledged} acknowledged but {stored} stored")
-            ms = [latency * 1000 for latency in measured.latencies]
-            results.append({
-                "arm": name, "logs_per_s": round(measured.acknowledged / seconds, 1),
-                "p50_ms": round(db.percentile(ms, 50), 3), "p99_ms": round(db.percentile(ms, 99), 3),
-                "wire_bytes_per_request": round(sum(len(p) for p in payloads) / len(payloads)),
-                "server_cpu": sampler.server_cpu, "postgres_cpu": sampler.postgres_cpu,
-                "statuses": {str(k): v for k, v in sorted(measured.statuses.items())},
-            })  # fmt: skip
+        bulk_missing = _bulk_missing(port, dsn)
+        # The arms take turns, round after round, so that a neighbour's load on a shared machine falls on
+        # all of them alike; each figure is then the median over the rounds.
+        for number in range(rounds):
+            for name, (path, content_type, gzip_, payloads) in formats.items():
+                progress(f"agents {name} ({number + 1}/{rounds})")
+                if path == BULK_PATH and bulk_missing:
+                    continue
+                requests = _requests(port, payloads, path, content_type, gzip_)
+                checked = _check_bulk if path == BULK_PATH else None
+                runs[name].append(_measure(dsn, process, port, name, requests, warmup, duration, checked))
     asyncio.run(http._count(dsn, truncate=True))
+    reference = runs[next(iter(formats))]
+    results: list[dict[str, Any]] = []
+    for name, (_, _, _, payloads) in formats.items():
+        if not runs[name]:
+            results.append({"arm": name, "skipped": "route missing"})
+            continue
+        measured = runs[name]
+        results.append({
+            "arm": name, "logs_per_s": _median([r["logs_per_s"] for r in measured]),
+            "vs_json": round(_median([r["logs_per_s"] / j["logs_per_s"] for r, j in zip(measured, reference, strict=True)]), 3),
+            "rounds": [r["logs_per_s"] for r in measured],
+            "p50_ms": _median([r["p50_ms"] for r in measured]), "p99_ms": _median([r["p99_ms"] for r in measured]),
+            "wire_bytes_per_request": round(sum(len(p) for p in payloads) / len(payloads)),
+            "server_cpu_us_per_log": round(_median([r["server_cpu"] / r["logs_per_s"] * 1e6 for r in measured]), 2),
+            "statuses": {k: sum(r["statuses"].get(k, 0) for r in measured) for k in sorted({k for r in measured for k in r["statuses"]})},
+        })  # fmt: skip
     return {"arms": results}
+
+
+def _measure(
+    dsn: str,
+    process: Any,
+    port: int,
+    name: str,
+    requests: list[bytes],
+    warmup: float,
+    duration: float,
+    check: Callable[[bytes], bool] | None,
+) -> dict[str, Any]:
+    """One arm once: the table emptied, the load, and the logs stored checked against those acknowledged."""
+    asyncio.run(http._count(dsn, truncate=True))
+    with http.Sampler(process) as sampler:
+        warm, measured, seconds = uvloop.run(
+            http.load(port, requests, CLIENTS, warmup, duration, counts=[BATCH] * len(requests), check=check)
+        )
+    stored = asyncio.run(http._count(dsn))
+    acknowledged = warm.acknowledged + measured.acknowledged
+    if stored != acknowledged:
+        raise db.RowCountMismatch(f"{name}: {acknowledged} acknowledged but {stored} stored")
+    ms = [latency * 1000 for latency in measured.latencies]
+    return {
+        "logs_per_s": round(measured.acknowledged / seconds, 1),
+        "p50_ms": round(db.percentile(ms, 50), 3),
+        "p99_ms": round(db.percentile(ms, 99), 3),
+        "server_cpu": sampler.server_cpu,
+        "statuses": {str(k): v for k, v in measured.statuses.items()},
+    }
+
+
+def _median(values: list[float]) -> float:
+    return round(statistics.median(values), 3)
 
 
 def _check_bulk(payload: bytes) -> bool:

@@ -59,11 +59,12 @@ def router(settings: Settings, intake: Intake, database: Database) -> APIRouter:
             if kind == loki.PROTOBUF:
                 # The expanded protobuf counts against the worker's body budget like a gunzipped body.
                 held.take(loki.snappy_length(decoded, settings.max_body_bytes))
-            documents = loki.entries(loki.streams(decoded, kind, settings.max_body_bytes), limit)
-            if not documents:
+            logs = loki.body(loki.streams(decoded, kind, settings.max_body_bytes), limit)
+            if logs is None:
                 return Response(status_code=204)
+            held.take(len(logs))
             try:
-                batch, rejected = rows.parse_values(documents, limit, window=window)
+                batch, rejected = rows.parse_partial(logs, limit, window=window)
             except InvalidLogs as exc:
                 raise BadRequest(f"no log line could be stored: {exc.message}") from None
             answer = b""
@@ -72,7 +73,7 @@ def router(settings: Settings, intake: Intake, database: Database) -> APIRouter:
                 named = "; ".join(f"{e['field']}: {e['message']}" for e in rejected[:5])
                 answer = orjson.dumps({
                     "error": "bad_request",
-                    "message": f"{refused} of {len(documents)} log line(s) refused ({named}); "
+                    "message": f"{refused} of {refused + len(batch)} log line(s) refused ({named}); "
                     f"the other {len(batch)} were stored",
                 })  # fmt: skip
             claim = idempotency.claim(key, PATH, decoded, kind)

@@ -17,6 +17,7 @@ from typing import Any
 import cramjam
 import httpx
 import logging_loki
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 
@@ -74,7 +75,16 @@ def now_ns() -> int:
 
 
 def mapped(body: bytes, kind: str = loki.PROTOBUF) -> list[dict[str, Any]]:
-    return loki.entries(loki.streams(body, kind, 10**7), 1000)
+    """The entries as rows.py reads them (of two equal keys, the later)."""
+    logs = loki.body(loki.streams(body, kind, 10**7), 1000)
+    return orjson.loads(logs)["logs"] if logs else []
+
+
+def parsed(body: bytes, kind: str = loki.PROTOBUF) -> list[tuple[Any, ...]]:
+    """The rows the route stores, through the same validation as POST /logs."""
+    logs = loki.body(loki.streams(body, kind, 10**7), 1000)
+    assert logs is not None
+    return rows.parse(logs, 1000)
 
 
 # --- label text -----------------------------------------------------------------------------------------
@@ -150,6 +160,26 @@ def test_a_json_line_is_read_like_a_logs_entry_and_wins_over_labels() -> None:
     assert isinstance(entry["created_at"], float)  # the entry's timestamp, not the line's
 
 
+def test_a_line_in_our_own_fields_wins_over_labels_and_metadata_merges() -> None:
+    # Lines in our fields take the spliced path (no Python objects); the result must be the mapping's.
+    ns = now_ns()
+    plain = json.dumps({"message": "m1", "service": "line-svc", "level": "ERROR", "user_id": "u-1"})
+    with_metadata = json.dumps({"message": "m2", "metadata": {"k": 1}})
+    only_metadata = json.dumps({"message": "m3", "metadata": {"k": 3}, "environment": "staging"})
+    body = snappy(
+        push_request([
+            ('{app="web", level="info", region="eu"}', [(ns // 10**9, 0, plain, []), (ns // 10**9, 1000, with_metadata, [("pod", "p1")])]),
+            ('{app="api"}', [(ns // 10**9, 2000, only_metadata, [])]),
+        ])
+    )  # fmt: skip
+    got = [(r[3], r[1], r[4], r[7], r[10], json.loads(r[-1]) if r[-1] else None) for r in parsed(body)]
+    assert got == [
+        ("line-svc", "ERROR", "development", "u-1", "m1", {"region": "eu"}),
+        ("web", "INFO", "development", None, "m2", {"region": "eu", "pod": "p1", "k": 1}),
+        ("api", "INFO", "staging", None, "m3", {"k": 3}),
+    ]
+
+
 def test_a_json_line_without_a_message_is_its_own_message_and_other_lines_are_text() -> None:
     lines = ['{"order": 1}', "[1, 2]", "{not json", ""]
     body = json.dumps({"streams": [{"stream": {"app": "a"}, "values": [[str(now_ns()), x] for x in lines]}]})
@@ -161,11 +191,10 @@ def test_a_json_line_without_a_message_is_its_own_message_and_other_lines_are_te
 def test_nanoseconds_become_exact_microseconds() -> None:
     seconds = int(time.time())
     body = snappy(push_request([('{app="a"}', [(seconds, 123_456_789, "x", [])])]))
-    [row], rejected = rows.parse_values(mapped(body), 10)
-    assert not rejected
+    [row] = parsed(body)
     assert row[0] == datetime.fromtimestamp(seconds, UTC).replace(microsecond=123_456)
     as_json = json.dumps({"streams": [{"stream": {}, "values": [[f"{seconds}999999999", "x"]]}]}).encode()
-    [row], _ = rows.parse_values(mapped(as_json, loki.JSON), 10)
+    [row] = parsed(as_json, loki.JSON)
     assert row[0] == datetime.fromtimestamp(seconds, UTC).replace(microsecond=999_999)
 
 
@@ -174,7 +203,7 @@ def test_nanoseconds_become_exact_microseconds() -> None:
 )
 def test_far_timestamps_follow_the_window_rule(stamp: str) -> None:
     body = json.dumps({"streams": [{"stream": {}, "values": [[stamp, "x"]]}]}).encode()
-    [row], _ = rows.parse_values(mapped(body, loki.JSON), 10)
+    [row] = parsed(body, loki.JSON)
     assert abs((row[0] - datetime.now(UTC)).total_seconds()) < 3600
     assert json.loads(row[-1])[rows.ORIGINAL_CREATED_AT].startswith(("1970", "2554"))
 
