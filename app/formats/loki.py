@@ -291,9 +291,8 @@ def body(request_streams: Iterator[tuple[dict[str, str], list[Entry]]], limit: i
                 )
             # Microseconds, exact: a float of Unix seconds holds them to about 0.2 µs until the year 2106.
             created_at = seconds + (nanos // 1000) / 1e6
-            piece = (
-                _spliced(head, created_at, line, structured or common_metadata) if line[:1] == "{" else None
-            )
+            metadata = {**common_metadata, **structured} if structured else common_metadata
+            piece = _spliced(head, created_at, line, metadata) if line[:1] == "{" else None
             if piece is None:
                 piece = orjson.dumps(_entry(created_at, line, structured, common, common_metadata))
             pieces.append(piece)

@@ -20,10 +20,13 @@ import logging_loki
 import orjson
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from app.errors import BadRequest
+from app.errors import BadRequest, InvalidLogs
 from app.formats import loki
 from app.intake import rows
+from app.models import FIELDS
 from tests.support import DB
 
 GOLDEN = Path(__file__).parent.parent / "golden" / "loki"
@@ -467,3 +470,55 @@ def test_golden_bodies_of_the_agents_land_in_the_right_columns(
         assert stored[0]["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
     if name == "vector-loki.json":
         assert stored[0]["user_id"] == "u-42"
+
+
+# --- the spliced path agrees with the mapping --------------------------------------------------------------
+
+_values = (
+    st.none()
+    | st.booleans()
+    | st.integers(-5, 5)
+    | st.text(max_size=6)
+    | st.sampled_from(["INFO", "warn", "ERROR", "production", "qa", "GET", "get"])
+    | st.dictionaries(st.text(max_size=4), st.integers(), max_size=2)
+)
+_own_fields = st.fixed_dictionaries(
+    {"message": st.text(max_size=5)},
+    optional={name: _values for name in ("level", "service", "environment", "user_id", "method", "metadata")},
+).map(json.dumps)
+_lines = (
+    _own_fields
+    | st.dictionaries(st.sampled_from([*FIELDS, "msg", "severity", "extra"]), _values, max_size=6).map(
+        json.dumps
+    )
+    | st.text(max_size=10)
+)
+
+
+@given(
+    st.lists(_lines, min_size=1, max_size=6),
+    st.dictionaries(
+        st.sampled_from(["app", "level", "env", "region"]), st.sampled_from(["x", "warn", "prod"]), max_size=3
+    ),
+    st.dictionaries(st.sampled_from(["pod", "k"]), st.just("v"), max_size=1),
+)
+@settings(max_examples=300, deadline=None)
+def test_spliced_lines_store_what_the_python_mapping_stores(
+    lines: list[str], labels: dict[str, str], structured: dict[str, str]
+) -> None:
+    received = datetime.now(UTC)
+    stream = [(int(received.timestamp()), i * 1000, line, structured or None) for i, line in enumerate(lines)]
+    spliced = loki.body(iter([(labels, stream)]), 100)
+    common, common_metadata = loki._common(labels)
+    mapped_only = orjson.dumps({"logs": [
+        loki._entry(s + n // 1000 / 1e6, line, md, common, common_metadata) for s, n, line, md in stream
+    ]})  # fmt: skip
+
+    def outcome(body: bytes | None) -> Any:
+        assert body is not None
+        try:
+            return rows.parse_partial(body, 100, received)
+        except (InvalidLogs, BadRequest) as exc:
+            return type(exc), exc.message
+
+    assert outcome(spliced) == outcome(mapped_only)
