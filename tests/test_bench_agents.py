@@ -10,7 +10,7 @@ import orjson
 
 from app.formats import loki
 from app.intake import rows
-from bench import agents
+from bench import agents, report
 from bench.data import LogFactory, body, gzipped
 
 
@@ -50,3 +50,21 @@ def test_the_arms_send_the_same_batches_in_three_formats() -> None:
     assert gzip.decompress(arms["json b1000-gzip-c8"][3][0]) == gzip.decompress(gzipped(body(batches[0])))
     assert arms["loki protobuf+snappy b1000-c8"][:3] == (agents.LOKI_PATH, loki.PROTOBUF, False)
     assert gzip.decompress(arms["es bulk b1000-gzip-c8"][3][0]).count(b'{"create":{}}') == 20
+
+
+def test_the_report_gives_each_arm_its_ratio_and_says_which_were_skipped() -> None:
+    arm = {"p50_ms": 300.0, "p99_ms": 400.0, "wire_bytes_per_request": 96_000, "statuses": {"200": 10}}
+    data = {
+        "parameters": {"target": 0.7},
+        "results": {"arms": [
+            {**arm, "arm": "json b1000-gzip-c8", "logs_per_s": 20_000, "vs_json": 1.0, "rounds": [20_000],
+             "server_cpu_us_per_log": 12.0},
+            {**arm, "arm": "loki protobuf+snappy b1000-c8", "logs_per_s": 12_000, "vs_json": 0.6,
+             "rounds": [12_000], "server_cpu_us_per_log": 19.5},
+            {"arm": "es bulk b1000-gzip-c8", "skipped": "route missing"},
+        ]},
+    }  # fmt: skip
+    table = report.agents_table(data)
+    assert "| `json b1000-gzip-c8` | 20,000 | 1.00 × | — |" in table[2]
+    assert "0.60 × | **no** |" in table[3] and "19.5" in table[3]
+    assert table[4].startswith("| `es bulk b1000-gzip-c8` | skipped: route missing |")

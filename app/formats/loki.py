@@ -197,7 +197,7 @@ def _json_value(value: Any, where: str) -> Entry:
         raise BadRequest(f"{where}: the line must be a string")
     if not (isinstance(stamp, str) and stamp.isascii() and stamp.isdigit()):
         raise BadRequest(
-            f"{where}: the timestamp must be Unix nanoseconds as a string of digits, got {stamp!r}"
+            f"{where}: the timestamp must be Unix nanoseconds as a string of digits, got {str(stamp)[:40]!r}"
         )
     if len(stamp) > 20:
         raise BadRequest(f"{where}: timestamp {stamp[:40]!r} is out of range: Unix nanoseconds from 1970 on")
@@ -219,15 +219,19 @@ _SIMPLE = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v"
 
 def parse_labels(text: str, where: str = "labels") -> dict[str, str]:
     """Prometheus label text (`{service="x", msg="say \\"hi\\"\\n"}`) -> labels; 400 naming what is wrong."""
-    return dict(_parse_labels(text, where))
+    try:
+        # Streams repeat from request to request: a label text of ordinary size is parsed once.
+        pairs = _parse_labels(text) if len(text) <= 1024 else _parse_labels.__wrapped__(text)
+    except ValueError as exc:
+        raise BadRequest(f"{where}: {exc}") from None
+    return dict(pairs)
 
 
 @lru_cache(maxsize=4096)
-def _parse_labels(text: str, where: str) -> tuple[tuple[str, str], ...]:
-    # Streams repeat from request to request: each label text is parsed once.
+def _parse_labels(text: str) -> tuple[tuple[str, str], ...]:
     stripped = text.strip()
     if not stripped.startswith("{"):
-        raise BadRequest(f'{where}: label text must look like {{name="value", ...}}, got {text[:80]!r}')
+        raise ValueError(f'label text must look like {{name="value", ...}}, got {text[:80]!r}')
     body = stripped[1:]
     if body.strip() == "}":
         return ()
@@ -236,34 +240,28 @@ def _parse_labels(text: str, where: str) -> tuple[tuple[str, str], ...]:
     while True:
         match = _PAIR.match(body, position)
         if match is None:
-            raise BadRequest(
-                f"{where}: cannot read labels at {body[position : position + 40]!r} in {text[:80]!r}: "
+            raise ValueError(
+                f"cannot read labels at {body[position : position + 40]!r} in {text[:80]!r}: "
                 'expected name="value" pairs separated by commas'
             )
-        pairs.append((match[1], _unescape(match[2], where)))
+        pairs.append((match[1], _ESCAPE.sub(_unescape, match[2]) if "\\" in match[2] else match[2]))
         position = match.end()
         if match[3] != ",":
             return tuple(pairs)
 
 
-def _unescape(value: str, where: str) -> str:
-    if "\\" not in value:
-        return value
-
-    def replace(match: re.Match[str]) -> str:
-        code = match[1]
-        if code in _SIMPLE:
-            return _SIMPLE[code]
-        if code[0] in "xuU":
-            return chr(int(code[1:], 16)) if int(code[1:], 16) <= 0x10FFFF else _bad(code)
-        if code[0] in "01234567" and len(code) == 3:
-            return chr(int(code, 8))
-        return _bad(code)
-
-    def _bad(code: str) -> str:
-        raise BadRequest(f"{where}: unknown escape \\{code} in a label value")
-
-    return _ESCAPE.sub(replace, value)
+def _unescape(match: re.Match[str]) -> str:
+    code = match[1]
+    if code in _SIMPLE:
+        return _SIMPLE[code]
+    if code[0] in "xuU" or len(code) == 3:
+        point = int(code[1:], 16) if code[0] in "xuU" else int(code, 8)
+        # \x and octal escapes are bytes in Go's syntax: only ASCII ones make text on their own. A code
+        # point must be a character (not a surrogate half) for the label to be stored as UTF-8.
+        limit = 0x80 if code[0] not in "uU" else 0x110000
+        if point < limit and not 0xD800 <= point <= 0xDFFF:
+            return chr(point)
+    raise ValueError(f"cannot use the escape \\{code} in a label value")
 
 
 # --- streams -> our entries ----------------------------------------------------------------------------

@@ -112,6 +112,8 @@ def test_label_text_is_read_with_prometheus_escapes() -> None:
         '{1a="x"}',
         '{a="\\q"}',
         '{a="x",}',
+        '{a="\\ud800"}',
+        '{a="\\xff"}',
     ],
 )
 def test_bad_label_text_is_a_400_naming_it(text: str) -> None:
