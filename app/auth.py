@@ -4,7 +4,15 @@
     INGEST_API_KEYS   writes only (POST); a read route answers 403
 
 On Lambda the keys may come from a Secrets Manager secret instead (API_KEYS_SECRET_ARN), read once per
-container. A key comes as `Authorization: Bearer <key>` or `X-API-Key: <key>`. Liveness and readiness stay open
+container. A key comes in any form the log agents send (app/routes/bulk.py's Elasticsearch bulk API):
+
+    Authorization: Bearer <key>            X-API-Key: <key>
+    Authorization: Basic base64(user:key)  the key as the password (any user; the user when no password)
+    Authorization: ApiKey <token>          Elasticsearch's form, base64(id:key): the part after the colon is
+                                           the key (any id); the token itself is tried as the key too
+
+An ingest-only key may send logs (POST, and PUT on a bulk path) and answer the probes agents make before they
+send (`INGEST_PROBES`). Liveness and readiness stay open
 (load balancers probe them without keys), so does the web view's page (it asks for a key itself), and so does
 a CORS preflight, which CORSMiddleware answers
 before this middleware sees it. A key is compared in constant time against every configured key, and is
@@ -13,6 +21,8 @@ never logged, echoed in an error or counted by name.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 from enum import Enum
@@ -28,6 +38,9 @@ from app.errors import Forbidden, Unauthorized
 OPEN = frozenset({"/", "/health/ready", "/ui", "/loki/ready"})
 # The web view's static files: the page asks for a key itself and sends it with every API call.
 OPEN_PREFIX = "/ui/assets/"
+# GETs an ingest-only key may make: Filebeat and Vector read the cluster's version, and Vector checks its
+# health, with the key they send logs with (app/routes/bulk.py).
+INGEST_PROBES = frozenset({"/elasticsearch", "/elasticsearch/", "/elasticsearch/_cluster/health"})
 
 
 class Grant(Enum):
@@ -55,13 +68,14 @@ class ApiKeys:
         if path in OPEN or path.startswith(OPEN_PREFIX):
             await self.app(scope, receive, send)
             return
-        grant = self.grant(_presented(scope))
+        grant = next(filter(None, map(self.grant, _presented(scope))), None)
         if grant is None:
             error = Unauthorized(
-                "a valid API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>`"
+                "a valid API key is required: send `Authorization: Bearer <key>`, `X-API-Key: <key>`, "
+                "Basic auth with the key as password, or `Authorization: ApiKey base64(id:<key>)`"
             )
             await error_response(error)(scope, receive, send)
-        elif grant is Grant.ingest and scope["method"] != "POST":
+        elif grant is Grant.ingest and not _ingest_may(scope["method"], path):
             error = Forbidden(
                 "this API key may only send logs (INGEST_API_KEYS); reading needs an API_KEYS key"
             )
@@ -84,12 +98,35 @@ def _digest(key: str | bytes) -> bytes:
     return hashlib.sha256(key.encode() if isinstance(key, str) else key).digest()
 
 
-def _presented(scope: Scope) -> bytes | None:
+def _ingest_may(method: str, path: str) -> bool:
+    if method == "POST":
+        return True
+    if method == "PUT":
+        return path.endswith("/_bulk")
+    return method in ("GET", "HEAD") and path in INGEST_PROBES
+
+
+def _presented(scope: Scope) -> list[bytes]:
+    """Every reading of the key the request presents (an ApiKey token has two)."""
     for name, value in scope["headers"]:
         if name == b"authorization":
             scheme, _, token = value.partition(b" ")
-            if scheme.lower() == b"bearer":
-                return token.strip()
+            scheme, token = scheme.lower(), token.strip()
+            if scheme == b"bearer":
+                return [token]
+            if scheme == b"basic":
+                user, colon, password = _base64(token).partition(b":")
+                return [password or user] if colon else []
+            if scheme == b"apikey":
+                _, colon, key = _base64(token).partition(b":")
+                return [token, key] if colon else [token]
         elif name == b"x-api-key":
-            return value.strip()
-    return None
+            return [value.strip()]
+    return []
+
+
+def _base64(token: bytes) -> bytes:
+    try:
+        return base64.b64decode(token, validate=True)
+    except (binascii.Error, ValueError):
+        return b""

@@ -42,7 +42,7 @@ async def _migrate(url: str) -> None:
 @pytest.fixture
 def db(database_url: str) -> DB:
     database = DB(database_url)
-    database.fetch("TRUNCATE logs, idempotency_keys, log_counts")
+    database.fetch("TRUNCATE logs, idempotency_keys, log_counts, bulk_ids")
     return database
 
 

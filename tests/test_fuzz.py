@@ -194,3 +194,58 @@ def test_loki_push_never_answers_5xx(client: TestClient, body: bytes, content_ty
     response = client.post("/loki/api/v1/push", content=body, headers={"Content-Type": content_type})
     assert response.status_code < 500, response.text
     assert response.status_code in (204, 400, 413, 415), response.text
+
+
+# GET /logs's filters (and every route that takes them): names from the real ones, prefixed or not with
+# `not.`/`meta.`, dotted and escaped paths, and any text as values.
+filter_names = st.builds(
+    lambda prefix, name: prefix + name,
+    st.sampled_from(["", "not.", "meta.", "not.meta."]),
+    st.sampled_from(["service", "level", "environment", "trace_id", "q", "since", "a.b", "a\\.b", "a..b", ""])
+    | st.text(max_size=8),
+)
+filter_params = st.lists(
+    st.tuples(
+        filter_names, st.sampled_from(["INFO", "500", "true", "eu", "", "1e999"]) | st.text(max_size=10)
+    ),
+    max_size=5,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(params=filter_params)
+def test_log_filters_never_answer_5xx(client: TestClient, params: list[tuple[str, str]]) -> None:
+    response = client.get("/logs", params=params)
+    assert response.status_code in (200, 422), response.text
+
+
+@st.composite
+def bulk_bodies(draw: st.DrawFn) -> bytes:
+    """Elasticsearch bulk NDJSON: plausible action/source pairs (ECS names among the keys), broken ones too."""
+    action = st.fixed_dictionaries(
+        {},
+        optional={"_index": st.text(max_size=12) | json_values, "_id": st.text(max_size=8) | st.integers() | json_values,
+                  "_type": st.just("_doc")},
+    )  # fmt: skip
+    ecs = st.sampled_from(["message", "@timestamp", "log.level", "service.name", "trace.id", "user.id", "priority",
+                           "error.stack_trace", "log", "service", "http.request.method", "programname"])  # fmt: skip
+    source = st.dictionaries(ecs | st.text(max_size=8), plausible_values, max_size=6) | json_values
+    lines = []
+    for _ in range(draw(st.integers(0, 5))):
+        name = draw(st.sampled_from(["index", "create", "create", "delete", "update", "merge"]))
+        lines.append(serialize({name: draw(action)} if draw(st.integers(0, 9)) else draw(json_values), draw))
+        if name != "delete" or draw(st.booleans()):
+            lines.append(serialize(draw(source), draw))
+    return b"\n".join(lines)
+
+
+@given(bulk_bodies(), st.sampled_from(["/_bulk", "/fuzz/_bulk", "/elasticsearch/_bulk?service=x"]))
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+def test_bulk_never_answers_5xx(client: TestClient, body: bytes, path: str) -> None:
+    response = client.post(path, content=body, headers={"Content-Type": "application/x-ndjson"})
+    assert response.status_code < 500, response.text
+    if response.status_code == 200:
+        answer = response.json()
+        assert answer["errors"] == any(
+            "error" in result for item in answer["items"] for result in item.values()
+        )
