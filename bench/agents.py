@@ -84,7 +84,10 @@ def ecs(entry: dict[str, Any]) -> dict[str, Any]:
         }
     if "action_type" in entry:
         document["labels"]["action_type"] = entry["action_type"]
-    document.update(entry.get("metadata", {}))
+    for key, value in entry.get("metadata", {}).items():
+        # The generator's own `http` (status, user agent, bytes) joins ECS's, beside the request method.
+        both = document.get(key)
+        document[key] = {**both, **value} if isinstance(both, dict) and isinstance(value, dict) else value
     return document
 
 

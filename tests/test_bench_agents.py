@@ -1,5 +1,6 @@
-"""The agents suite's bodies carry exactly the logs our JSON arm sends: the Loki body read back through the
-server's own Loki mapping gives the same columns, and the bulk body is create/ECS pairs, one per log."""
+"""The agents suite's bodies carry exactly the logs our JSON arm sends: read back through the server's own
+Loki mapping and through the real routes, the Loki body stores the same rows and the bulk body the same
+columns ECS has; the report renders each arm's ratio and the skipped ones."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import gzip
 import json
 
 import orjson
+from fastapi.testclient import TestClient
 
 from app.formats import loki
 from app.intake import rows
 from bench import agents, report
 from bench.data import LogFactory, body, gzipped
+from tests.support import DB
 
 
 def test_the_loki_body_maps_back_to_the_same_rows_as_our_json() -> None:
@@ -39,6 +42,7 @@ def test_the_bulk_body_is_a_create_and_an_ecs_document_per_log() -> None:
         assert (
             document["service"]["name"] == entry["service"] and document["trace"]["id"] == entry["trace_id"]
         )
+        assert document["http"] == {"request": {"method": entry["method"]}, **entry["metadata"]["http"]}
         assert document["@timestamp"].endswith("+00:00")
     assert any("error" in d and d["error"]["stack_trace"] for d in documents)
 
@@ -68,3 +72,24 @@ def test_the_report_gives_each_arm_its_ratio_and_says_which_were_skipped() -> No
     assert "| `json b1000-gzip-c8` | 20,000 | 1.00 × | — |" in table[2]
     assert "0.60 × | **no** |" in table[3] and "19.5" in table[3]
     assert table[4].startswith("| `es bulk b1000-gzip-c8` | skipped: route missing |")
+
+
+def test_the_three_arms_store_the_same_logs_through_the_real_routes(client: TestClient, db: DB) -> None:
+    batch = LogFactory(4).batch(30)
+    stored = {}
+    for name, (path, content_type, gzip_, payloads) in agents.arms([batch]).items():
+        headers = {"Content-Type": content_type, **({"Content-Encoding": "gzip"} if gzip_ else {})}
+        response = client.post(path, content=payloads[0], headers=headers)
+        assert response.status_code in (200, 204), response.text
+        stored[name] = [dict(r) for r in db.fetch("SELECT * FROM logs ORDER BY created_at, message")]
+        db.fetch("TRUNCATE logs")
+    ours, loki_rows, bulk_rows = stored.values()
+
+    def without(rows: list[dict], *columns: str) -> list[dict]:
+        return [{k: v for k, v in row.items() if k not in ("id", *columns)} for row in rows]
+
+    assert len(ours) == 30 and without(loki_rows) == without(ours)
+    # ECS has no field for our log_type, action_type or duration in ms: the bulk mapping keeps those in metadata.
+    assert without(bulk_rows, "log_type", "action_type", "duration_ms", "metadata") == without(
+        ours, "log_type", "action_type", "duration_ms", "metadata"
+    )
