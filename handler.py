@@ -6,7 +6,9 @@ The app is the same one uvicorn serves, with three Lambda differences:
 * small pool defaults (DB_POOL_MIN_SIZE=0, DB_POOL_MAX_SIZE=1) unless set: one container serves one
   request at a time, and reserved concurrency x max size is what the database must accept.
 * one COPY per request (INGEST_MODE=direct): group commit's writer tasks must not outlive an invocation.
-A scheduled EventBridge event runs app/storage/maintenance.py instead of a request.
+A scheduled EventBridge event runs app/storage/maintenance.py instead of a request, and a CloudWatch Logs
+subscription event (`{"awslogs": …}`) is stored by app/intake/subscription.py: it raises only when PostgreSQL
+is away, so that Lambda delivers the event again.
 Never an embedded PostgreSQL: without DATABASE_URL or DATABASE_HOST every request answers a 500 saying so.
 """
 
@@ -20,6 +22,7 @@ from mangum import Mangum
 
 from app import heap, jsonlog
 from app.config import IngestMode, Settings
+from app.intake import subscription
 from app.main import create_app
 from app.storage import maintenance
 
@@ -55,4 +58,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if event.get("source") == "aws.events" and event.get("detail-type") == "Scheduled Event":
         # EventBridge (template.yaml's Maintenance schedule): housekeeping, not an HTTP request.
         return _loop.run_until_complete(maintenance.run_once(app.state.database))
+    if "awslogs" in event:
+        # A subscription filter on another log group (template.yaml's LogGroupsToSubscribe).
+        return _loop.run_until_complete(
+            subscription.deliver(event["awslogs"], app.state.settings, app.state.writer)
+        )
     return _mangum(event, context)

@@ -4,12 +4,15 @@
     INGEST_API_KEYS   writes only (POST); a read route answers 403
 
 On Lambda the keys may come from a Secrets Manager secret instead (API_KEYS_SECRET_ARN), read once per
-container. A key comes in any form the log agents send (app/routes/bulk.py's Elasticsearch bulk API):
+container. A key comes in any form the log agents send (app/routes/bulk.py's Elasticsearch bulk API, Amazon
+Data Firehose):
 
     Authorization: Bearer <key>            X-API-Key: <key>
     Authorization: Basic base64(user:key)  the key as the password (any user; the user when no password)
     Authorization: ApiKey <token>          Elasticsearch's form, base64(id:key): the part after the colon is
                                            the key (any id); the token itself is tried as the key too
+    X-Amz-Firehose-Access-Key: <key>       Firehose's access key (POST /firehose answers a missing key in
+                                           Firehose's error shape)
 
 An ingest-only key may send logs (POST, and PUT on a bulk path) and answer the probes agents make before they
 send (`INGEST_PROBES`). Liveness and readiness stay open
@@ -33,6 +36,8 @@ from app import secrets
 from app.asgi import error_response, route_path
 from app.config import Settings, split_list
 from app.errors import Forbidden, Unauthorized
+from app.formats import firehose
+from app.routes.firehose import error_answer
 
 # /loki/ready: Loki agents probe it, and Loki answers it without credentials.
 OPEN = frozenset({"/", "/health/ready", "/ui", "/loki/ready"})
@@ -41,6 +46,7 @@ OPEN_PREFIX = "/ui/assets/"
 # GETs an ingest-only key may make: Filebeat and Vector read the cluster's version, and Vector checks its
 # health, with the key they send logs with (app/routes/bulk.py).
 INGEST_PROBES = frozenset({"/elasticsearch", "/elasticsearch/", "/elasticsearch/_cluster/health"})
+FIREHOSE_KEY = firehose.ACCESS_KEY.encode()
 
 
 class Grant(Enum):
@@ -72,9 +78,13 @@ class ApiKeys:
         if grant is None:
             error = Unauthorized(
                 "a valid API key is required: send `Authorization: Bearer <key>`, `X-API-Key: <key>`, "
-                "Basic auth with the key as password, or `Authorization: ApiKey base64(id:<key>)`"
+                "Basic auth with the key as password, or `Authorization: ApiKey base64(id:<key>)` "
+                "(Firehose: the stream's access key)"
             )
-            await error_response(error)(scope, receive, send)
+            if path == firehose.PATH:
+                await error_answer(_header(scope, firehose.REQUEST_ID.encode()), error)(scope, receive, send)
+            else:
+                await error_response(error)(scope, receive, send)
         elif grant is Grant.ingest and not _ingest_may(scope["method"], path):
             error = Forbidden(
                 "this API key may only send logs (INGEST_API_KEYS); reading needs an API_KEYS key"
@@ -120,7 +130,7 @@ def _presented(scope: Scope) -> list[bytes]:
             if scheme == b"apikey":
                 _, colon, key = _base64(token).partition(b":")
                 return [token, key] if colon else [token]
-        elif name == b"x-api-key":
+        elif name in (b"x-api-key", FIREHOSE_KEY):
             return [value.strip()]
     return []
 
@@ -130,3 +140,7 @@ def _base64(token: bytes) -> bytes:
         return base64.b64decode(token, validate=True)
     except (binascii.Error, ValueError):
         return b""
+
+
+def _header(scope: Scope, wanted: bytes) -> str:
+    return next((value.decode("latin-1") for name, value in scope["headers"] if name == wanted), "")

@@ -23,7 +23,7 @@ from app.errors import IngestError, InvalidQuery
 from app.intake import writer
 from app.intake.intake import Intake
 from app.requestlog import RequestLog
-from app.routes import bulk, health, ingest, loki, otlp, query, stats, ui
+from app.routes import bulk, firehose, health, ingest, loki, otlp, query, stats, ui
 from app.storage import maintenance
 
 log = logging.getLogger("app")
@@ -67,6 +67,7 @@ def create_app(
         otlp.router(settings, intake),
         loki.router(settings, intake, database),
         bulk.router(settings, intake),
+        firehose.router(settings, intake),
         query.router(settings, database),
         health.router(settings, database),
         stats.router(settings, database),

@@ -47,6 +47,13 @@ COMMIT_ROWS = Histogram(
     buckets=(1, 10, 50, 100, 500, 1000, 2500, 5000, 10000, 50000),
 )
 DB_ERRORS = Counter("logsave_db_errors", "Database errors met by requests, by kind.", ["kind"])
+# CloudWatch Logs lines (subscription events to the Lambda, records through POST /firehose) not stored:
+# `undecodable` counts a whole event or record that could not be read, `invalid` one line refused.
+CLOUDWATCH_REJECTED = Counter(
+    "logsave_cloudwatch_rejected",
+    "CloudWatch Logs / Firehose lines not stored, by source and reason (undecodable event or record, invalid line).",
+    ["source", "reason"],
+)
 
 # What a refused write request counts as in logsave_rejected_total.
 REASONS = {

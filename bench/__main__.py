@@ -1,4 +1,4 @@
-"""`python -m bench [all|db|http|otlp|agents|limits|scale|client|profile|coldstart|steps REV...|report] [--quick] [--out DIR]`: measure, save raw JSON, render
+"""`python -m bench [all|db|http|otlp|agents|aws|limits|scale|client|profile|coldstart|steps REV...|report] [--quick] [--out DIR]`: measure, save raw JSON, render
 the report."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from app.config import Settings
 from app.intake.rows import parse
 from bench import (
     agents,
+    aws,
     client,
     coldstart,
     database,
@@ -36,7 +37,8 @@ from bench.data import LogFactory, body
 ROOT = Path(__file__).parent.parent
 
 # Every suite that measures ("report" only renders what they wrote).
-SUITES = ("all", "db", "http", "otlp", "agents", "limits", "scale", "client", "profile", "coldstart", "steps")
+SUITES = ("all", "db", "http", "otlp", "agents", "aws", "limits", "scale", "client", "profile", "coldstart",
+          "steps")  # fmt: skip
 # (batch sizes, warm-up s, measured s) per suite
 FULL = {
     "db": ([1, 10, 100, 1000, 10000], 0.5, 3.0),
@@ -111,6 +113,11 @@ def main(argv: list[str] | None = None) -> int:
                 _save(args.out / "agents.json", meta, {"warmup_s": warmup, "duration_s": duration, "batch": agents.BATCH,
                                                        "clients": agents.CLIENTS, "workers": 1, "rounds": rounds,
                                                        "target": agents.TARGET}, results)  # fmt: skip
+            if args.suite in ("all", "aws"):
+                results = aws.run(source.dsn, progress, args.quick)
+                _save(args.out / "aws.json", meta, {"events": aws.EVENTS, "records": aws.RECORDS,
+                                                    "cloudwatch_events_per_record": aws.CLOUDWATCH_EVENTS_PER_RECORD,
+                                                    "clients": aws.CLIENTS}, results)  # fmt: skip
             if args.suite in ("all", "limits"):
                 results = limits.run(progress)
                 _save(args.out / "limits.json", meta, {"max_body_bytes": Settings(_env_file=None).max_body_bytes,  # type: ignore[call-arg]
@@ -158,6 +165,8 @@ def _count_steps(suite: str, plan: dict[str, Any], revisions: list[str]) -> int:
         count += 3  # the parse stages, then two arms
     if suite in ("all", "agents"):
         count += 3 * (1 if plan is QUICK else agents.ROUNDS)  # JSON, Loki, Elasticsearch bulk, per round
+    if suite in ("all", "aws"):
+        count += 5  # the handler, then four arms
     if suite in ("all", "scale"):
         count += 3 * len(plan["scale"])
     if suite in ("all", "profile"):

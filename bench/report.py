@@ -58,6 +58,7 @@ def render(out: Path) -> list[Path]:
             read(out, "otlp.json"),
             read(out, "profile.json"),
             read(out, "coldstart.json"),
+            read(out, "aws.json"),
             read(out, "agents.json"),
         )
     )
@@ -351,6 +352,26 @@ def agents_table(agents_data: dict[str, Any]) -> list[str]:
     return rows
 
 
+def aws_section(aws_data: dict[str, Any]) -> list[str]:
+    """The aws suite (bench/aws.py): the Lambda handler's events, and POST /firehose beside POST /logs."""
+    p, r = aws_data["parameters"], aws_data["results"]
+    handler = r["handler_ms_per_event"]
+    base = handler["API Gateway POST /logs"]
+    out = ["## CloudWatch Logs and Firehose (aws suite)", "",
+           (f"`handler.handler` in one warm Lambda-like process, events of {p['events']:,} logs in turns, median ms "
+            "per event (a subscription event is gzip'd CloudWatch Logs JSON; the API Gateway event posts the same "
+            "logs as our JSON):"), "",
+           "| event | ms per event | vs API Gateway |", "|---|---:|---:|"]  # fmt: skip
+    out += [f"| {name} | {ms:.1f} | {ms / base:.2f} × |" for name, ms in handler.items()]
+    out += ["", (f"`POST /firehose` against the real server (one worker), {p['clients']} clients, every request sent "
+                 "once with a requestId of its own, gzip, beside `POST /logs` of the same logs:"), "",
+            "| arm | logs/s | p50 ms | p99 ms | wire bytes/request | server CPU | statuses |",
+            "|---|---:|---:|---:|---:|---:|---|"]  # fmt: skip
+    out += [f"| {a['arm']} | {_n(a['logs_per_s'])} | {_ms(a['p50_ms'])} | {_ms(a['p99_ms'])} | "
+            f"{_n(a['wire_bytes_per_request'])} | {a['server_cpu']:.2f} | {a['statuses']} |" for a in r["firehose"]]  # fmt: skip
+    return [*out, ""]
+
+
 def profile_tables(profile_data: dict[str, Any]) -> list[str]:
     out: list[str] = []
     for arm in profile_data["results"]["arms"]:
@@ -533,7 +554,7 @@ def markdown(db_data: dict[str, Any] | None, http_data: dict[str, Any] | None,
              steps_data: dict[str, Any] | None = None, limits_data: dict[str, Any] | None = None,
              scale_data: dict[str, Any] | None = None, client_data: dict[str, Any] | None = None,
              otlp_data: dict[str, Any] | None = None, profile_data: dict[str, Any] | None = None,
-             coldstart_data: dict[str, Any] | None = None,
+             coldstart_data: dict[str, Any] | None = None, aws_data: dict[str, Any] | None = None,
              agents_data: dict[str, Any] | None = None) -> str:  # fmt: skip
     meta = (db_data or http_data or {})["meta"]
     out = ["# log-save-server: measured", "",
@@ -645,6 +666,8 @@ def markdown(db_data: dict[str, Any] | None, http_data: dict[str, Any] | None,
                 f"| first invocation (pool opened, batch committed) | {r['first_invocation_ms']:.1f} |",
                 f"| second invocation (warm) | {r['warm_invocation_ms']:.1f} |", "",
                 f"Statuses answered: {', '.join(map(str, r['statuses']))}.", ""]  # fmt: skip
+    if aws_data:
+        out += aws_section(aws_data)
     if steps_data:
         p = steps_data["parameters"]
         out += ["## What each step bought", "",

@@ -3,8 +3,10 @@ answer is a success or a 4xx that names the problem, never an exception. Bounded
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
+import uuid
 import zlib
 from typing import Any
 
@@ -249,3 +251,61 @@ def test_bulk_never_answers_5xx(client: TestClient, body: bytes, path: str) -> N
         assert answer["errors"] == any(
             "error" in result for item in answer["items"] for result in item.values()
         )
+
+
+@st.composite
+def firehose_records(draw: st.DrawFn) -> dict[str, Any]:
+    kind = draw(st.sampled_from(["text", "json", "cloudwatch", "bytes", "junk"]))
+    if kind == "junk":
+        return draw(json_values | st.fixed_dictionaries({"data": st.text(max_size=12)}))
+    if kind == "text":
+        raw = draw(st.text(max_size=40)).encode("utf-8", "surrogatepass")
+    elif kind == "json":
+        raw = serialize(draw(entries), draw)
+    elif kind == "cloudwatch":
+        raw = gzip.compress(serialize(draw(cloudwatch_payloads()), draw))
+    else:
+        raw = draw(st.binary(max_size=60))
+    return {"data": base64.b64encode(raw).decode()}
+
+
+@st.composite
+def cloudwatch_payloads(draw: st.DrawFn) -> Any:
+    event = st.fixed_dictionaries(
+        {"id": st.text(max_size=6) | st.integers(), "timestamp": st.integers(-5, 2**45) | st.floats() | st.text(max_size=3),
+         "message": st.text(max_size=30) | st.sampled_from(["REPORT RequestId: x\tDuration: 1e999 ms", "[ERROR]\tt\tr\tm",
+                    '{"level": "x", "requestId": 1}', '{"type": "platform.report", "record": {"metrics": 5}}',
+                    '{"message": 1, "metadata": [1]}']) | json_values},
+    )  # fmt: skip
+    payload = st.fixed_dictionaries(
+        {"messageType": st.sampled_from(["DATA_MESSAGE", "CONTROL_MESSAGE", "X"]),
+         "logGroup": st.sampled_from(["/aws/lambda/f", "/ecs/", "g" * 600, ""]) | json_values,
+         "logStream": st.text(max_size=5), "owner": json_values, "logEvents": st.lists(event | json_values, max_size=4)},
+    )  # fmt: skip
+    return draw(payload | json_values)
+
+
+@given(cloudwatch_payloads())
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+def test_cloudwatch_payloads_map_or_answer_a_4xx(payload: Any) -> None:
+    from app.config import Settings
+    from app.formats import cloudwatch
+    from app.intake import subscription
+
+    try:
+        mapped = cloudwatch.entries(cloudwatch.payloads(json.dumps(payload).encode())[0])
+    except IngestError as exc:
+        assert 400 <= exc.status < 500 and exc.message
+        return
+    checked = subscription.check(mapped.entries, Settings(_env_file=None))  # type: ignore[call-arg]
+    assert len(checked.rows) + checked.refused == len(mapped.entries)
+
+
+@given(st.lists(firehose_records(), max_size=5), st.sampled_from(["", "?service=s", "?level=LOUD"]))
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+def test_firehose_never_answers_5xx(client: TestClient, records: list[Any], query: str) -> None:
+    body = json.dumps({"requestId": uuid.uuid4().hex, "timestamp": 1, "records": records})
+    response = client.post(f"/firehose{query}", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code < 500, response.text
+    answer = response.json()
+    assert answer["requestId"] and ("errorMessage" in answer) == (response.status_code != 200)

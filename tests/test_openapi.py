@@ -69,6 +69,11 @@ def test_every_answer_matches_the_document(case: schemathesis.Case) -> None:
             schemathesis.checks.negative_data_rejection,
             schemathesis.checks.positive_data_acceptance,
         ]
+
+    if case.path == "/firehose":
+        # Firehose's records are stored as far as they can be read: one record the outline calls invalid
+        # (no `data`, not base64) is counted, not a reason to refuse the others (tests/routes/test_firehose.py).
+        excluded.append(schemathesis.checks.negative_data_rejection)
     if (case.query or {}).get("cursor") is not None:
         # A cursor is opaque: only one a previous page returned is valid, which no generator can guess.
         excluded.append(schemathesis.checks.positive_data_acceptance)
