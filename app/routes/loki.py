@@ -47,7 +47,9 @@ def router(settings: Settings, intake: Intake, database: Database) -> APIRouter:
                 "description": "The body cannot be read (bad JSON, snappy or protobuf, label text, timestamp), "
                 "or some lines were refused: the others are stored and the message names the refused ones.",
             },
-            **responses(401, 408, 413, 415, 429, 503),
+            **responses(401, 408, 413, 415),
+            422: {"model": ErrorBody, "description": "An Idempotency-Key reused with another body."},
+            **responses(429, 503),
         },
         openapi_extra={"requestBody": _REQUEST_BODY},
         summary="Loki push (PushRequest, protobuf+snappy or JSON)",

@@ -281,3 +281,13 @@ def test_golden_bodies_of_the_agents_land_in_the_right_columns(
         assert stored[0]["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
     if name == "vector-loki.json":
         assert stored[0]["user_id"] == "u-42"
+
+
+def test_an_idempotency_key_reused_with_another_body_is_a_422(client: TestClient, db: DB) -> None:
+    headers = {"Idempotency-Key": "loki-reused-1"}
+    first = {"streams": [{"stream": {"app": "a"}, "values": [[str(now_ns()), "first"]]}]}
+    second = {"streams": [{"stream": {"app": "a"}, "values": [[str(now_ns()), "second"]]}]}
+    assert client.post(PUSH, json=first, headers=headers).status_code == 204
+    response = client.post(PUSH, json=second, headers=headers)
+    assert response.status_code == 422 and response.json()["error"] == "idempotency_key_reused"
+    assert [r["message"] for r in db.fetch("SELECT message FROM logs")] == ["first"]
