@@ -24,7 +24,7 @@ from app.errors import IngestError, InvalidQuery
 from app.intake import writer
 from app.intake.intake import Intake
 from app.requestlog import RequestLog
-from app.routes import alerts, bulk, firehose, health, ingest, otlp, query, stats, ui
+from app.routes import alerts, bulk, firehose, health, ingest, loki, otlp, query, stats, ui
 from app.storage import maintenance
 
 log = logging.getLogger("app")
@@ -71,6 +71,7 @@ def create_app(
     routers = (
         ingest_router,
         otlp.router(settings, intake),
+        loki.router(settings, intake, database),
         bulk.router(settings, intake),
         firehose.router(settings, intake),
         query.router(settings, database),

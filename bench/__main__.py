@@ -1,4 +1,4 @@
-"""`python -m bench [all|db|http|otlp|aws|limits|scale|client|profile|coldstart|alerts|steps REV...|report] [--quick] [--out DIR]`: measure, save raw JSON, render
+"""`python -m bench [all|db|http|otlp|agents|aws|limits|scale|client|profile|coldstart|alerts|steps REV...|report] [--quick] [--out DIR]`: measure, save raw JSON, render
 the report."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from tqdm import tqdm
 from app.config import Settings
 from app.intake.rows import parse
 from bench import (
+    agents,
     alerts,
     aws,
     client,
@@ -37,7 +38,7 @@ from bench.data import LogFactory, body
 ROOT = Path(__file__).parent.parent
 
 # Every suite that measures ("report" only renders what they wrote).
-SUITES = ("all", "db", "http", "otlp", "aws", "limits", "scale", "client", "profile", "coldstart", "alerts",
+SUITES = ("all", "db", "http", "otlp", "agents", "aws", "limits", "scale", "client", "profile", "coldstart", "alerts",
           "steps")  # fmt: skip
 # (batch sizes, warm-up s, measured s) per suite
 FULL = {
@@ -113,6 +114,13 @@ def main(argv: list[str] | None = None) -> int:
                 _save(args.out / "otlp.json", meta, {"warmup_s": warmup, "duration_s": duration, "batch": otlp.BATCH,
                                                      "clients": otlp.CLIENTS, "stage_repeats": repeats,
                                                      "workers": workers}, results)  # fmt: skip
+            if args.suite in ("all", "agents"):
+                warmup, duration = plan["http"]
+                rounds = 1 if args.quick else agents.ROUNDS
+                results = agents.run(source.dsn, warmup, duration, progress, rounds)
+                _save(args.out / "agents.json", meta, {"warmup_s": warmup, "duration_s": duration, "batch": agents.BATCH,
+                                                       "clients": agents.CLIENTS, "workers": 1, "rounds": rounds,
+                                                       "target": agents.TARGET}, results)  # fmt: skip
             if args.suite in ("all", "aws"):
                 results = aws.run(source.dsn, progress, args.quick)
                 _save(args.out / "aws.json", meta, {"events": aws.EVENTS, "records": aws.RECORDS,
@@ -170,6 +178,8 @@ def _count_steps(suite: str, plan: dict[str, Any], revisions: list[str]) -> int:
         count += len(limits.bodies(1024))
     if suite in ("all", "otlp"):
         count += 3  # the parse stages, then two arms
+    if suite in ("all", "agents"):
+        count += 3 * (1 if plan is QUICK else agents.ROUNDS)  # JSON, Loki, Elasticsearch bulk, per round
     if suite in ("all", "aws"):
         count += 5  # the handler, then four arms
     if suite in ("all", "scale"):

@@ -60,6 +60,11 @@ def test_every_answer_matches_the_document(case: schemathesis.Case) -> None:
             schemathesis.checks.negative_data_rejection,
             schemathesis.checks.positive_data_acceptance,
         ]
+    if case.path == "/loki/api/v1/push":
+        # The document describes the JSON's shape; a body of that shape may still be refused with the
+        # documented 400 (a label text, a timestamp past the year 5138, a JSON line with an invalid field,
+        # any protobuf bytes that are not snappy): tests/formats/test_loki.py covers what is stored.
+        excluded.append(schemathesis.checks.positive_data_acceptance)
     if case.path.endswith("/_bulk"):
         # The Elasticsearch bulk body is NDJSON (a sequence of JSON documents, pairs of action and source),
         # which JSON Schema cannot state: the document shows it as a string with an example. Its contract is
