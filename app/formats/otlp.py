@@ -193,6 +193,15 @@ def _int(value: Any) -> int:
     return int(value)
 
 
+def _fixed64(value: Any) -> int:
+    # The times are fixed64 in the proto: what protobuf cannot carry, OTLP/JSON cannot either (and a
+    # number beyond a float's range could not be turned into seconds).
+    number = _int(value)
+    if not 0 <= number < 2**64:
+        raise ValueError(f"a time in Unix nanoseconds is a fixed64 (0 to 2**64 - 1), got {number}")
+    return number
+
+
 def _hex_id(value: Any, size: int) -> str:
     text = str(value or "")
     if text and (len(text) != size * 2 or any(c not in "0123456789abcdefABCDEF" for c in text)):
@@ -203,8 +212,8 @@ def _hex_id(value: Any, size: int) -> str:
 def _json_record(record: Any) -> Record:
     body = _get(record, "body")
     return (
-        _int(_get(record, "timeUnixNano", "time_unix_nano")),
-        _int(_get(record, "observedTimeUnixNano", "observed_time_unix_nano")),
+        _fixed64(_get(record, "timeUnixNano", "time_unix_nano")),
+        _fixed64(_get(record, "observedTimeUnixNano", "observed_time_unix_nano")),
         _int(_get(record, "severityNumber", "severity_number")),
         str(_get(record, "severityText", "severity_text") or ""),
         _json_value(body) if body is not None else None,
