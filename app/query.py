@@ -122,7 +122,7 @@ def parse(params: Mapping[str, list[str]], *, export: bool = False) -> Query:
         escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         query.add("message ILIKE {}", f"%{escaped}%")
     if (limit := one("limit")) is not None:
-        if not limit.isdigit() or not 1 <= int(limit) <= MAX_LIMIT:
+        if not (limit.isascii() and limit.isdigit()) or not 1 <= int(limit) <= MAX_LIMIT:
             bad("limit", f"must be a whole number from 1 to {MAX_LIMIT}")
         else:
             query.limit = int(limit)

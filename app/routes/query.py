@@ -158,7 +158,11 @@ def _parameters() -> list[dict[str, Any]]:
             {"type": "integer", "minimum": 1, "maximum": query.MAX_LIMIT, "default": 100},
             "Page size.",
         ),
-        _param("cursor", text, "`next_cursor` of the previous page."),
+        _param(
+            "cursor",
+            {"type": "string", "minLength": 1, "pattern": "^[A-Za-z0-9_-]+$"},
+            "`next_cursor` of the previous page (opaque: only one this server made is taken).",
+        ),
     ]
 
 
