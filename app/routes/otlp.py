@@ -71,7 +71,30 @@ _REQUEST_BODY: dict[str, Any] = {
     "Content-Encoding may be gzip or deflate.",
     "content": {
         otlp.PROTOBUF: {"schema": {"type": "string", "format": "binary"}},
-        otlp.JSON: {"schema": {"$ref": "#/components/schemas/OtlpLogsRequest"}},
+        otlp.JSON: {
+            "schema": {"$ref": "#/components/schemas/OtlpLogsRequest"},
+            "example": {
+                "resourceLogs": [
+                    {
+                        "resource": {
+                            "attributes": [{"key": "service.name", "value": {"stringValue": "checkout"}}]
+                        },
+                        "scopeLogs": [
+                            {
+                                "logRecords": [
+                                    {
+                                        "timeUnixNano": "1795800000000000000",
+                                        "severityNumber": 17,
+                                        "body": {"stringValue": "card declined"},
+                                        "attributes": [{"key": "order_id", "value": {"intValue": "1042"}}],
+                                    }
+                                ]
+                            }
+                        ],
+                    }
+                ]
+            },
+        },
     },
 }
 
