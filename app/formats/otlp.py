@@ -252,8 +252,9 @@ def _int(value: Any, kind: str) -> int:
     if type(value) is int:
         number = value
     elif type(value) is float and value.is_integer():
-        # orjson reads an integer beyond 64 bits as a float, rounded: one that lands on a limit was beyond it.
-        if not lowest < value < highest:
+        # orjson reads an integer beyond 64 bits as a float, rounded: a float on a 64-bit limit (beyond 2**53,
+        # where floats skip integers) may have been beyond it.
+        if value in (lowest, highest) and abs(value) >= 2**53:
             raise ValueError(f"a {kind} is from {lowest} to {highest}, got {value:.0f}")
         number = int(value)
     elif type(value) is str and _INTEGER_TEXT[kind].fullmatch(value):

@@ -291,6 +291,7 @@ AGREED = [
     (_record_with(timeUnixNano="1_000"), False),
     (_record_with(timeUnixNano="\u0661\u0662"), False),  # Arabic-Indic digits: int() would read them
     (_record_with(timeUnixNano=1.5), False),
+    (_record_with(timeUnixNano=0.0, flags=float(2**32 - 1), severityNumber=-float(2**31)), True),
     (_record_with(timeUnixNano=-1), False),
     (_record_with(timeUnixNano=2**64), False),
     (_record_with(severityNumber=2**31), False),
