@@ -87,6 +87,7 @@ def create_app(
     paths = {route.path for route in routes}  # type: ignore[attr-defined]
     ingest.document(app, settings)
     query.document(app)
+    otlp.document(app)
 
     # Middleware, innermost first: the fast POST /logs route, API keys, CORS (answers preflights before
     # keys are asked for), and outermost the request log, which sees every answer including 401s.

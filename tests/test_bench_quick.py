@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import pytest
 
+from bench import profile
 from bench.__main__ import main
 
 
 def test_quick_run_writes_well_formed_results(
     tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # As an unactivated venv runs it: py-spy is not on PATH, only beside the interpreter (bench/profile.py).
+    path = [d for d in os.environ["PATH"].split(os.pathsep) if not (Path(d) / "py-spy").exists()]
+    monkeypatch.setenv("PATH", os.pathsep.join(path))
+    assert profile.py_spy() == str(Path(sys.executable).parent / "py-spy")
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("BENCH_DATABASE_NAME", "logs_bench_test")
     assert main(["--quick", "--out", str(tmp_path)]) == 0
