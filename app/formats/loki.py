@@ -387,8 +387,10 @@ def _entry(
     elif _plain(document):
         own = document.pop("metadata", None)
         entry.update(document)
-        if own:
+        if own is not None:
+            # An explicit object, even an empty one, is stored as a /logs entry would store it.
             metadata.update(own)
+            entry["metadata"] = metadata
     else:
         _read_line(document, line, entry, metadata, common)
     if metadata:
