@@ -40,7 +40,8 @@ from app.errors import Forbidden, Unauthorized
 from app.formats import firehose
 from app.routes.firehose import error_answer
 
-OPEN = frozenset({"/", "/health/ready", "/ui", "/ui/alerts"})
+# /loki/ready: Loki agents probe it, and Loki answers it without credentials.
+OPEN = frozenset({"/", "/health/ready", "/ui", "/ui/alerts", "/loki/ready"})
 # The web view's static files: the page asks for a key itself and sends it with every API call.
 OPEN_PREFIX = "/ui/assets/"
 # Routes an ingest key may not use whatever the method: alert rules (a POST there is not a write of logs).

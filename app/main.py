@@ -24,7 +24,7 @@ from app.errors import IngestError, InvalidQuery
 from app.intake import writer
 from app.intake.intake import Intake
 from app.requestlog import RequestLog
-from app.routes import alerts, bulk, firehose, health, ingest, otlp, query, stats, ui
+from app.routes import alerts, bulk, firehose, health, ingest, loki, otlp, query, stats, ui
 from app.storage import maintenance
 
 log = logging.getLogger("app")
@@ -71,6 +71,7 @@ def create_app(
     routers = (
         ingest_router,
         otlp.router(settings, intake),
+        loki.router(settings, intake, database),
         bulk.router(settings, intake),
         firehose.router(settings, intake),
         query.router(settings, database),
@@ -86,6 +87,7 @@ def create_app(
     paths = {route.path for route in routes}  # type: ignore[attr-defined]
     ingest.document(app, settings)
     query.document(app)
+    otlp.document(app)
 
     # Middleware, innermost first: the fast POST /logs route, API keys, CORS (answers preflights before
     # keys are asked for), and outermost the request log, which sees every answer including 401s.

@@ -7,7 +7,6 @@ fast first pass of app/intake/rows.py (see there, and tests/benchmarks/ for what
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Annotated, Any, Literal, NotRequired
@@ -69,15 +68,30 @@ def parse_created_at(value: Any) -> datetime:
             ) from None
         if parsed.tzinfo is None:
             raise ValueError("RFC 3339 timestamps need a UTC offset (Z or +hh:mm)")
-        return parsed
+        return in_range(parsed)
     raise ValueError("must be Unix seconds (a number) or an RFC 3339 string")
+
+
+def in_range(moment: datetime) -> datetime:
+    """`moment` (with an offset) if it is also a time in UTC: 0001-01-01T00:00:00+01:00 is not, and
+    converting it (as the driver does to send it to PostgreSQL) overflows. Only the first and last year
+    can be out, so only those are converted (the check is on every created_at string)."""
+    if moment.year in (1, 9999):
+        try:
+            moment.astimezone(UTC)
+        except OverflowError:
+            raise ValueError(
+                f"{moment.isoformat()} is outside 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59.999999Z"
+            ) from None
+    return moment
 
 
 def from_epoch(value: float) -> datetime:
     """A Unix time in seconds, milliseconds, microseconds or nanoseconds, told apart by magnitude."""
     if 0 <= value < SECONDS_BELOW:  # seconds, the common case, without the search below (hot path)
         return datetime.fromtimestamp(value, UTC)
-    if not math.isfinite(value) or not 0 <= value < MAX_EPOCH:
+    # One comparison for all: NaN compares false, and an integer too large for a float compares exactly.
+    if not 0 <= value < MAX_EPOCH:
         raise ValueError(
             "a Unix time must be a finite number from 0 (1970) below 1e20: seconds, milliseconds, "
             "microseconds or nanoseconds, told apart by magnitude"

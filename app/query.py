@@ -19,7 +19,7 @@ from functools import partial
 from typing import Any
 
 from app.errors import InvalidQuery
-from app.models import ENVIRONMENTS, LEVELS, MAX_EPOCH, normalize_level, parse_created_at
+from app.models import ENVIRONMENTS, LEVELS, MAX_EPOCH, in_range, normalize_level, parse_created_at
 
 # How since/until are documented wherever a time is a query parameter (GET /logs, /stats/timeline).
 MOMENT_SCHEMA = {
@@ -135,7 +135,7 @@ def parse(params: Mapping[str, list[str]], *, export: bool = False) -> Query:
         escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         query.add("message ILIKE {}", f"%{escaped}%")
     if (limit := one("limit")) is not None:
-        if not limit.isdigit() or not 1 <= int(limit) <= MAX_LIMIT:
+        if not (limit.isascii() and limit.isdigit()) or not 1 <= int(limit) <= MAX_LIMIT:
             bad("limit", f"must be a whole number from 1 to {MAX_LIMIT}")
         else:
             query.limit = int(limit)
@@ -204,7 +204,8 @@ def meta_document(path: list[str], value: Any) -> dict[str, Any]:
 def moment(value: str) -> datetime:
     """A time as GET /logs's since/until take it: RFC 3339 with an offset, or Unix time by magnitude."""
     try:
-        number = float(value)
+        # Whole numbers exactly, as in a JSON body: 99999999999999999999 is a time (below 1e20), its float is not.
+        number: float = int(value) if value.isdigit() else float(value)
     except ValueError:
         return parse_created_at(value)
     return parse_created_at(number)
@@ -230,8 +231,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
     try:
         created_at, last_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         moment = datetime.fromisoformat(created_at)
+        # The id is a bigint: a larger one would be refused by the driver, not by this check.
+        if moment.tzinfo is None or type(last_id) is not int or not -(2**63) <= last_id < 2**63:
+            raise ValueError("bad cursor")
+        return in_range(moment), last_id
     except (binascii.Error, TypeError, ValueError) as exc:
         raise ValueError("bad cursor") from exc
-    if moment.tzinfo is None or type(last_id) is not int:
-        raise ValueError("bad cursor")
-    return moment, last_id

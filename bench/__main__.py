@@ -1,4 +1,4 @@
-"""`python -m bench [all|db|http|otlp|aws|limits|scale|client|profile|coldstart|alerts|steps REV...|report] [--quick] [--out DIR]`: measure, save raw JSON, render
+"""`python -m bench [all|db|http|otlp|agents|aws|limits|scale|client|profile|coldstart|alerts|steps REV...|report] [--quick] [--out DIR]`: measure, save raw JSON, render
 the report."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from tqdm import tqdm
 from app.config import Settings
 from app.intake.rows import parse
 from bench import (
+    agents,
     alerts,
     aws,
     client,
@@ -37,7 +38,7 @@ from bench.data import LogFactory, body
 ROOT = Path(__file__).parent.parent
 
 # Every suite that measures ("report" only renders what they wrote).
-SUITES = ("all", "db", "http", "otlp", "aws", "limits", "scale", "client", "profile", "coldstart", "alerts",
+SUITES = ("all", "db", "http", "otlp", "agents", "aws", "limits", "scale", "client", "profile", "coldstart", "alerts",
           "steps")  # fmt: skip
 # (batch sizes, warm-up s, measured s) per suite
 FULL = {
@@ -75,12 +76,20 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.suite == "steps" and not args.revisions:
         parser.error("steps needs the git revisions to compare, oldest first")
+    # A smoke run needs no profiler: without py-spy the profile suite is left out, and says so. A full run
+    # stops here rather than after the suites before it.
+    skip_profile = args.suite in ("all", "profile") and profile.py_spy() is None
+    if skip_profile and not args.quick:
+        parser.error(f"the profile suite needs py-spy beside {sys.executable} or on PATH: {profile.MISSING}")
+    if skip_profile:
+        print(f"profile suite skipped: py-spy is neither beside {sys.executable} nor on PATH", flush=True)
     if args.suite != "report":
         source = asyncio.run(database.prepare())
         meta = {**machine.describe(), "database": source.description, "quick": args.quick}
         meta["postgres"] = asyncio.run(_postgres(source.dsn))
         plan = QUICK if args.quick else FULL
-        with tqdm(total=_count_steps(args.suite, plan, args.revisions), unit="arm", file=sys.stderr) as bar:
+        steps_total = _count_steps(args.suite, plan, args.revisions) - (len(profile.ARMS) + 1) * skip_profile
+        with tqdm(total=steps_total, unit="arm", file=sys.stderr) as bar:
             started = False
 
             def progress(label: str) -> None:
@@ -113,6 +122,13 @@ def main(argv: list[str] | None = None) -> int:
                 _save(args.out / "otlp.json", meta, {"warmup_s": warmup, "duration_s": duration, "batch": otlp.BATCH,
                                                      "clients": otlp.CLIENTS, "stage_repeats": repeats,
                                                      "workers": workers}, results)  # fmt: skip
+            if args.suite in ("all", "agents"):
+                warmup, duration = plan["http"]
+                rounds = 1 if args.quick else agents.ROUNDS
+                results = agents.run(source.dsn, warmup, duration, progress, rounds)
+                _save(args.out / "agents.json", meta, {"warmup_s": warmup, "duration_s": duration, "batch": agents.BATCH,
+                                                       "clients": agents.CLIENTS, "workers": 1, "rounds": rounds,
+                                                       "target": agents.TARGET}, results)  # fmt: skip
             if args.suite in ("all", "aws"):
                 results = aws.run(source.dsn, progress, args.quick)
                 _save(args.out / "aws.json", meta, {"events": aws.EVENTS, "records": aws.RECORDS,
@@ -137,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                 results = coldstart.run(source.dsn, progress, runs)
                 _save(args.out / "coldstart.json", meta, {"runs": runs, "event": "tests/events/apigw-http-v2.json",
                                                           "PYTHONDONTWRITEBYTECODE": 1}, results)  # fmt: skip
-            if args.suite in ("all", "profile"):
+            if args.suite in ("all", "profile") and not skip_profile:
                 warmup, duration = plan["http"]
                 results = profile.run(source.dsn, warmup, duration, progress, 5 if args.quick else lone.RUNS)
                 _save(args.out / "profile.json", meta, {"warmup_s": warmup, "duration_s": duration,
@@ -155,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
                 _save(args.out / "steps.json", meta, {"warmup_s": warmup, "duration_s": duration, "seed": 7,
                                                       "arms": [arm.__dict__ for arm in steps.ARMS]}, results)  # fmt: skip
             bar.update(1)
+    if args.suite != "report" and not any((args.out / n).exists() for n in ("db.json", "http.json")):
+        # Nothing the report is made of (e.g. only the profile suite, skipped): no report to render.
+        print(f"no report: {args.out} holds no db.json or http.json")
+        return 0
     written = report.render(args.out)
     print(f"wrote {', '.join(str(p) for p in written)}")
     return 0
@@ -170,6 +190,8 @@ def _count_steps(suite: str, plan: dict[str, Any], revisions: list[str]) -> int:
         count += len(limits.bodies(1024))
     if suite in ("all", "otlp"):
         count += 3  # the parse stages, then two arms
+    if suite in ("all", "agents"):
+        count += 3 * (1 if plan is QUICK else agents.ROUNDS)  # JSON, Loki, Elasticsearch bulk, per round
     if suite in ("all", "aws"):
         count += 5  # the handler, then four arms
     if suite in ("all", "scale"):

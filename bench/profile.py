@@ -10,9 +10,11 @@ layer's share becomes µs of server CPU per log and per request.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -85,10 +87,22 @@ def summarize(raw: str, top: int = 15) -> tuple[int, Counter[str], Counter[str]]
     return total, layers, Counter(dict(leaves.most_common(top)))
 
 
+MISSING = "py-spy is not installed (pip install -r requirements-bench.txt)"
+
+
+def py_spy() -> str | None:
+    """py-spy's path: first beside the running Python (a venv's bin/, which scripts and cron use without
+    activating it, so it is not on PATH), then on PATH."""
+    sibling = Path(sys.executable).parent / "py-spy"
+    if sibling.is_file() and os.access(sibling, os.X_OK):
+        return str(sibling)
+    return shutil.which("py-spy")
+
+
 def _record(pid: int, seconds: int, out: Path) -> subprocess.Popen[bytes]:
-    spy = shutil.which("py-spy")
+    spy = py_spy()
     if spy is None:
-        raise RuntimeError("py-spy is not installed (pip install -r requirements-bench.txt)")
+        raise RuntimeError(MISSING)
     return subprocess.Popen(
         [spy, "record", "--pid", str(pid), "--rate", str(RATE), "--duration", str(seconds), "--format", "raw",
          "--output", str(out), "--nonblocking"],

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import pytest
 
+from bench import profile
 from bench.__main__ import main
 
 
 def test_quick_run_writes_well_formed_results(
     tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # As an unactivated venv runs it: py-spy is not on PATH, only beside the interpreter (bench/profile.py).
+    path = [d for d in os.environ["PATH"].split(os.pathsep) if not (Path(d) / "py-spy").exists()]
+    monkeypatch.setenv("PATH", os.pathsep.join(path))
+    assert profile.py_spy() == str(Path(sys.executable).parent / "py-spy")
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("BENCH_DATABASE_NAME", "logs_bench_test")
     assert main(["--quick", "--out", str(tmp_path)]) == 0
@@ -61,6 +68,11 @@ def test_quick_run_writes_well_formed_results(
     otlp_arms = otlp_results["arms"]
     assert all(stage["ms_per_batch"] > 0 for stage in otlp_results["stages"])
     assert [a["arm"] for a in otlp_arms] == ["json b1000-gzip-c8", "otlp protobuf b1000-gzip-c8"]
+    agents_arms = {a["arm"]: a for a in json.loads((tmp_path / "agents.json").read_text())["results"]["arms"]}
+    assert agents_arms["json b1000-gzip-c8"]["statuses"].keys() == {"200"}
+    assert agents_arms["loki protobuf+snappy b1000-c8"]["statuses"].keys() == {"204"}
+    assert all(a["logs_per_s"] > 0 for a in agents_arms.values() if "skipped" not in a)
+    assert "## The agents' formats beside our JSON (agents suite)" in report
     assert all(a["logs_per_s"] > 0 and set(a["statuses"]) == {"200"} for a in otlp_arms)
     alerts = json.loads((tmp_path / "alerts.json").read_text())["results"]
     assert alerts["rows"] == 20_000 and alerts["evaluation"]["pass_p50_ms"] > 0

@@ -146,6 +146,58 @@ def test_ndjson_and_arrays_never_answer_5xx(client: TestClient, lines: list[byte
     assert response.status_code < 500, response.text
 
 
+@st.composite
+def loki_json(draw: st.DrawFn) -> bytes:
+    stamps = st.sampled_from(["0", "1764504000000000000", "99999999999999999999", "-1", "1e9", ""]) | st.text(
+        max_size=22
+    )
+    lines = st.text(max_size=20) | st.builds(json.dumps, st.dictionaries(keys, plausible_values, max_size=5))
+    value = st.lists(stamps | lines | json_values, min_size=0, max_size=4) | st.tuples(stamps, lines).map(
+        list
+    )
+    labels = st.dictionaries(st.sampled_from(["app", "job", "level", "env", "x"]) | st.text(max_size=6),
+                             st.text(max_size=8) | json_values, max_size=4)  # fmt: skip
+    stream = st.fixed_dictionaries(
+        {}, optional={"stream": labels | json_values, "values": st.lists(value, max_size=4)}
+    )
+    document = {"streams": draw(st.lists(stream, max_size=3))}
+    return serialize(draw(st.sampled_from([document, draw(json_values)])), draw)
+
+
+@st.composite
+def loki_protobuf(draw: st.DrawFn) -> bytes:
+    import cramjam
+
+    from app.formats.loki import push_request
+
+    request = push_request()
+    for _ in range(draw(st.integers(0, 3))):
+        stream = request.streams.add()
+        stream.labels = draw(
+            st.sampled_from(['{app="a", level="warn"}', "{}", "", '{a="\\q"}']) | st.text(max_size=30)
+        )
+        for _ in range(draw(st.integers(0, 3))):
+            entry = stream.entries.add()
+            entry.timestamp.seconds = draw(st.integers(-(2**63), 2**63 - 1))
+            entry.timestamp.nanos = draw(st.integers(-(2**31), 2**31 - 1))
+            entry.line = draw(st.text(max_size=20) | st.sampled_from(['{"level": "bogus", "msg": 1}', "{}"]))
+    raw = request.SerializeToString()
+    if draw(st.booleans()):
+        raw = raw[: draw(st.integers(0, len(raw)))]
+    return bytes(cramjam.snappy.compress_raw(raw)) if draw(st.integers(0, 4)) else raw
+
+
+@given(
+    loki_json() | loki_protobuf() | st.binary(max_size=300),
+    st.sampled_from(["application/json", "application/x-protobuf"]),
+)
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+def test_loki_push_never_answers_5xx(client: TestClient, body: bytes, content_type: str) -> None:
+    response = client.post("/loki/api/v1/push", content=body, headers={"Content-Type": content_type})
+    assert response.status_code < 500, response.text
+    assert response.status_code in (204, 400, 413, 415), response.text
+
+
 # GET /logs's filters (and every route that takes them): names from the real ones, prefixed or not with
 # `not.`/`meta.`, dotted and escaped paths, and any text as values.
 filter_names = st.builds(

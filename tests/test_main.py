@@ -207,14 +207,40 @@ def test_stats_counts_are_exact(client: TestClient, db: DB) -> None:
 def test_openapi_documents_the_body_and_every_error(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     post_logs = spec["paths"]["/logs"]["post"]
-    assert post_logs["requestBody"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/LogBatch"
-    }
+    shapes = post_logs["requestBody"]["content"]["application/json"]["schema"]["anyOf"]
+    assert shapes[0] == {"$ref": "#/components/schemas/LogBatch"}
+    assert shapes[1]["items"] == {"$ref": "#/components/schemas/LogEntry"}
     assert set(post_logs["responses"]) >= {"200", "400", "413", "415", "422", "503"}
     entry = spec["components"]["schemas"]["LogEntry"]
     assert set(entry["required"]) == {"level", "service", "message"}
     assert entry["properties"]["trace_id"]["anyOf"][0]["maxLength"] == 32
     assert client.get("/docs").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "taken"),
+    [
+        ({"logs": [log_entry()]}, True),
+        ([log_entry(), log_entry()], True),  # a shipper's array
+        ([], False),
+        ({"logs": []}, False),
+        ([log_entry()] * 1001, False),
+        ([{"level": "INFO"}], False),
+        ({"logs": [log_entry()], "extra": 1}, False),
+    ],
+)
+def test_the_document_says_which_bodies_post_logs_takes(
+    client: TestClient, db: DB, body: Any, taken: bool
+) -> None:
+    import jsonschema
+
+    spec = client.get("/openapi.json").json()
+    schema = spec["paths"]["/logs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    validator = jsonschema.Draft202012Validator({**schema, "components": spec["components"]})
+    assert validator.is_valid(body) is taken
+    response = post(client, body)
+    assert (response.status_code == 200) is taken, response.text
+    assert db.count() == (len(body) if isinstance(body, list) else 1) * taken
 
 
 def test_cors_preflight_allows_configured_origins(db: DB, database_url: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import random
+import re
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -268,3 +269,16 @@ def test_reading_needs_a_read_key(keyed: TestClient) -> None:
     assert keyed.get("/logs", headers={"X-API-Key": "app"}).status_code == 403
     assert keyed.get("/traces/t", headers={"X-API-Key": "app"}).status_code == 403
     assert keyed.get("/logs", headers={"X-API-Key": "reader"}).status_code == 200
+
+
+def test_an_empty_cursor_is_a_422_as_the_document_says(loaded: TestClient) -> None:
+    spec = loaded.get("/openapi.json").json()
+    (cursor,) = [p for p in spec["paths"]["/logs"]["get"]["parameters"] if p["name"] == "cursor"]
+    assert cursor["schema"]["minLength"] == 1
+    response = loaded.get("/logs", params={"cursor": ""})
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == ["query.cursor"]
+    # Every cursor the server makes is one the document's pattern allows.
+    made = loaded.get("/logs", params={"limit": 1}).json()["next_cursor"]
+    assert re.fullmatch(cursor["schema"]["pattern"].strip("^$"), made)
+    assert loaded.get("/logs", params={"cursor": made}).status_code == 200

@@ -14,7 +14,7 @@ as a log of our schema would be; records it refuses are counted in `partial_succ
 from __future__ import annotations
 
 import base64
-import binascii
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -145,6 +145,44 @@ def _pb_other(value: Any, kind: str | None) -> Any:
 
 
 # --- JSON -------------------------------------------------------------------------------------------
+# proto3 JSON as the walker below reads it, and as JSON_SCHEMAS documents it (built from the same rules):
+# every message field may be null (its default) and unknown fields are ignored; repeated fields hold
+# objects; integers are numbers or decimal strings in their type's range; an AnyValue holds one kind.
+
+
+def _at_most(n: int) -> str:
+    """A regular expression for the decimal numbers from 0 to `n`, without leading zeros."""
+    digits = str(n)
+    shorter = [f"[1-9][0-9]{{0,{len(digits) - 2}}}"] if len(digits) > 1 else []
+    same = []
+    for i, digit in enumerate(digits):
+        low = 1 if i == 0 else 0
+        if int(digit) > low:
+            rest = len(digits) - i - 1
+            below = f"[{low}-{int(digit) - 1}]" if int(digit) - 1 > low else str(low)
+            same.append(digits[:i] + below + (f"[0-9]{{{rest}}}" if rest > 1 else "[0-9]" if rest else ""))
+    return "|".join(["0", *shorter, *same, digits])
+
+
+# (lowest, highest, the decimal strings taken) per integer type: the pattern is exactly the range, so that
+# the document's pattern alone says which strings are taken.
+_INTEGERS = {
+    "fixed64": (0, 2**64 - 1, f"({_at_most(2**64 - 1)})?"),
+    "int64": (-(2**63), 2**63 - 1, f"(-?({_at_most(2**63 - 1)})|-{2**63})?"),
+    "int32": (-(2**31), 2**31 - 1, f"(-?({_at_most(2**31 - 1)})|-{2**31})?"),
+    "fixed32": (0, 2**32 - 1, f"({_at_most(2**32 - 1)})?"),
+}
+_DOUBLE = "NaN|-?Infinity|-?(0|[1-9][0-9]*)(\\.[0-9]+)?([eE][+-]?[0-9]+)?"
+_BASE64 = "([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?"
+_INTEGER_TEXT = {kind: re.compile(pattern) for kind, (_, _, pattern) in _INTEGERS.items()}
+_DOUBLE_TEXT = re.compile(_DOUBLE)
+_BASE64_TEXT = re.compile(_BASE64)
+# An AnyValue's kinds: (camelCase, snake_case) names.
+_KINDS = (
+    ("stringValue", "string_value"), ("boolValue", "bool_value"), ("intValue", "int_value"),
+    ("doubleValue", "double_value"), ("arrayValue", "array_value"), ("kvlistValue", "kvlist_value"),
+    ("bytesValue", "bytes_value"),
+)  # fmt: skip
 
 
 def _from_json(body: bytes) -> Iterator[Scope]:
@@ -155,46 +193,91 @@ def _from_json(body: bytes) -> Iterator[Scope]:
     if not isinstance(document, dict):
         raise BadRequest("OTLP/JSON body must be an object with resourceLogs")
     try:
-        for resource_logs in _list(_get(document, "resourceLogs", "resource_logs")):
-            resource = _json_attributes(_get(_get(resource_logs, "resource") or {}, "attributes"))
-            for scope_logs in _list(_get(resource_logs, "scopeLogs", "scope_logs")):
-                scope = _get(scope_logs, "scope") or {}
-                records = [_json_record(r) for r in _list(_get(scope_logs, "logRecords", "log_records"))]
-                yield Scope(
-                    resource, str(_get(scope, "name") or ""), str(_get(scope, "version") or ""), records
-                )
-    except (TypeError, ValueError, AttributeError, binascii.Error) as exc:
+        for resource_logs in _objects(document, "resourceLogs", "resource_logs"):
+            resource = _json_attributes(_get(_object(resource_logs, "resource"), "attributes"))
+            for scope_logs in _objects(resource_logs, "scopeLogs", "scope_logs"):
+                scope = _object(scope_logs, "scope")
+                records = [_json_record(r) for r in _objects(scope_logs, "logRecords", "log_records")]
+                yield Scope(resource, _text(_get(scope, "name")), _text(_get(scope, "version")), records)
+    except (TypeError, ValueError, OverflowError) as exc:
         raise BadRequest(f"body is not a valid OTLP/JSON ExportLogsServiceRequest: {exc}") from None
 
 
 def _get(obj: Any, *names: str) -> Any:
     if not isinstance(obj, dict):
-        raise TypeError(f"expected an object, got {type(obj).__name__}")
+        raise TypeError(f"expected an object, got {_kind(obj)}")
     for name in names:
         if name in obj:
             return obj[name]
     return None
 
 
-def _list(value: Any) -> list[Any]:
+def _object(obj: Any, *names: str) -> dict[str, Any]:
+    """A message field: an object, or null/absent for the empty message."""
+    value = _get(obj, *names)
     if value is None:
-        return []
-    if not isinstance(value, list):
-        raise TypeError(f"expected an array, got {type(value).__name__}")
+        return {}
+    if not isinstance(value, dict):
+        raise TypeError(f"{names[0]}: expected an object, got {_kind(value)}")
     return value
 
 
-def _int(value: Any) -> int:
-    # proto3 JSON: 64-bit integers as strings or numbers.
-    if value is None or value == "":
+def _objects(obj: Any, *names: str) -> list[Any]:
+    """A repeated message field: an array of objects (each checked as it is read), or null/absent."""
+    value = _get(obj, *names)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise TypeError(f"{names[0]}: expected an array, got {_kind(value)}")
+    return value
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {_kind(value)}")
+    return value
+
+
+def _int(value: Any, kind: str) -> int:
+    # proto3 JSON: integers as numbers or decimal strings.
+    lowest, highest, _ = _INTEGERS[kind]
+    if value is None:
         return 0
-    if isinstance(value, bool):
-        raise TypeError("expected an integer, got a boolean")
-    return int(value)
+    if type(value) is int:
+        number = value
+    elif type(value) is float and value.is_integer():
+        # orjson reads an integer beyond 64 bits as a float, rounded: a float on a 64-bit limit (beyond 2**53,
+        # where floats skip integers) may have been beyond it.
+        if value in (lowest, highest) and abs(value) >= 2**53:
+            raise ValueError(f"a {kind} is from {lowest} to {highest}, got {value:.0f}")
+        number = int(value)
+    elif type(value) is str and _INTEGER_TEXT[kind].fullmatch(value):
+        number = int(value or "0")
+    else:
+        raise ValueError(f"expected a {kind} (a number or a decimal string), got {str(value)[:40]!r}")
+    if not lowest <= number <= highest:
+        raise ValueError(f"a {kind} is from {lowest} to {highest}, got {number}")
+    return number
+
+
+def _double(value: Any) -> float:
+    if type(value) in (int, float):
+        return float(value)
+    if type(value) is str and _DOUBLE_TEXT.fullmatch(value):
+        return float(value)
+    raise ValueError(
+        f"expected a double (a number, a decimal string, NaN or ±Infinity), got {str(value)[:40]!r}"
+    )
 
 
 def _hex_id(value: Any, size: int) -> str:
-    text = str(value or "")
+    text = _text(value)
     if text and (len(text) != size * 2 or any(c not in "0123456789abcdefABCDEF" for c in text)):
         raise ValueError(f"an id must be {size * 2} hex digits, got {text[:40]!r}")
     return text.lower()
@@ -203,41 +286,136 @@ def _hex_id(value: Any, size: int) -> str:
 def _json_record(record: Any) -> Record:
     body = _get(record, "body")
     return (
-        _int(_get(record, "timeUnixNano", "time_unix_nano")),
-        _int(_get(record, "observedTimeUnixNano", "observed_time_unix_nano")),
-        _int(_get(record, "severityNumber", "severity_number")),
-        str(_get(record, "severityText", "severity_text") or ""),
-        _json_value(body) if body is not None else None,
+        _int(_get(record, "timeUnixNano", "time_unix_nano"), "fixed64"),
+        _int(_get(record, "observedTimeUnixNano", "observed_time_unix_nano"), "fixed64"),
+        _int(_get(record, "severityNumber", "severity_number"), "int32"),
+        _text(_get(record, "severityText", "severity_text")),
+        None if body is None else _json_value(body),
         _json_attributes(_get(record, "attributes")),
         _hex_id(_get(record, "traceId", "trace_id"), 16),
         _hex_id(_get(record, "spanId", "span_id"), 8),
-        _int(_get(record, "flags")),
-        str(_get(record, "eventName", "event_name") or ""),
+        _int(_get(record, "flags"), "fixed32"),
+        _text(_get(record, "eventName", "event_name")),
     )
 
 
 def _json_attributes(pairs: Any) -> dict[str, Any]:
-    return {str(_get(pair, "key")): _json_value(_get(pair, "value") or {}) for pair in _list(pairs)}
+    if pairs is None:
+        return {}
+    if not isinstance(pairs, list):
+        raise TypeError(f"attributes and kvlistValue.values: expected an array, got {_kind(pairs)}")
+    out = {}
+    for pair in pairs:
+        value = _get(pair, "value")
+        out[_text(_get(pair, "key"))] = None if value is None else _json_value(value)
+    return out
 
 
 def _json_value(value: Any) -> Any:
     if not isinstance(value, dict):
-        raise TypeError(f"an AnyValue must be an object, got {type(value).__name__}")
-    if (text := _get(value, "stringValue", "string_value")) is not None:
-        return str(text)
-    if (number := _get(value, "intValue", "int_value")) is not None:
-        return _int(number)
-    if (double := _get(value, "doubleValue", "double_value")) is not None:
-        return float(double)
-    if (flag := _get(value, "boolValue", "bool_value")) is not None:
-        return bool(flag)
-    if (raw := _get(value, "bytesValue", "bytes_value")) is not None:
-        return base64.b64encode(base64.b64decode(raw, validate=True)).decode()
-    if (array := _get(value, "arrayValue", "array_value")) is not None:
-        return [_json_value(v) for v in _list(_get(array, "values"))]
-    if (kvlist := _get(value, "kvlistValue", "kvlist_value")) is not None:
-        return _json_attributes(_get(kvlist, "values"))
-    return None
+        raise TypeError(f"an AnyValue must be an object, got {_kind(value)}")
+    present = [names for names in _KINDS if names[0] in value or names[1] in value]
+    if not present:
+        return None
+    if len(present) > 1:
+        raise ValueError(f"an AnyValue holds one value, got {' and '.join(names[0] for names in present)}")
+    (kind, _), content = present[0], _get(value, *present[0])
+    if content is None:
+        raise TypeError(f"{kind}: expected a value, got null")
+    if kind == "stringValue":
+        if not isinstance(content, str):
+            raise TypeError(f"stringValue: expected a string, got {_kind(content)}")
+        return content
+    if kind == "boolValue":
+        if not isinstance(content, bool):
+            raise TypeError(f"boolValue: expected true or false, got {_kind(content)}")
+        return content
+    if kind == "intValue":
+        return _int(content, "int64")
+    if kind == "doubleValue":
+        return _double(content)
+    if kind == "arrayValue":
+        return [_json_value(v) for v in _objects(_object(value, *present[0]), "values")]
+    if kind == "kvlistValue":
+        return _json_attributes(_get(_object(value, *present[0]), "values"))
+    if not isinstance(content, str) or not _BASE64_TEXT.fullmatch(content):
+        raise ValueError("bytesValue: expected base64 (RFC 4648 with padding)")
+    return content
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _integer(kind: str) -> dict[str, Any]:
+    lowest, highest, pattern = _INTEGERS[kind]
+    return _nullable({"anyOf": [{"type": "integer", "minimum": lowest, "maximum": highest},
+                                {"type": "string", "pattern": f"^({pattern})$"}]})  # fmt: skip
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _repeated(name: str) -> dict[str, Any]:
+    return {"type": ["array", "null"], "items": _ref(name)}
+
+
+_STRING = {"type": ["string", "null"]}
+# OTLP/JSON as `_from_json` reads it, for the OpenAPI document's components (app/routes/otlp.py). Only
+# lowerCamelCase names are listed; snake_case ones are read too.
+JSON_SCHEMAS: dict[str, dict[str, Any]] = {
+    "OtlpLogsRequest": {"type": "object", "properties": {"resourceLogs": _repeated("OtlpResourceLogs")}},
+    "OtlpResourceLogs": {
+        "type": "object",
+        "properties": {
+            "resource": {"type": ["object", "null"], "properties": {"attributes": _repeated("OtlpKeyValue")}},
+            "scopeLogs": _repeated("OtlpScopeLogs"),
+        },
+    },
+    "OtlpScopeLogs": {
+        "type": "object",
+        "properties": {
+            "scope": {"type": ["object", "null"], "properties": {"name": _STRING, "version": _STRING}},
+            "logRecords": _repeated("OtlpLogRecord"),
+        },
+    },
+    "OtlpLogRecord": {
+        "type": "object",
+        "properties": {
+            "timeUnixNano": _integer("fixed64"),
+            "observedTimeUnixNano": _integer("fixed64"),
+            "severityNumber": _integer("int32"),
+            "severityText": _STRING,
+            "body": _nullable(_ref("OtlpAnyValue")),
+            "attributes": _repeated("OtlpKeyValue"),
+            "traceId": {"type": ["string", "null"], "pattern": "^([0-9a-fA-F]{32})?$"},
+            "spanId": {"type": ["string", "null"], "pattern": "^([0-9a-fA-F]{16})?$"},
+            "flags": _integer("fixed32"),
+            "eventName": _STRING,
+        },
+    },
+    "OtlpKeyValue": {
+        "type": "object",
+        "properties": {"key": _STRING, "value": _nullable(_ref("OtlpAnyValue"))},
+    },
+    "OtlpAnyValue": {
+        "type": "object",
+        "description": "At most one of its kinds.",
+        "properties": {
+            "stringValue": {"type": "string"},
+            "boolValue": {"type": "boolean"},
+            "intValue": _integer("int64")["anyOf"][0],
+            "doubleValue": {"anyOf": [{"type": "number"}, {"type": "string", "pattern": f"^({_DOUBLE})$"}]},
+            "arrayValue": {"type": "object", "properties": {"values": _repeated("OtlpAnyValue")}},
+            "kvlistValue": {"type": "object", "properties": {"values": _repeated("OtlpKeyValue")}},
+            "bytesValue": {"type": "string", "pattern": f"^({_BASE64})$"},
+        },
+        "not": {"anyOf": [
+            {"required": [a[0], b[0]]} for i, a in enumerate(_KINDS) for b in _KINDS[i + 1:]
+        ]},
+    },
+}  # fmt: skip
 
 
 # --- records -> our entries -------------------------------------------------------------------------

@@ -26,7 +26,8 @@ RESPONSES: dict[int, dict[str, Any]] = {
     },
     415: {
         "model": ErrorBody,
-        "description": "Content-Type is not application/json, or an unknown Content-Encoding.",
+        "description": "A Content-Type the route does not read (POST /logs: application/json or NDJSON; "
+        "POST /v1/logs: application/x-protobuf or application/json), or an unknown Content-Encoding.",
     },
     422: {
         "model": ErrorBody,

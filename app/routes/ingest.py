@@ -114,11 +114,19 @@ def document(app: FastAPI, settings: Settings) -> None:
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components.update(body.pop("$defs", {}))
         components["LogBatch"] = body
-        media = {"schema": {"$ref": "#/components/schemas/LogBatch"}}
+        # The shippers' shape too (app/formats/shippers.py): a top-level array of the same entries.
+        entries = {**body["properties"]["logs"], "title": "Entries"}
+        media = {
+            "schema": {"anyOf": [{"$ref": "#/components/schemas/LogBatch"}, entries]},
+            "example": {"logs": [_EXAMPLE]},
+        }
         operation = schema["paths"][PATH]["post"]
         operation["requestBody"] = {
             "required": True,
-            "description": "Content-Encoding may be gzip, deflate or zstd; the decompressed size is capped.",
+            "description": '`{"logs": [...]}` or a JSON array of entries; or NDJSON (application/x-ndjson, '
+            "one entry a line). In an array or NDJSON, `msg`/`log`, `timestamp`/`@timestamp`/`time`/`date` and "
+            "`severity` stand for message, created_at and level. Content-Encoding may be gzip, deflate or "
+            "zstd; the decompressed size is capped.",
             "content": {"application/json": media},
         }
         operation.setdefault("parameters", []).extend(_PARAMETERS)
@@ -127,6 +135,9 @@ def document(app: FastAPI, settings: Settings) -> None:
 
     app.openapi = openapi  # type: ignore[method-assign]
 
+
+_EXAMPLE = {"level": "ERROR", "service": "checkout", "message": "card declined", "environment": "production",
+            "trace_id": "5b8efff798038103d269b633813fc60c", "metadata": {"order_id": 1042}}  # fmt: skip
 
 # Read by the endpoint itself (not by FastAPI, which IngestRoute bypasses), so documented here.
 _PARAMETERS = [

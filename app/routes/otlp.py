@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 
 from app.config import Settings
 from app.errors import BadRequest, InvalidLogs
@@ -71,6 +71,44 @@ _REQUEST_BODY: dict[str, Any] = {
     "Content-Encoding may be gzip or deflate.",
     "content": {
         otlp.PROTOBUF: {"schema": {"type": "string", "format": "binary"}},
-        otlp.JSON: {"schema": {"type": "object", "properties": {"resourceLogs": {"type": "array"}}}},
+        otlp.JSON: {
+            "schema": {"$ref": "#/components/schemas/OtlpLogsRequest"},
+            "example": {
+                "resourceLogs": [
+                    {
+                        "resource": {
+                            "attributes": [{"key": "service.name", "value": {"stringValue": "checkout"}}]
+                        },
+                        "scopeLogs": [
+                            {
+                                "logRecords": [
+                                    {
+                                        "timeUnixNano": "1795800000000000000",
+                                        "severityNumber": 17,
+                                        "body": {"stringValue": "card declined"},
+                                        "attributes": [{"key": "order_id", "value": {"intValue": "1042"}}],
+                                    }
+                                ]
+                            }
+                        ],
+                    }
+                ]
+            },
+        },
     },
 }
+
+
+def document(app: FastAPI) -> None:
+    """OTLP/JSON's messages refer to each other (an AnyValue holds AnyValues): they go into the OpenAPI
+    document's components, which the request body above refers to."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        schema.setdefault("components", {}).setdefault("schemas", {}).update(otlp.JSON_SCHEMAS)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

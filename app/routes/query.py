@@ -158,7 +158,11 @@ def parameters() -> list[dict[str, Any]]:
             {"type": "integer", "minimum": 1, "maximum": query.MAX_LIMIT, "default": 100},
             "Page size.",
         ),
-        _param("cursor", text, "`next_cursor` of the previous page."),
+        _param(
+            "cursor",
+            {"type": "string", "minLength": 1, "pattern": "^[A-Za-z0-9_-]+$"},
+            "`next_cursor` of the previous page (opaque: only one this server made is taken).",
+        ),
         _param("not.service", {"type": "array", "items": text}, "None of these services.", explode=True),
         _param("not.level", levels, "None of these levels.", explode=True),
         _param("not.environment", environments, "None of these environments.", explode=True),

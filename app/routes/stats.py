@@ -60,7 +60,14 @@ def _moments(since: str | None, until: str | None) -> tuple[datetime, datetime]:
     if errors:
         raise InvalidQuery(errors)
     end = parsed.get("until") or datetime.now(UTC)
-    return parsed.get("since") or end - timedelta(hours=24), end
+    if "since" in parsed:
+        return parsed["since"], end
+    # A day before an `until` in the first day of year 1 is before datetime can count: from its start.
+    return (end - _DAY if end - _EARLIEST >= _DAY else _EARLIEST), end
+
+
+_DAY = timedelta(hours=24)
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
 
 
 _TIMELINE_PARAMETERS = [

@@ -257,3 +257,96 @@ def test_the_exporter_retries_our_503_and_not_our_400(tmp_path: Path) -> None:
         process.kill()
         process.wait(10)
         _pg_ctl(pgdata, "stop", "-m", "immediate")
+
+
+# --- the OpenAPI document and the server agree on what OTLP/JSON body is taken ---------------------------
+
+
+def _record_with(**fields: Any) -> dict[str, Any]:
+    return {"resourceLogs": [{"scopeLogs": [{"logRecords": [{"body": {"stringValue": "m"}, **fields}]}]}]}
+
+
+def _attribute(value: Any) -> dict[str, Any]:
+    return _record_with(attributes=[{"key": "k", "value": value}])
+
+
+# (body, taken): each judged by the document's schema and by the server, which must agree.
+AGREED = [
+    ({"resourceLogs": None}, True),  # proto3 JSON: null is the default, an empty list
+    ({}, True),
+    ({"resourceLogs": []}, True),
+    ({"resourceLogs": [[]]}, False),  # a repeated message holds objects
+    ({"resourceLogs": [None]}, False),
+    ({"resourceLogs": {}}, False),
+    ({"resourceLogs": [{"resource": None, "scopeLogs": None}]}, True),
+    ({"resourceLogs": [{"resource": []}]}, False),  # a message is an object or null, never []
+    ({"resourceLogs": [{"scopeLogs": [{"scope": [], "logRecords": []}]}]}, False),
+    ({"resourceLogs": [{"scopeLogs": [{"scope": {"name": 5}}]}]}, False),
+    (_record_with(timeUnixNano="1795800000000000000", observedTimeUnixNano=1795800000000000000), True),
+    (_record_with(timeUnixNano=""), True),
+    (_record_with(timeUnixNano=str(2**64 - 1)), True),
+    (_record_with(timeUnixNano=str(2**64)), False),
+    (_record_with(timeUnixNano="007"), False),
+    (_record_with(timeUnixNano="+5"), False),
+    (_record_with(timeUnixNano="1_000"), False),
+    (_record_with(timeUnixNano="\u0661\u0662"), False),  # Arabic-Indic digits: int() would read them
+    (_record_with(timeUnixNano=1.5), False),
+    (_record_with(timeUnixNano=0.0, flags=float(2**32 - 1), severityNumber=-float(2**31)), True),
+    (_record_with(timeUnixNano=-1), False),
+    (_record_with(timeUnixNano=2**64), False),
+    (_record_with(severityNumber=2**31), False),
+    (_record_with(severityNumber=17, severityText=None, flags=1, eventName=None), True),
+    (_record_with(severityText=5), False),
+    (_record_with(traceId=5), False),
+    (_record_with(traceId="5B8EFFF798038103D269B633813FC60C", spanId=None), True),
+    (_record_with(spanId="xyz"), False),
+    (_record_with(body=None), True),
+    (_record_with(body={}), True),
+    (_record_with(body=[]), False),
+    (_record_with(body={"stringValue": "a", "intValue": 1}), False),  # an AnyValue holds one kind
+    (_record_with(body={"stringValue": 5}), False),
+    (_record_with(body={"intValue": None}), False),
+    (_record_with(attributes=[{"key": None, "value": None}]), True),
+    (_record_with(attributes=[{"key": 5, "value": {"stringValue": "v"}}]), False),
+    (_record_with(attributes=[None]), False),
+    (_attribute([]), False),
+    (_attribute({"boolValue": True}), True),
+    (_attribute({"boolValue": "yes"}), False),
+    (_attribute({"intValue": "-9223372036854775808"}), True),
+    (_attribute({"intValue": str(-(2**63) - 1)}), False),
+    (_attribute({"intValue": str(2**63 - 1)}), True),
+    (_attribute({"intValue": -(2**63) - 1}), False),  # read as a float that rounds onto the limit
+    (_attribute({"intValue": 1.0}), True),
+    (_attribute({"intValue": 1.5}), False),
+    (_attribute({"doubleValue": "Infinity"}), True),  # kept as a string: metadata cannot hold it
+    (_attribute({"doubleValue": "1e3"}), True),
+    (_attribute({"doubleValue": " 1"}), False),
+    (_attribute({"doubleValue": True}), False),
+    (_attribute({"bytesValue": "AQI="}), True),
+    (_attribute({"bytesValue": "AQI"}), False),
+    (_attribute({"arrayValue": {"values": [{"intValue": 1}, {}]}}), True),
+    (_attribute({"arrayValue": {"values": [None]}}), False),
+    (_attribute({"arrayValue": None}), False),
+    (_attribute({"kvlistValue": {"values": [{"key": "a", "value": {"doubleValue": 0.5}}]}}), True),
+    (_attribute({"kvlistValue": {"values": {}}}), False),
+]
+
+
+@pytest.fixture
+def otlp_schema(app_client: TestClient) -> Any:
+    import jsonschema
+
+    document = app_client.get("/openapi.json").json()
+    body = document["paths"]["/v1/logs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    return jsonschema.Draft202012Validator({**body, "components": document["components"]})
+
+
+@pytest.mark.parametrize(("body", "taken"), AGREED)
+def test_the_document_says_which_otlp_json_bodies_are_taken(
+    app_client: TestClient, db: DB, otlp_schema: Any, body: dict[str, Any], taken: bool
+) -> None:
+    assert otlp_schema.is_valid(body) is taken, list(otlp_schema.iter_errors(body))
+    response = post_json(app_client, body)
+    assert (response.status_code == 200) is taken, response.text
+    if not taken:
+        assert response.status_code == 400 and "OTLP/JSON" in response.json()["message"]
