@@ -23,7 +23,7 @@ from app.errors import IngestError, InvalidQuery
 from app.intake import writer
 from app.intake.intake import Intake
 from app.requestlog import RequestLog
-from app.routes import health, ingest, otlp, query, stats, ui
+from app.routes import facets, health, ingest, otlp, query, stats, stream, ui
 from app.storage import maintenance
 
 log = logging.getLogger("app")
@@ -66,6 +66,8 @@ def create_app(
         ingest_router,
         otlp.router(settings, intake),
         query.router(settings, database),
+        facets.router(settings, database),
+        stream.router(settings, database),
         health.router(settings, database),
         stats.router(settings, database),
         ui.mount(app),
