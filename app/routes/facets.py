@@ -221,12 +221,22 @@ def _paths(document: dict[str, Any], prefix: str, depth: int) -> list[tuple[str,
         if isinstance(value, dict) and depth < META_DEPTH:
             found += _paths(value, path + ".", depth + 1)
         elif isinstance(value, str):
-            found.append((path, value if len(value) <= MAX_VALUE else None))
+            found.append((path, value if len(value) <= MAX_VALUE and _filters_as_text(value) else None))
         elif isinstance(value, (bool, int, float)):
             found.append((path, orjson.dumps(value).decode()))
         else:
             found.append((path, None))
     return found
+
+
+def _filters_as_text(value: str) -> bool:
+    """Whether `meta.<path>=value` matches this string: the filter reads "500" and "true" as a number and
+    a boolean, so such strings are counted as a path, not offered as a value."""
+    try:
+        parsed = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return True
+    return not isinstance(parsed, (bool, int, float))
 
 
 def _parameters() -> list[dict[str, Any]]:
