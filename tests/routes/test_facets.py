@@ -138,3 +138,14 @@ def test_bad_or_extreme_ranges(
     assert response.status_code == status, response.text
     if field:
         assert [e["field"] for e in response.json()["errors"]] == [field]
+
+
+def test_strings_a_filter_would_read_as_numbers_are_not_offered(client: TestClient) -> None:
+    entries = [
+        log_entry(metadata={"code": "500", "flag": "true", "name": "x", "big": "y" * 300}) for _ in range(3)
+    ]
+    assert client.post("/logs", content=json.dumps({"logs": entries})).status_code == 200
+    body = client.get("/logs/facets").json()
+    for field in ("meta.code", "meta.flag", "meta.big"):  # counted as paths, not offered as values
+        assert facet(body, field)["count"] == 3 and facet(body, field)["values"] == []
+    assert values(facet(body, "meta.name")) == {"x": 3}
