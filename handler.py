@@ -23,7 +23,8 @@ from app.config import IngestMode, Settings
 from app.main import create_app
 from app.storage import maintenance
 
-LAMBDA_DEFAULTS = {"db_pool_min_size": 0, "db_pool_max_size": 1}
+# stream_max_clients 0: API Gateway buffers whole answers, so GET /logs/stream is off (the web view polls).
+LAMBDA_DEFAULTS = {"db_pool_min_size": 0, "db_pool_max_size": 1, "stream_max_clients": 0}
 
 
 def lambda_settings(settings: Settings | None = None) -> Settings:

@@ -12,7 +12,7 @@ whose created_at is more than LATE before its arrival is in GET /logs but not st
 
 Bounds: at most BATCH logs a poll (when more match, the stream skips ahead to now and sends `event:
 lagging`: a live view of more than BATCH/POLL logs a second is a sample, said so), a heartbeat comment every HEARTBEAT
-seconds, at most STREAM_MAX_CLIENTS streams per worker (then a 429), and STREAM_MAX_SECONDS per stream,
+seconds, at most STREAM_MAX_CLIENTS streams per worker (then a 429; 0 turns streams off, as on Lambda), and STREAM_MAX_SECONDS per stream,
 after which it ends and the client reconnects with `Last-Event-ID` (EventSource does this by itself), from
 where it left off. A stream ends as soon as its client goes away.
 """
@@ -33,8 +33,9 @@ from fastapi.responses import StreamingResponse
 from app import query
 from app.config import Settings
 from app.database import Database
-from app.errors import Busy, InvalidQuery
+from app.errors import Busy, IngestError, InvalidQuery
 from app.intake.writer import database_errors
+from app.models import ErrorBody
 from app.routes.errors import responses
 from app.routes.query import filters, parameters
 
@@ -61,6 +62,11 @@ _EVENT = {
 }
 
 
+class StreamsOff(IngestError):
+    status = 501
+    code = "streams_off"
+
+
 def router(settings: Settings, database: Database) -> APIRouter:
     api = APIRouter()
     timeout_ms = int(settings.query_timeout * 1000)
@@ -70,6 +76,11 @@ def router(settings: Settings, database: Database) -> APIRouter:
         "/logs/stream",
         responses={
             **responses(401, 403, 422, 429, 503),
+            501: {
+                "model": ErrorBody,
+                "description": "Streams are off here (STREAM_MAX_CLIENTS=0, the default on Lambda, where API "
+                "Gateway buffers whole answers): poll GET /logs.",
+            },
             200: {
                 "content": {SSE: {"schema": _EVENT}},
                 "description": "Server-sent events: `event: log` with `id: <log id>` and the log as `data`;"
@@ -86,6 +97,11 @@ def router(settings: Settings, database: Database) -> APIRouter:
         a client that has just read GET /logs's newest page). Not on Lambda behind API Gateway, which buffers
         whole responses: there the web view polls GET /logs instead."""
         nonlocal open_streams
+        if settings.stream_max_clients == 0:
+            raise StreamsOff(
+                "live streams are off on this server (STREAM_MAX_CLIENTS=0, the default on Lambda, where API "
+                "Gateway buffers whole answers): poll GET /logs"
+            )
         params = filters(request)
         errors = [
             {"field": f"query.{name}", "message": "not a stream filter", "type": "invalid_filter"}
