@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -144,16 +145,19 @@ def router(settings: Settings, database: Database) -> APIRouter:
 
 
 def _after(header: str | None, param: list[str] | None, errors: list[dict[str, str]]) -> int | None:
-    value = header if header is not None else (param[0] if param else None)
+    """Where to resume: `Last-Event-ID` when sent, else `after`; each checked when given."""
     if param is not None and len(param) > 1:
         errors.append({"field": "query.after", "message": "may be given once", "type": "invalid_filter"})
-    if value is None:
-        return None
-    if not value.strip().isdigit() or int(value) >= 2**63:
-        name = "header.last-event-id" if header is not None else "query.after"
-        errors.append({"field": name, "message": "a log id (a whole number)", "type": "invalid_filter"})
-        return None
-    return int(value)
+        param = None
+    found = None
+    for name, value in (("query.after", param[0] if param else None), ("header.last-event-id", header)):
+        if value is None:
+            continue
+        if not re.fullmatch(r"[0-9]{1,19}", value.strip()) or int(value) >= 2**63:
+            errors.append({"field": name, "message": "a log id (a whole number)", "type": "invalid_filter"})
+        else:
+            found = int(value)
+    return found
 
 
 async def _events(
@@ -228,6 +232,15 @@ async def _poll(
 
 def _parameters() -> list[dict[str, Any]]:
     documented = [p for p in parameters() if p["name"] not in ("limit", "cursor", "since")]
+    documented.append(
+        {
+            "name": "Last-Event-ID",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+            "description": "Resume after this log id (the `id` of the last event received).",
+        }
+    )
     documented.append(
         {
             "name": "after",

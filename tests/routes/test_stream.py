@@ -225,11 +225,13 @@ def test_streams_need_a_read_key(db: DB, database_url: str, tmp_path: Path) -> N
         ({"since": "2026-01-01T00:00:00Z"}, {}, "query.since"),
         ({"after": "x"}, {}, "query.after"),
         ({}, {"Last-Event-ID": "-1"}, "header.last-event-id"),
+        ({}, {"Last-Event-ID": "²".encode("latin-1")}, "header.last-event-id"),
+        ({"after": "9" * 20}, {}, "query.after"),
         ({"level": "LOUD"}, {}, "query.level"),
     ],
 )
 def test_bad_stream_filters_are_a_422(
-    server: tuple[subprocess.Popen[bytes], str], params: dict[str, str], headers: dict[str, str], field: str
+    server: tuple[subprocess.Popen[bytes], str], params: dict[str, str], headers: dict[str, Any], field: str
 ) -> None:
     response = httpx.get(server[1] + "/logs/stream", params=params, headers=headers, timeout=10)
     assert response.status_code == 422
