@@ -250,6 +250,7 @@ def test_facets_count_the_matching_logs_and_filter(seeded: str, page: Page) -> N
 def test_a_new_log_arrives_over_the_stream(seeded: str, page: Page) -> None:
     page.goto(seeded + "/ui?not.service=noise")
     expect(page.locator("#live")).to_have_text("● live")
+    expect(page.locator("#live[data-ready=true]")).to_be_attached()  # caught up once with GET /logs
     polls: list[str] = []
     page.on("request", lambda r: polls.append(r.url) if "/logs?" in r.url else None)
     post(seeded, [log_entry(service="noise", message="filtered out")])
@@ -375,3 +376,26 @@ def test_times_are_local_with_utc_on_hover(seeded: str, browser: Browser) -> Non
         assert time_cell.get_attribute("title") == stored.replace("T", " ").replace("Z", "") + " UTC"
     finally:
         context.close()
+
+
+def test_the_page_never_holds_more_than_2000_logs(
+    server: tuple[subprocess.Popen[bytes], str], db: DB, page: Page
+) -> None:
+    _, url = server
+    for start in range(0, 2100, 700):
+        post(url, [log_entry(message=f"bulk {i}", created_at=(NOW - timedelta(seconds=i)).isoformat())
+                   for i in range(start, start + 700)])  # fmt: skip
+    page.goto(url + "/ui")
+    expect(page.locator("#rows tr")).to_have_count(100)
+    for shown in range(200, 2001, 100):
+        page.click("#older")
+        expect(page.locator("#rows tr")).to_have_count(shown)
+    page.click("#older")
+    expect(page.locator("#status")).to_contain_text("at most 2,000 logs")
+    expect(page.locator("#rows tr")).to_have_count(2000)
+    post(url, [log_entry(message="one more")])  # live: the newest arrives, the oldest leaves
+    expect(page.locator("#fresh")).to_have_text("1 new", timeout=15_000)  # scrolled down to "Load older"
+    page.click("#fresh")
+    expect(page.locator("#rows tr").first).to_contain_text("one more")
+    expect(page.locator("#rows tr")).to_have_count(2000)
+    expect(page.locator("#older")).to_be_hidden()

@@ -447,10 +447,15 @@ async function older() {
   $("#older").hidden = !cursor;
 }
 
-function newestId() {
-  let newest = 0;
-  for (const tr of $("#rows").children) newest = Math.max(newest, Number(tr.dataset.id));
-  return newest;
+async function catchUp() {
+  const params = apiParams();
+  params.set("limit", String(PAGE));
+  try {
+    arrive((await api(`/logs?${params}`)).logs);
+    $("#live").dataset.ready = "true"; // from here on, only the stream brings logs
+  } catch (error) {
+    status(error.message);
+  }
 }
 
 function arrive(logs) {
@@ -490,6 +495,7 @@ function stopLive() {
   live?.stop();
   live = null;
   $("#live").textContent = "";
+  delete $("#live").dataset.ready;
 }
 
 function startLive() {
@@ -503,7 +509,7 @@ function stream() {
   // within STREAM_FIRST_BYTE_MS (a proxy or API Gateway buffering the answer) or the route is missing, the
   // page polls instead.
   const controller = new AbortController();
-  let lastId = newestId();
+  let lastId = 0; // the newest id the stream sent: where a reconnect resumes
   let stopped = false;
   let fallback = null;
   const indicator = $("#live");
@@ -522,6 +528,9 @@ function stream() {
         if (!response.ok || !response.body) throw new Error(`stream: ${response.status}`);
         indicator.textContent = "● live";
         indicator.title = "new logs arrive over GET /logs/stream";
+        // A new stream starts from now: the newest page once more catches what committed since the list
+        // was read (ids do not follow created_at, so the list's ids cannot say where to resume).
+        if (!lastId) catchUp();
         const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
         let buffer = "";
         for (;;) {
