@@ -6,7 +6,10 @@ The app is the same one uvicorn serves, with three Lambda differences:
 * small pool defaults (DB_POOL_MIN_SIZE=0, DB_POOL_MAX_SIZE=1) unless set: one container serves one
   request at a time, and reserved concurrency x max size is what the database must accept.
 * one COPY per request (INGEST_MODE=direct): group commit's writer tasks must not outlive an invocation.
-A scheduled EventBridge event runs app/storage/maintenance.py instead of a request.
+A scheduled EventBridge event runs app/storage/maintenance.py and an evaluation of the alert rules
+(app/alerts/; the invocation waits for the notifications it sends) instead of a request, and a
+CloudWatch Logs subscription event (`{"awslogs": …}`) is stored by app/intake/subscription.py: it
+raises only when PostgreSQL is away, so that Lambda delivers the event again.
 Never an embedded PostgreSQL: without DATABASE_URL or DATABASE_HOST every request answers a 500 saying so.
 """
 
@@ -19,12 +22,18 @@ from fastapi import FastAPI
 from mangum import Mangum
 
 from app import heap, jsonlog
+from app.alerts import evaluate as alerting
+from app.alerts.notify import Notifier
 from app.config import IngestMode, Settings
+from app.intake import subscription
 from app.main import create_app
 from app.storage import maintenance
 
 # stream_max_clients 0: API Gateway buffers whole answers, so GET /logs/stream is off (the web view polls).
 LAMBDA_DEFAULTS = {"db_pool_min_size": 0, "db_pool_max_size": 1, "stream_max_clients": 0}
+# Deliveries must end inside the function's timeout (template.yaml: 28 s): 3 attempts of at most 5 s,
+# 1 s and 2 s apart.
+LAMBDA_NOTIFIER = {"attempts": 3, "backoff": 1.0, "timeout": 5.0}
 
 
 def lambda_settings(settings: Settings | None = None) -> Settings:
@@ -55,5 +64,18 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     asyncio.set_event_loop(_loop)
     if event.get("source") == "aws.events" and event.get("detail-type") == "Scheduled Event":
         # EventBridge (template.yaml's Maintenance schedule): housekeeping, not an HTTP request.
-        return _loop.run_until_complete(maintenance.run_once(app.state.database))
+        return _loop.run_until_complete(_scheduled())
+    if "awslogs" in event:
+        # A subscription filter on another log group (template.yaml's LogGroupsToSubscribe).
+        return _loop.run_until_complete(
+            subscription.deliver(event["awslogs"], app.state.settings, app.state.writer)
+        )
     return _mangum(event, context)
+
+
+async def _scheduled() -> dict[str, Any]:
+    done = await maintenance.run_once(app.state.database)
+    notifier = Notifier(**LAMBDA_NOTIFIER)
+    alerts = await alerting.run_once(app.state.database, notifier)
+    await notifier.drain()  # nothing of an invocation may outlive it
+    return {**done, **alerts}

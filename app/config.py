@@ -95,11 +95,21 @@ class Settings(BaseSettings):
     # Seconds an Idempotency-Key is remembered (app/intake/idempotency.py); pruned in the background after that.
     idempotency_ttl: float = Field(86_400, gt=0)
     # API keys, comma-separated. None set: no authentication. API_KEYS may do everything; INGEST_API_KEYS
-    # may only write (POST). Set either and every route but GET / and GET /health/ready needs a key.
+    # may only send logs (POST, bulk PUT, the agents' probes: app/auth.py). Set either and every route but
+    # GET / and GET /health/ready needs a key.
     api_keys: str = ""
     ingest_api_keys: str = ""
     # A Secrets Manager secret holding API_KEYS and/or INGEST_API_KEYS (Lambda), added to the two above.
     api_keys_secret_arn: str | None = None
+    # The Elasticsearch version GET /elasticsearch/ claims (app/routes/bulk.py): Filebeat, Logstash and
+    # Vector read it before they send, and refuse a major version they do not speak.
+    elasticsearch_version: str = Field("8.9.0", pattern=r"^\d+\.\d+\.\d+$")
+
+    # Seconds between two evaluations of the alert rules (app/alerts/); one process evaluates at a time.
+    alert_interval: float = Field(60.0, gt=0)
+    # The address people open the server at (https://logs.example.com), for the links in notifications;
+    # unset, a notification links to a path (/ui?…).
+    public_url: str = ""
 
     @field_validator("log_level")
     @classmethod

@@ -10,6 +10,8 @@
     ├── InvalidLogs                  422 per-field validation errors, each named like `logs.2.level`
     ├── IdempotencyKeyReused         422 an Idempotency-Key already used with another body
     ├── InvalidQuery                 422 a GET /logs filter that is unknown or malformed, named like `query.since`
+    ├── InvalidRule                  422 an alert rule that cannot work, each bad field named like `notify.0`
+    ├── NotFound                     404 no such alert rule
     ├── QueryTimeout                 422 a query that ran past QUERY_TIMEOUT: narrow it
     ├── Busy                         429 + Retry-After: the write queue is full (the server is busy, not down)
     ├── ServiceUnavailable           503 + Retry-After: PostgreSQL unreachable, or the server shutting down
@@ -76,6 +78,15 @@ class InvalidLogs(IngestError):
 
 class InvalidQuery(InvalidLogs):
     code = "invalid_query"
+
+
+class InvalidRule(InvalidLogs):
+    code = "invalid_rule"
+
+
+class NotFound(IngestError):
+    status = 404
+    code = "not_found"
 
 
 class QueryTimeout(IngestError):

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Match, Route
 
 from app import __version__
+from app.alerts import evaluate as alerting
 from app.asgi import error_response
 from app.auth import ApiKeys
 from app.config import IngestMode, Settings
@@ -23,7 +24,7 @@ from app.errors import IngestError, InvalidQuery
 from app.intake import writer
 from app.intake.intake import Intake
 from app.requestlog import RequestLog
-from app.routes import facets, health, ingest, otlp, query, stats, stream, ui
+from app.routes import alerts, bulk, facets, firehose, health, ingest, loki, otlp, query, stats, stream, ui
 from app.storage import maintenance
 
 log = logging.getLogger("app")
@@ -46,8 +47,13 @@ def create_app(
         housekeeping = asyncio.create_task(
             maintenance.run_forever(database, min(settings.idempotency_ttl, 300))
         )
+        # Alert rules (app/alerts/): evaluated every ALERT_INTERVAL; deliveries still running at shutdown
+        # are dropped (at most once, README "Alerts").
+        alert_loop = asyncio.create_task(alerting.run_forever(database, settings.alert_interval))
         yield
         housekeeping.cancel()
+        alert_loop.cancel()
+        await asyncio.gather(alert_loop, return_exceptions=True)
         await log_writer.close()
         await database.close()
 
@@ -65,11 +71,15 @@ def create_app(
     routers = (
         ingest_router,
         otlp.router(settings, intake),
+        loki.router(settings, intake, database),
+        bulk.router(settings, intake),
+        firehose.router(settings, intake),
         query.router(settings, database),
         facets.router(settings, database),
         stream.router(settings, database),
         health.router(settings, database),
         stats.router(settings, database),
+        alerts.router(settings, database),
         ui.mount(app),
     )
     for router in routers:
@@ -87,7 +97,7 @@ def create_app(
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origin_list,
-        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
         allow_headers=["Content-Type", "Content-Encoding", "Authorization", "X-API-Key", "Idempotency-Key"],
         expose_headers=["Retry-After", "Idempotent-Replayed"],
         max_age=600,

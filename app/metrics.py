@@ -46,7 +46,19 @@ COMMIT_ROWS = Histogram(
     "Rows per committed COPY transaction.",
     buckets=(1, 10, 50, 100, 500, 1000, 2500, 5000, 10000, 50000),
 )
+# Alert notifications (app/alerts/notify.py): delivered, retry (an attempt failed, another follows), failed
+# (every attempt failed), dropped (still being retried when the process stopped).
+ALERT_NOTIFICATIONS = Counter(
+    "logsave_alert_notifications", "Alert notifications by outcome of the delivery.", ["result"]
+)
 DB_ERRORS = Counter("logsave_db_errors", "Database errors met by requests, by kind.", ["kind"])
+# CloudWatch Logs lines (subscription events to the Lambda, records through POST /firehose) not stored:
+# `undecodable` counts a whole event or record that could not be read, `invalid` one line refused.
+CLOUDWATCH_REJECTED = Counter(
+    "logsave_cloudwatch_rejected",
+    "CloudWatch Logs / Firehose lines not stored, by source and reason (undecodable event or record, invalid line).",
+    ["source", "reason"],
+)
 
 # What a refused write request counts as in logsave_rejected_total.
 REASONS = {

@@ -1,4 +1,4 @@
-"""`python -m bench [all|db|http|otlp|limits|scale|client|profile|coldstart|steps REV...|report] [--quick] [--out DIR]`: measure, save raw JSON, render
+"""`python -m bench [all|db|http|otlp|agents|aws|limits|scale|client|profile|coldstart|alerts|steps REV...|report] [--quick] [--out DIR]`: measure, save raw JSON, render
 the report."""
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ from tqdm import tqdm
 from app.config import Settings
 from app.intake.rows import parse
 from bench import (
+    agents,
+    alerts,
+    aws,
     client,
     coldstart,
     database,
@@ -35,15 +38,23 @@ from bench.data import LogFactory, body
 ROOT = Path(__file__).parent.parent
 
 # Every suite that measures ("report" only renders what they wrote).
-SUITES = ("all", "db", "http", "otlp", "limits", "scale", "client", "profile", "coldstart", "steps")
+SUITES = ("all", "db", "http", "otlp", "agents", "aws", "limits", "scale", "client", "profile", "coldstart", "alerts",
+          "steps")  # fmt: skip
 # (batch sizes, warm-up s, measured s) per suite
 FULL = {
     "db": ([1, 10, 100, 1000, 10000], 0.5, 3.0),
     "http": (1.0, 5.0),
     "scale": [1_000_000, 3_000_000, 10_000_000],
     "client": (200_000, 300_000),  # calls timed, logs sent for throughput
+    "alerts": 10_000_000,  # rows the rules are evaluated against
 }
-QUICK = {"db": ([10, 1000], 0.1, 0.3), "http": (0.3, 1.0), "scale": [5_000, 20_000], "client": (5_000, 5_000)}
+QUICK = {
+    "db": ([10, 1000], 0.1, 0.3),
+    "http": (0.3, 1.0),
+    "scale": [5_000, 20_000],
+    "client": (5_000, 5_000),
+    "alerts": 20_000,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,6 +114,18 @@ def main(argv: list[str] | None = None) -> int:
                 _save(args.out / "otlp.json", meta, {"warmup_s": warmup, "duration_s": duration, "batch": otlp.BATCH,
                                                      "clients": otlp.CLIENTS, "stage_repeats": repeats,
                                                      "workers": workers}, results)  # fmt: skip
+            if args.suite in ("all", "agents"):
+                warmup, duration = plan["http"]
+                rounds = 1 if args.quick else agents.ROUNDS
+                results = agents.run(source.dsn, warmup, duration, progress, rounds)
+                _save(args.out / "agents.json", meta, {"warmup_s": warmup, "duration_s": duration, "batch": agents.BATCH,
+                                                       "clients": agents.CLIENTS, "workers": 1, "rounds": rounds,
+                                                       "target": agents.TARGET}, results)  # fmt: skip
+            if args.suite in ("all", "aws"):
+                results = aws.run(source.dsn, progress, args.quick)
+                _save(args.out / "aws.json", meta, {"events": aws.EVENTS, "records": aws.RECORDS,
+                                                    "cloudwatch_events_per_record": aws.CLOUDWATCH_EVENTS_PER_RECORD,
+                                                    "clients": aws.CLIENTS}, results)  # fmt: skip
             if args.suite in ("all", "limits"):
                 results = limits.run(progress)
                 _save(args.out / "limits.json", meta, {"max_body_bytes": Settings(_env_file=None).max_body_bytes,  # type: ignore[call-arg]
@@ -127,6 +150,13 @@ def main(argv: list[str] | None = None) -> int:
                 results = profile.run(source.dsn, warmup, duration, progress, 5 if args.quick else lone.RUNS)
                 _save(args.out / "profile.json", meta, {"warmup_s": warmup, "duration_s": duration,
                                                         "rate_hz": profile.RATE, "workers": 1}, results)  # fmt: skip
+            if args.suite in ("all", "alerts"):
+                warmup, duration = plan["http"]
+                results = alerts.run(source.dsn, _rows(20_000), plan["alerts"], warmup, duration, progress)
+                _save(args.out / "alerts.json", meta, {"rows": plan["alerts"], "rules": alerts.RULES,
+                                                       "passes": alerts.PASSES, "repeats": alerts.REPEATS,
+                                                       "clients": alerts.CLIENTS, "batch": alerts.BATCH,
+                                                       "warmup_s": warmup, "duration_s": duration}, results)  # fmt: skip
             if args.suite == "steps":
                 warmup, duration = plan["http"]
                 results = steps.run(source.dsn, args.revisions, warmup, duration, progress)
@@ -148,6 +178,10 @@ def _count_steps(suite: str, plan: dict[str, Any], revisions: list[str]) -> int:
         count += len(limits.bodies(1024))
     if suite in ("all", "otlp"):
         count += 3  # the parse stages, then two arms
+    if suite in ("all", "agents"):
+        count += 3 * (1 if plan is QUICK else agents.ROUNDS)  # JSON, Loki, Elasticsearch bulk, per round
+    if suite in ("all", "aws"):
+        count += 5  # the handler, then four arms
     if suite in ("all", "scale"):
         count += 3 * len(plan["scale"])
     if suite in ("all", "profile"):
@@ -156,6 +190,8 @@ def _count_steps(suite: str, plan: dict[str, Any], revisions: list[str]) -> int:
         count += 1
     if suite in ("all", "client"):
         count += 4
+    if suite in ("all", "alerts"):
+        count += 2 + 2 * alerts.REPEATS
     if suite == "steps":
         count += steps.REPEATS * len(revisions) * (len(steps.ARMS) + 1)
     return count

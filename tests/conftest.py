@@ -1,6 +1,7 @@
 """One real PostgreSQL per test session: TEST_DATABASE_URL when set, else an embedded server in a temp dir.
 
-Tests that touch the database get `logs` and `idempotency_keys` emptied before they run, so counts are their own.
+Tests that touch the database get `logs`, `idempotency_keys` and `alert_rules` emptied before they run, so
+counts are their own.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ async def _migrate(url: str) -> None:
 @pytest.fixture
 def db(database_url: str) -> DB:
     database = DB(database_url)
-    database.fetch("TRUNCATE logs, idempotency_keys, log_counts")
+    database.fetch("TRUNCATE logs, idempotency_keys, log_counts, bulk_ids, alert_rules")
     return database
 
 

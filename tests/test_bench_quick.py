@@ -59,4 +59,13 @@ def test_quick_run_writes_well_formed_results(
     otlp_arms = otlp_results["arms"]
     assert all(stage["ms_per_batch"] > 0 for stage in otlp_results["stages"])
     assert [a["arm"] for a in otlp_arms] == ["json b1000-gzip-c8", "otlp protobuf b1000-gzip-c8"]
+    agents_arms = {a["arm"]: a for a in json.loads((tmp_path / "agents.json").read_text())["results"]["arms"]}
+    assert agents_arms["json b1000-gzip-c8"]["statuses"].keys() == {"200"}
+    assert agents_arms["loki protobuf+snappy b1000-c8"]["statuses"].keys() == {"204"}
+    assert all(a["logs_per_s"] > 0 for a in agents_arms.values() if "skipped" not in a)
+    assert "## The agents' formats beside our JSON (agents suite)" in report
     assert all(a["logs_per_s"] > 0 and set(a["statuses"]) == {"200"} for a in otlp_arms)
+    alerts = json.loads((tmp_path / "alerts.json").read_text())["results"]
+    assert alerts["rows"] == 20_000 and alerts["evaluation"]["pass_p50_ms"] > 0
+    assert alerts["ingest"]["ratio"] > 0
+    assert "## Alerts: evaluating rules, and ingest meanwhile (alerts suite)" in report

@@ -182,3 +182,56 @@ def test_systemd_analyze_verifies_the_unit(tmp_path: Path) -> None:
     unit.write_text(text)
     result = subprocess.run([analyze, "verify", str(unit)], check=False, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _evaluate(node: Any, template: dict[str, Any], params: dict[str, Any], stack: str) -> Any:
+    """The intrinsic functions template.yaml's conditions use, evaluated as CloudFormation would."""
+    if not isinstance(node, dict):
+        return [_evaluate(n, template, params, stack) for n in node] if isinstance(node, list) else node
+    ((name, value),) = node.items()
+    if name in ("Condition", "Fn::Condition"):  # the key, or the !Condition tag
+        return _evaluate(template["Conditions"][value], template, params, stack)
+    if name == "Ref":
+        return params[value]
+    if name == "Fn::Sub":
+        return value.replace("${AWS::StackName}", stack)
+    args = _evaluate(value, template, params, stack)
+    functions = {
+        "Fn::Select": lambda: args[1][args[0]],
+        "Fn::Split": lambda: args[1].split(args[0]),
+        "Fn::Join": lambda: args[0].join(args[1]),
+        "Fn::Equals": lambda: args[0] == args[1],
+        "Fn::Not": lambda: not args[0],
+        "Fn::And": lambda: all(args),
+        "Fn::Or": lambda: any(args),
+    }
+    return functions[name]()
+
+
+@pytest.mark.parametrize(
+    ("groups", "subscribed"),
+    [
+        ([""], []),
+        (["/aws/lambda/orders"], ["/aws/lambda/orders"]),
+        (["/aws/lambda/a", "/ecs/b", "c"], ["/aws/lambda/a", "/ecs/b", "c"]),
+        (["/aws/lambda/prod-log-save-server", "/aws/lambda/a"], ["/aws/lambda/a"]),  # never its own group
+        ([f"g{i}" for i in range(5)], [f"g{i}" for i in range(5)]),
+    ],
+)
+def test_log_groups_to_subscribe_become_subscription_filters(
+    template: dict[str, Any], groups: list[str], subscribed: list[str]
+) -> None:
+    params = {"LogGroupsToSubscribe": groups}
+    resources = template["Resources"]
+    created = [
+        _evaluate(r["Properties"]["LogGroupName"], template, params, "prod")
+        for r in resources.values()
+        if r["Type"] == "AWS::Logs::SubscriptionFilter"
+        and _evaluate({"Condition": r["Condition"]}, template, params, "prod")
+    ]
+    assert created == subscribed
+    permission = resources["LogsInvokePermission"]
+    assert permission["Properties"]["Principal"] == "logs.amazonaws.com"
+    assert _evaluate({"Condition": permission["Condition"]}, template, params, "prod") == bool(subscribed)
+    own = _evaluate(resources["FunctionLogGroup"]["Properties"]["LogGroupName"], template, params, "prod")
+    assert own == "/aws/lambda/prod-log-save-server"

@@ -3,8 +3,10 @@ answer is a success or a 4xx that names the problem, never an exception. Bounded
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
+import uuid
 import zlib
 from collections.abc import Iterator
 from typing import Any
@@ -148,6 +150,58 @@ def test_ndjson_and_arrays_never_answer_5xx(client: TestClient, lines: list[byte
     assert response.status_code < 500, response.text
 
 
+@st.composite
+def loki_json(draw: st.DrawFn) -> bytes:
+    stamps = st.sampled_from(["0", "1764504000000000000", "99999999999999999999", "-1", "1e9", ""]) | st.text(
+        max_size=22
+    )
+    lines = st.text(max_size=20) | st.builds(json.dumps, st.dictionaries(keys, plausible_values, max_size=5))
+    value = st.lists(stamps | lines | json_values, min_size=0, max_size=4) | st.tuples(stamps, lines).map(
+        list
+    )
+    labels = st.dictionaries(st.sampled_from(["app", "job", "level", "env", "x"]) | st.text(max_size=6),
+                             st.text(max_size=8) | json_values, max_size=4)  # fmt: skip
+    stream = st.fixed_dictionaries(
+        {}, optional={"stream": labels | json_values, "values": st.lists(value, max_size=4)}
+    )
+    document = {"streams": draw(st.lists(stream, max_size=3))}
+    return serialize(draw(st.sampled_from([document, draw(json_values)])), draw)
+
+
+@st.composite
+def loki_protobuf(draw: st.DrawFn) -> bytes:
+    import cramjam
+
+    from app.formats.loki import push_request
+
+    request = push_request()
+    for _ in range(draw(st.integers(0, 3))):
+        stream = request.streams.add()
+        stream.labels = draw(
+            st.sampled_from(['{app="a", level="warn"}', "{}", "", '{a="\\q"}']) | st.text(max_size=30)
+        )
+        for _ in range(draw(st.integers(0, 3))):
+            entry = stream.entries.add()
+            entry.timestamp.seconds = draw(st.integers(-(2**63), 2**63 - 1))
+            entry.timestamp.nanos = draw(st.integers(-(2**31), 2**31 - 1))
+            entry.line = draw(st.text(max_size=20) | st.sampled_from(['{"level": "bogus", "msg": 1}', "{}"]))
+    raw = request.SerializeToString()
+    if draw(st.booleans()):
+        raw = raw[: draw(st.integers(0, len(raw)))]
+    return bytes(cramjam.snappy.compress_raw(raw)) if draw(st.integers(0, 4)) else raw
+
+
+@given(
+    loki_json() | loki_protobuf() | st.binary(max_size=300),
+    st.sampled_from(["application/json", "application/x-protobuf"]),
+)
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+def test_loki_push_never_answers_5xx(client: TestClient, body: bytes, content_type: str) -> None:
+    response = client.post("/loki/api/v1/push", content=body, headers={"Content-Type": content_type})
+    assert response.status_code < 500, response.text
+    assert response.status_code in (204, 400, 413, 415), response.text
+
+
 # GET /logs's filters (and every route that takes them): names from the real ones, prefixed or not with
 # `not.`/`meta.`, dotted and escaped paths, and any text as values.
 filter_names = st.builds(
@@ -178,3 +232,122 @@ def short_streams(db: DB, database_url: str) -> Iterator[TestClient]:
     # GET /logs/stream ends after a moment, so that each example's answer is whole.
     with TestClient(create_app(make_settings(database_url, stream_max_seconds=0.05))) as client:
         yield client
+
+
+@st.composite
+def bulk_bodies(draw: st.DrawFn) -> bytes:
+    """Elasticsearch bulk NDJSON: plausible action/source pairs (ECS names among the keys), broken ones too."""
+    action = st.fixed_dictionaries(
+        {},
+        optional={"_index": st.text(max_size=12) | json_values, "_id": st.text(max_size=8) | st.integers() | json_values,
+                  "_type": st.just("_doc")},
+    )  # fmt: skip
+    ecs = st.sampled_from(["message", "@timestamp", "log.level", "service.name", "trace.id", "user.id", "priority",
+                           "error.stack_trace", "log", "service", "http.request.method", "programname"])  # fmt: skip
+    source = st.dictionaries(ecs | st.text(max_size=8), plausible_values, max_size=6) | json_values
+    lines = []
+    for _ in range(draw(st.integers(0, 5))):
+        name = draw(st.sampled_from(["index", "create", "create", "delete", "update", "merge"]))
+        lines.append(serialize({name: draw(action)} if draw(st.integers(0, 9)) else draw(json_values), draw))
+        if name != "delete" or draw(st.booleans()):
+            lines.append(serialize(draw(source), draw))
+    return b"\n".join(lines)
+
+
+@given(bulk_bodies(), st.sampled_from(["/_bulk", "/fuzz/_bulk", "/elasticsearch/_bulk?service=x"]))
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+def test_bulk_never_answers_5xx(client: TestClient, body: bytes, path: str) -> None:
+    response = client.post(path, content=body, headers={"Content-Type": "application/x-ndjson"})
+    assert response.status_code < 500, response.text
+    if response.status_code == 200:
+        answer = response.json()
+        assert answer["errors"] == any(
+            "error" in result for item in answer["items"] for result in item.values()
+        )
+
+
+@st.composite
+def firehose_records(draw: st.DrawFn) -> dict[str, Any]:
+    kind = draw(st.sampled_from(["text", "json", "cloudwatch", "bytes", "junk"]))
+    if kind == "junk":
+        return draw(json_values | st.fixed_dictionaries({"data": st.text(max_size=12)}))
+    if kind == "text":
+        raw = draw(st.text(max_size=40)).encode("utf-8", "surrogatepass")
+    elif kind == "json":
+        raw = serialize(draw(entries), draw)
+    elif kind == "cloudwatch":
+        raw = gzip.compress(serialize(draw(cloudwatch_payloads()), draw))
+    else:
+        raw = draw(st.binary(max_size=60))
+    return {"data": base64.b64encode(raw).decode()}
+
+
+@st.composite
+def cloudwatch_payloads(draw: st.DrawFn) -> Any:
+    event = st.fixed_dictionaries(
+        {"id": st.text(max_size=6) | st.integers(), "timestamp": st.integers(-5, 2**45) | st.floats() | st.text(max_size=3),
+         "message": st.text(max_size=30) | st.sampled_from(["REPORT RequestId: x\tDuration: 1e999 ms", "[ERROR]\tt\tr\tm",
+                    '{"level": "x", "requestId": 1}', '{"type": "platform.report", "record": {"metrics": 5}}',
+                    '{"message": 1, "metadata": [1]}']) | json_values},
+    )  # fmt: skip
+    payload = st.fixed_dictionaries(
+        {"messageType": st.sampled_from(["DATA_MESSAGE", "CONTROL_MESSAGE", "X"]),
+         "logGroup": st.sampled_from(["/aws/lambda/f", "/ecs/", "g" * 600, ""]) | json_values,
+         "logStream": st.text(max_size=5), "owner": json_values, "logEvents": st.lists(event | json_values, max_size=4)},
+    )  # fmt: skip
+    return draw(payload | json_values)
+
+
+@given(cloudwatch_payloads())
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+def test_cloudwatch_payloads_map_or_answer_a_4xx(payload: Any) -> None:
+    from app.config import Settings
+    from app.formats import cloudwatch
+    from app.intake import subscription
+
+    try:
+        mapped = cloudwatch.entries(cloudwatch.payloads(json.dumps(payload).encode())[0])
+    except IngestError as exc:
+        assert 400 <= exc.status < 500 and exc.message
+        return
+    checked = subscription.check(mapped.entries, Settings(_env_file=None))  # type: ignore[call-arg]
+    assert len(checked.rows) + checked.refused == len(mapped.entries)
+
+
+@given(st.lists(firehose_records(), max_size=5), st.sampled_from(["", "?service=s", "?level=LOUD"]))
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+def test_firehose_never_answers_5xx(client: TestClient, records: list[Any], query: str) -> None:
+    body = json.dumps({"requestId": uuid.uuid4().hex, "timestamp": 1, "records": records})
+    response = client.post(f"/firehose{query}", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code < 500, response.text
+    answer = response.json()
+    assert answer["requestId"] and ("errorMessage" in answer) == (response.status_code != 200)
+
+
+@st.composite
+def alert_rules(draw: st.DrawFn) -> Any:
+    filters = st.sampled_from(["service", "level", "min_level", "environment", "q", "trace_id", "user_id",
+                               "session_id", "meta.region", "meta.", "since", "limit"]) | st.text(max_size=8)  # fmt: skip
+    rule = {
+        "name": st.text(max_size=30),
+        "query": st.dictionaries(filters, plausible_values | st.lists(plausible_values, max_size=3), max_size=4),
+        "threshold": st.integers(-2, 2**40) | json_values,
+        "window_seconds": st.integers(-2, 2**40),
+        "notify": st.lists(st.sampled_from(["https://hooks.example.com/x", "slack://T1/B1/C1", "ftp://x"])
+                           | st.text(max_size=20), max_size=3),
+        "renotify_seconds": st.integers(-2, 10**7),
+    }  # fmt: skip
+    body = draw(st.fixed_dictionaries({}, optional=rule))
+    return draw(st.sampled_from([body, draw(json_values)]))
+
+
+@given(alert_rules())
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+def test_alert_rules_never_answer_5xx(client: TestClient, rule: Any) -> None:
+    body = json.dumps(rule).encode("utf-8", "surrogatepass")  # NaN and lone surrogates included
+    response = client.post("/alerts", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code in (201, 400, 422), response.text
+    if response.status_code == 201:
+        created = response.json()
+        assert client.get(f"/alerts/{created['id']}").json()["query"] == created["query"]
+        assert client.delete(f"/alerts/{created['id']}").status_code == 204

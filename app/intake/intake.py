@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import Request, Response
 
 from app.config import Settings
-from app.intake import body, idempotency
+from app.intake import body, documents, idempotency
 from app.intake.decode import content_encoding, decode
 from app.intake.rows import LazyRows
 from app.intake.writer import Batch, Row, Writer
@@ -44,10 +44,12 @@ class Intake:
         *,
         claim: idempotency.Claim | None,
         media_type: str = "application/json",
+        ids: documents.Documents | None = None,
     ) -> Response:
-        """Write the rows; the answer once committed (or the first answer again for a repeated key)."""
+        """Write the rows; the answer once committed (or the first answer again for a repeated key). With
+        document `ids`, rows whose id is taken are not written and the answer is `ids.answer`'s."""
         if claim is None:
-            outcome = await self.writer.write(Batch(rows, answer))
+            outcome = await self.writer.write(Batch(rows, answer, documents=ids))
         else:
             async with self.in_flight.hold(claim.key):
                 outcome = await self.writer.write(Batch(rows, answer, claim))

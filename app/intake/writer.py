@@ -39,7 +39,7 @@ from app import metrics
 from app.config import IngestMode, Settings
 from app.database import Database
 from app.errors import Busy, IngestError, InvalidLogs, ServiceUnavailable
-from app.intake import idempotency
+from app.intake import documents, idempotency
 from app.intake.rows import COLUMNS, LazyRows, Unsettled
 from app.storage import partitions, summary
 
@@ -71,11 +71,14 @@ _STALE = (
 
 @dataclass(frozen=True)
 class Batch:
-    """One request's rows, the answer it gets once they are committed, and its idempotency claim."""
+    """One request's rows, the answer it gets once they are committed, and its idempotency claim; or, for
+    rows with document ids (app/intake/documents.py), the answer built once their ids are claimed."""
 
     rows: Sequence[Row] | LazyRows
     response: bytes
     claim: idempotency.Claim | None = None
+    # Not with `claim`: the answer an Idempotency-Key stores is `response`, known before the ids are.
+    documents: documents.Documents | None = None
 
 
 @dataclass(frozen=True)
@@ -287,14 +290,23 @@ async def _claim(
         if lost:
             stored = {record["key"]: record for record in await conn.fetch(idempotency.LOOKUP, lost)}
     only = batches[0]
-    if len(batches) == 1 and (only.claim is None or only.claim.key in won):
+    if len(batches) == 1 and only.documents is None and (only.claim is None or only.claim.key in won):
         return [Outcome(only.response)], only.rows
+    # Document ids are claimed after every Idempotency-Key (one lock order for all transactions), and only
+    # for the batches that are written.
+    writing = [b.documents for b in batches if b.documents and (b.claim is None or b.claim.key in won)]
+    refused = iter(await documents.claim(conn, writing, ttl)) if writing else iter(())
     outcomes: list[Outcome | IngestError] = []
     rows: list[Row] = []
     for batch in batches:
         if batch.claim is None or batch.claim.key in won:
-            rows.extend(batch.rows)
-            outcomes.append(Outcome(batch.response))
+            if batch.documents is None:
+                rows.extend(batch.rows)
+                outcomes.append(Outcome(batch.response))
+            else:
+                taken = next(refused)
+                rows.extend(row for position, row in enumerate(batch.rows) if position not in taken)
+                outcomes.append(Outcome(batch.documents.answer(taken)))
             continue
         try:
             outcomes.append(Outcome(idempotency.replay(batch.claim, stored.get(batch.claim.key)), True))

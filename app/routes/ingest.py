@@ -109,9 +109,7 @@ def document(app: FastAPI, settings: Settings) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
-        schema = get_openapi(
-            title=app.title, version=app.version, summary=app.summary, routes=app.routes
-        )
+        schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
         body = batch_adapter(settings.max_batch_size).json_schema(ref_template="#/components/schemas/{model}")
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components.update(body.pop("$defs", {}))

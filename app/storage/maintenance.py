@@ -3,7 +3,8 @@
 * partitions for today and the next days (app/storage/partitions.py),
 * retention: partitions older than RETENTION_DAYS dropped (app/storage/retention.py),
 * /stats's summary compacted (app/storage/summary.py),
-* idempotency keys past IDEMPOTENCY_TTL forgotten (app/intake/idempotency.py).
+* idempotency keys and bulk document ids past IDEMPOTENCY_TTL forgotten (app/intake/idempotency.py,
+  app/intake/documents.py).
 
 uvicorn runs it every few minutes in each worker (app/main.py's lifespan), and a session advisory lock lets
 only one of them (across servers too) do a pass at a time; Lambda runs it when an EventBridge schedule
@@ -17,7 +18,7 @@ import logging
 from typing import Any
 
 from app.database import Database
-from app.intake import idempotency
+from app.intake import documents, idempotency
 from app.storage import retention, summary
 
 log = logging.getLogger(__name__)
@@ -42,12 +43,14 @@ async def run_once(database: Database) -> dict[str, Any]:
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
     pruned = await idempotency.prune(pool, settings.idempotency_ttl)
+    ids_pruned = await documents.prune(pool, settings.idempotency_ttl)
     done = {
         "partitions_dropped": dropped,
         "summary_rows_compacted": compacted,
         "idempotency_keys_pruned": pruned,
+        "bulk_ids_pruned": ids_pruned,
     }
-    if dropped or pruned:
+    if dropped or pruned or ids_pruned:
         log.info("housekeeping", extra=done)
     return done
 

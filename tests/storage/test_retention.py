@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 
 from app.config import IngestMode
 from app.storage import partitions, retention
-from tests.support import DB, log_entry
 from tests.storage.test_summary import plain_stats, write_concurrently
+from tests.support import DB, log_entry
 
 ROOT = Path(__file__).parents[2]
 TODAY = datetime.now(UTC).date()

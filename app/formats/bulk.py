@@ -1,0 +1,316 @@
+"""The Elasticsearch bulk API's body (NDJSON action/source pairs) -> entries of our schema.
+
+What rsyslog's omelasticsearch, Filebeat, Logstash, Fluent Bit's `es` output and Vector's `elasticsearch`
+sink send to `/_bulk`:
+
+    {"create": {"_index": "checkout", "_id": "…"}}      an action line: index | create | delete | update
+    {"@timestamp": "…", "message": "…", …}              its source (none after delete)
+
+`index` and `create` documents become entries; `delete` and `update` are refused per item (we are
+append-only), as is a source that is not a JSON object. A line that cannot be read as an action leaves no
+way to pair the lines after it, so the whole request is refused (as Elasticsearch does).
+
+A document's fields are read ECS first, dotted (`"log.level": …`) and nested (`"log": {"level": …}`) alike,
+first name found wins:
+
+    message        message, msg, log (a string)          created_at   @timestamp, timestamp, time, timereported
+    level          log.level, level, severity, priority  (syslog names too: emerg/alert/crit -> FATAL,
+                   err -> ERROR, warning -> WARN, notice/info -> INFO; another text is kept in metadata)
+    service        service.name, service, app, application, appname, app_name, programname; else ?service=;
+                   else the action's `_index`, else the path's `{index}` (a trailing date such as
+                   `-2026.11.30`, which Logstash and Fluent Bit add daily, taken off)
+    trace_id       trace.id, trace_id       user_id     user.id, user_id      session_id  session.id, session_id
+    error_type     error.type, error_type   stack_trace error.stack_trace, stack_trace
+    environment    service.environment, deployment.environment, environment, env (a value we know)
+    service_version service.version         path        url.path              method      http.request.method
+    function_name  log.origin.function      file_path   log.origin.file.name
+
+A value of the wrong type is not taken; everything not taken stays in `metadata`, as it came (with the
+document's `_id`). The entries are then validated by app/intake/rows.py like every other format.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache, lru_cache
+from typing import Any
+
+import orjson
+
+from app.errors import BadRequest, PayloadTooLarge
+from app.models import ENVIRONMENTS, METHODS
+from app.models import LEVELS as OUR_LEVELS
+
+ACTIONS = ("index", "create", "delete", "update")
+STORED = ("index", "create")
+
+# Syslog severity names (RFC 5424, as rsyslog's `priority` property spells them) and ECS's, -> our levels.
+LEVELS = {
+    "emerg": "FATAL", "emergency": "FATAL", "panic": "FATAL", "alert": "FATAL", "crit": "FATAL",
+    "critical": "FATAL", "fatal": "FATAL", "err": "ERROR", "error": "ERROR", "warning": "WARN",
+    "warn": "WARN", "notice": "INFO", "info": "INFO", "informational": "INFO", "debug": "DEBUG",
+    "trace": "TRACE",
+}  # fmt: skip
+
+# A date at the end of an index name, as daily indices have it: logstash-2026.11.30, app_2026-11-30.
+_DAILY = re.compile(r"[-_.]?\d{4}[.\-_]\d{2}[.\-_]\d{2}$")
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and value != ""
+
+
+def _time(value: Any) -> bool:
+    return _text(value) or (isinstance(value, int | float) and not isinstance(value, bool))
+
+
+def _environment(value: Any) -> bool:
+    return isinstance(value, str) and value.strip().lower() in ENVIRONMENTS
+
+
+def _method(value: Any) -> bool:
+    return isinstance(value, str) and value.strip().upper() in METHODS
+
+
+# (column, names in order of preference, which values are taken)
+MAPPING: tuple[tuple[str, tuple[str, ...], Callable[[Any], bool]], ...] = (
+    ("message", ("message", "msg", "log"), lambda value: isinstance(value, str)),
+    ("created_at", ("@timestamp", "timestamp", "time", "timereported"), _time),
+    ("level", ("log.level", "level", "severity", "priority"), _text),
+    (
+        "service",
+        ("service.name", "service", "app", "application", "appname", "app_name", "programname"),
+        _text,
+    ),
+    ("service_version", ("service.version",), _text),
+    ("environment", ("service.environment", "deployment.environment", "environment", "env"), _environment),
+    ("trace_id", ("trace.id", "trace_id"), _text),
+    ("user_id", ("user.id", "user_id"), _text),
+    ("session_id", ("session.id", "session_id"), _text),
+    ("error_type", ("error.type", "error_type"), _text),
+    ("stack_trace", ("error.stack_trace", "stack_trace"), _text),
+    ("path", ("url.path",), _text),
+    ("method", ("http.request.method",), _method),
+    ("function_name", ("log.origin.function",), _text),
+    ("file_path", ("log.origin.file.name",), _text),
+)
+
+
+@dataclass
+class Item:
+    """One action of the request, in order: what its answer names, and its entry or why it has none."""
+
+    action: str
+    index: str
+    id: str
+    given_id: bool  # the action named its `_id` (then it is claimed: app/intake/documents.py)
+    entry: dict[str, Any] | None = None
+    error: tuple[str, str] | None = None  # (Elasticsearch's error type, reason): a per-item 400
+
+
+def items(body: bytes, path_index: str | None, service: str | None, limit: int = 10_000) -> list[Item]:
+    """Every action of an NDJSON bulk body; 400 for a body whose lines cannot be paired, 413 (as soon as it
+    is seen) for one of more than `limit` actions."""
+    lines = [line for line in body.split(b"\n") if line.strip()]
+    # Ids for actions without one: 20 URL-safe characters like Elasticsearch's, random per request (72 bits)
+    # and numbered within it.
+    prefix = base64.urlsafe_b64encode(os.urandom(9)).decode()
+    if not lines:
+        raise BadRequest("the bulk body holds no actions: send NDJSON action/source pairs")
+    out: list[Item] = []
+    position = 0
+    while position < len(lines):
+        if len(out) == limit:
+            raise PayloadTooLarge(f"the bulk request holds more than {limit} actions; send smaller bulks")
+        number = position + 1
+        action, meta = _action(lines[position], number)
+        position += 1
+        index = meta.get("_index") if isinstance(meta.get("_index"), str) else None
+        index = index or path_index or ""
+        given = meta.get("_id")
+        given_id = isinstance(given, str | int) and not isinstance(given, bool) and str(given) != ""
+        item = Item(action, index, str(given) if given_id else f"{prefix}{len(out):08d}", given_id)
+        out.append(item)
+        if problem := _bad_name(item):
+            item.error = problem
+            if action != "delete":
+                position += 1  # its source line, unread
+            continue
+        if action == "delete":
+            item.error = ("illegal_argument_exception", "this store is append-only: delete is not supported")
+            continue
+        if position >= len(lines):
+            raise BadRequest(f"line {number}: the {action} action has no source line after it")
+        source_line = lines[position]
+        position += 1
+        if action == "update":
+            item.error = ("illegal_argument_exception", "this store is append-only: update is not supported")
+            continue
+        try:
+            source = orjson.loads(source_line)
+        except orjson.JSONDecodeError as exc:
+            item.error = ("document_parsing_exception", f"line {position}: source is not valid JSON: {exc}")
+            continue
+        if not isinstance(source, dict):
+            item.error = ("document_parsing_exception", f"line {position}: source must be a JSON object")
+            continue
+        item.entry = entry(source, service or _service_of(index), item.id if given_id else None)
+    return out
+
+
+# Elasticsearch's own limits (bytes of UTF-8); within them a name also fits the id table's btree index.
+MAX_ID_BYTES = 512
+MAX_INDEX_BYTES = 255
+
+
+def _bad_name(item: Item) -> tuple[str, str] | None:
+    if "\x00" in item.id or "\x00" in item.index:
+        return ("illegal_argument_exception", "_id and _index cannot hold the character U+0000")
+    if item.given_id and len(item.id.encode()) > MAX_ID_BYTES:
+        return ("illegal_argument_exception", f"id is too long, must be no longer than {MAX_ID_BYTES} bytes")
+    if len(item.index.encode()) > MAX_INDEX_BYTES:
+        return (
+            "invalid_index_name_exception",
+            f"index name is too long, must be at most {MAX_INDEX_BYTES} bytes",
+        )
+    return None
+
+
+def _action(line: bytes, number: int) -> tuple[str, dict[str, Any]]:
+    try:
+        action = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"line {number}: not a valid bulk action line: {exc}") from None
+    if not isinstance(action, dict) or len(action) != 1:
+        raise BadRequest(
+            f"line {number}: a bulk action line is one object with one key: {', '.join(ACTIONS)}"
+        )
+    ((name, meta),) = action.items()
+    if name not in ACTIONS or not isinstance(meta, dict):
+        raise BadRequest(f"line {number}: unknown bulk action {name!r}: expected one of {', '.join(ACTIONS)}")
+    return name, meta
+
+
+@lru_cache(maxsize=256)
+def _service_of(index: str) -> str | None:
+    return _DAILY.sub("", index) or index or None
+
+
+def entry(source: dict[str, Any], service: str | None, document_id: str | None = None) -> dict[str, Any]:
+    """One source document as an entry of POST /logs's schema (`source` is consumed)."""
+    out: dict[str, Any] = {}
+    keys = source.keys()
+    for column, names, accept, starts in _PLAN:
+        if keys.isdisjoint(starts):
+            continue
+        for name, prefixes in names:
+            # Most names are absent: a look-up of the keys any form of the name starts with rules them out.
+            for prefix in prefixes:
+                if prefix in source:
+                    value = take(source, name, accept)
+                    if value is not None:
+                        out[column] = value
+                    break
+            if column in out:
+                break
+    level = out.get("level")
+    if level is not None:
+        mapped = LEVELS.get(level.strip().lower())
+        if mapped is None and level.strip().upper() not in OUR_LEVELS:
+            source["level"] = level  # an unknown level is kept, the entry stored as INFO
+            mapped = "INFO"
+        out["level"] = mapped or level
+    else:
+        out["level"] = "INFO"
+    out.setdefault("message", "")
+    if "service" not in out and service is not None:
+        out["service"] = service
+    if document_id is not None:
+        source["_id"] = document_id
+    if source:
+        out["metadata"] = source
+    return out
+
+
+def take(document: dict[str, Any], name: str, accept: Callable[[Any], bool]) -> Any:
+    """Remove and return the value at the dotted `name`, however the document splits it into objects
+    (`a.b.c`, `a: {b.c}`, `a: {b: {c}}`, `a.b: {c}`); None when absent or not `accept`ed. An object left
+    empty is removed too."""
+    if name in document:
+        value = document[name]
+        if accept(value):
+            del document[name]
+            return value
+        return None
+    for head, rest in _splits(name):
+        inner = document.get(head)
+        if type(inner) is dict:
+            if rest in inner:  # the common case, `{"service": {"name": …}}`, without a call
+                value = inner[rest]
+                if not accept(value):
+                    continue
+                del inner[rest]
+            else:
+                value = take(inner, rest, accept)
+                if value is None:
+                    continue
+            if not inner:
+                del document[head]
+            return value
+    return None
+
+
+@cache
+def _splits(name: str) -> tuple[tuple[str, str], ...]:
+    """`a.b.c` -> (a, b.c), (a.b, c): each key an object may hold the rest of the name under."""
+    parts = name.split(".")
+    return tuple((".".join(parts[:i]), ".".join(parts[i:])) for i in range(1, len(parts)))
+
+
+def _prefixes(name: str) -> tuple[str, ...]:
+    return (*(head for head, _ in _splits(name)), name)
+
+
+# MAPPING with, for each name, the top-level keys any of its forms starts with, and all of a column's.
+_PLAN = tuple(
+    (
+        column,
+        tuple((name, _prefixes(name)) for name in names),
+        accept,
+        frozenset(prefix for name in names for prefix in _prefixes(name)),
+    )
+    for column, names, accept in MAPPING
+)
+
+
+def answer(listed: list[Item], took_ms: int, statuses: dict[int, tuple[int, dict[str, Any] | None]]) -> bytes:
+    """The bulk answer: an item per action, in order; `statuses` gives each position's status and error."""
+    out = []
+    errors = False
+    for position, item in enumerate(listed):
+        status, error = statuses[position]
+        result: dict[str, Any] = {"_index": item.index, "_id": item.id}
+        if error is None:
+            result.update(_CREATED)
+        else:
+            errors = True
+            result["status"] = status
+            result["error"] = error
+        out.append({item.action: result})
+    return orjson.dumps({"took": took_ms, "errors": errors, "items": out})
+
+
+_CREATED = {
+    "_version": 1,
+    "result": "created",
+    "_shards": {"total": 1, "successful": 1, "failed": 0},
+    "status": 201,
+}
+
+
+def error(kind: str, reason: str, item: Item) -> dict[str, Any]:
+    return {"type": kind, "reason": reason, "index": item.index}
