@@ -552,6 +552,10 @@ function stream() {
               const log = JSON.parse(event.data);
               logs.push(log);
               lastId = Math.max(lastId, log.id);
+            } else if (event.event === "lagging") {
+              // More logs match than a stream sends (500 a second): it skipped ahead; say so.
+              indicator.textContent = "● live (some skipped)";
+              indicator.title = "more logs match than the stream sends: narrow the filters to see them all";
             }
           }
           if (logs.length) arrive(logs);

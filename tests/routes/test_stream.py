@@ -76,7 +76,7 @@ class Events:
         with self._lock:
             while not any(log["message"] == message for log in self.logs()):
                 left = deadline - time.monotonic()
-                assert left > 0 and not self.ended.is_set(), f"{message!r} never arrived: {self.events}"
+                assert left > 0 and not self.ended.is_set(), f"{message!r} never arrived: {self.events[-3:]}"
                 self._lock.wait(left)
         return self.logs()
 
@@ -236,3 +236,21 @@ def test_bad_stream_filters_are_a_422(
     response = httpx.get(server[1] + "/logs/stream", params=params, headers=headers, timeout=10)
     assert response.status_code == 422
     assert [e["field"] for e in response.json()["errors"]] == [field]
+
+
+def test_more_than_a_poll_sends_is_said_and_skipped(
+    server: tuple[subprocess.Popen[bytes], str], stream: Any
+) -> None:
+    _, url = server
+    events = stream()
+    post(url, *[log_entry(message=f"burst {i}") for i in range(600)])  # one commit, more than BATCH
+    events.wait_for("burst 499")
+    for _ in range(100):  # bounded: the notice follows the poll's logs
+        if any(kind == "lagging" for kind, _, _ in events.events):
+            break
+        time.sleep(0.1)
+    post(url, log_entry(message="after the burst"))
+    logs = events.wait_for("after the burst")
+    kinds = [kind for kind, _, _ in events.events]
+    assert kinds.index("lagging") == 500  # a full poll, then the notice
+    assert len(logs) == 501 and logs[-1]["message"] == "after the burst"  # the rest of the burst skipped
