@@ -441,25 +441,30 @@ async function older() {
   const params = apiParams();
   params.set("limit", String(PAGE));
   params.set("cursor", cursor);
+  const mine = generation;
   const page = await api(`/logs?${params}`);
+  if (mine !== generation) return;
   $("#rows").append(...page.logs.map((log) => row(log, false)));
   cursor = page.next_cursor;
   $("#older").hidden = !cursor;
 }
 
 async function catchUp() {
+  const mine = generation;
   const params = apiParams();
   params.set("limit", String(PAGE));
   try {
-    arrive((await api(`/logs?${params}`)).logs);
+    arrive((await api(`/logs?${params}`)).logs, mine);
     $("#live").dataset.ready = "true"; // from here on, only the stream brings logs
   } catch (error) {
     status(error.message);
   }
 }
 
-function arrive(logs) {
-  // Live logs: on top when the reader is at the top, else counted on the "N new" button.
+function arrive(logs, mine) {
+  // Live logs: on top when the reader is at the top, else counted on the "N new" button. Logs asked for
+  // under an earlier view (an answer still on its way when the filters changed) are dropped.
+  if (mine !== generation) return;
   const shown = new Set([...$("#rows").children].map((tr) => tr.dataset.id));
   const fresh = logs.filter((log) => !shown.has(String(log.id)) && !pending.some((p) => p.id === log.id));
   if (!fresh.length) return;
@@ -508,6 +513,7 @@ function stream() {
   // GET /logs/stream, read with fetch (EventSource cannot send the API key header). If nothing arrives
   // within STREAM_FIRST_BYTE_MS (a proxy or API Gateway buffering the answer) or the route is missing, the
   // page polls instead.
+  const mine = generation;
   const controller = new AbortController();
   let lastId = 0; // the newest id the stream sent: where a reconnect resumes
   let stopped = false;
@@ -558,7 +564,7 @@ function stream() {
               indicator.title = "more logs match than the stream sends: narrow the filters to see them all";
             }
           }
-          if (logs.length) arrive(logs);
+          if (logs.length) arrive(logs, mine);
         }
         clearTimeout(timer);
         // The stream ended (STREAM_MAX_SECONDS): carry on from the newest log received.
@@ -587,13 +593,14 @@ function poll() {
   // The newest page again every REFRESH_MS; rows newer than the newest shown go on top.
   $("#live").textContent = "↻ polling";
   $("#live").title = `GET /logs every ${REFRESH_MS / 1000} s`;
+  const mine = generation;
   const timer = setInterval(async () => {
     if (document.hidden) return;
     const params = apiParams();
     params.set("limit", String(PAGE));
     try {
       const page = await api(`/logs?${params}`);
-      arrive(page.logs);
+      arrive(page.logs, mine);
     } catch (error) {
       status(error.message);
     }
