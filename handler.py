@@ -29,7 +29,8 @@ from app.intake import subscription
 from app.main import create_app
 from app.storage import maintenance
 
-LAMBDA_DEFAULTS = {"db_pool_min_size": 0, "db_pool_max_size": 1}
+# stream_max_clients 0: API Gateway buffers whole answers, so GET /logs/stream is off (the web view polls).
+LAMBDA_DEFAULTS = {"db_pool_min_size": 0, "db_pool_max_size": 1, "stream_max_clients": 0}
 # Deliveries must end inside the function's timeout (template.yaml: 28 s): 3 attempts of at most 5 s,
 # 1 s and 2 s apart.
 LAMBDA_NOTIFIER = {"attempts": 3, "backoff": 1.0, "timeout": 5.0}

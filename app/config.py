@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     created_at_max_ahead_hours: int = Field(24, ge=1)
     # Seconds a query (GET /logs, /traces) may run before it is stopped with a 422 asking to narrow it.
     query_timeout: float = Field(10.0, gt=0)
+    # GET /logs/stream (app/routes/stream.py): live streams open at once per worker (0: off, Lambda's default),
+    # and seconds each lasts before it ends (the client reconnects with Last-Event-ID and carries on).
+    stream_max_clients: int = Field(32, ge=0)
+    stream_max_seconds: float = Field(300.0, gt=0)
 
     # Seconds an Idempotency-Key is remembered (app/intake/idempotency.py); pruned in the background after that.
     idempotency_ttl: float = Field(86_400, gt=0)

@@ -24,7 +24,7 @@ from app.errors import IngestError, InvalidQuery
 from app.intake import writer
 from app.intake.intake import Intake
 from app.requestlog import RequestLog
-from app.routes import alerts, bulk, firehose, health, ingest, loki, otlp, query, stats, ui
+from app.routes import alerts, bulk, facets, firehose, health, ingest, loki, otlp, query, stats, stream, ui
 from app.storage import maintenance
 
 log = logging.getLogger("app")
@@ -75,6 +75,8 @@ def create_app(
         bulk.router(settings, intake),
         firehose.router(settings, intake),
         query.router(settings, database),
+        facets.router(settings, database),
+        stream.router(settings, database),
         health.router(settings, database),
         stats.router(settings, database),
         alerts.router(settings, database),

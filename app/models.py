@@ -280,6 +280,25 @@ class Timeline(BaseModel):
     points: list[TimelinePoint] = Field(description="Buckets with at least one log, oldest first.")
 
 
+class FacetValue(BaseModel):
+    value: str = Field(description="As a GET /logs filter takes it (numbers and booleans as JSON text).")
+    count: int
+
+
+class Facet(BaseModel):
+    field: str = Field(description="The GET /logs parameter it filters: `service`, `level`, `meta.region`, …")
+    exact: bool = Field(description="Counted over the whole range (true) or over the sample (false).")
+    count: int = Field(description="Logs with this field (of the range, or of the sample).")
+    values: list[FacetValue] = Field(description="Most frequent first.")
+
+
+class Facets(BaseModel):
+    since: str
+    until: str
+    sampled: int = Field(description="How many logs (the newest matching ones) the inexact facets counted.")
+    facets: list[Facet] = Field(description="service, level, environment, then the most seen metadata paths.")
+
+
 class Health(BaseModel):
     status: Literal["healthy"] = "healthy"
     service: str = "log-save-server"

@@ -327,6 +327,12 @@ def scale_table(scale_data: dict[str, Any]) -> list[str]:
                  + ", ".join(f"{_ms(r['ui_load_p50_ms'])} ms at {_n(r['rows'])} rows" for r in results)
                  + "; a service + level filter applied "
                  + ", ".join(f"{_ms(r['ui_filter_p50_ms'])} ms" for r in results) + "."]  # fmt: skip
+    if "facets_24h_p50_ms" in results[-1]:
+        rows += ["", "Under the page (HTTP, p50): GET /logs's first page, GET /logs/facets for 24 h (summary; sampled), "
+                 "and a log from its POST's answer to its GET /logs/stream event: "
+                 + "; ".join(f"{_n(r['rows'])} rows: {_ms(r['first_page_p50_ms'])} ms, {_ms(r['facets_24h_p50_ms'])}"
+                             f" / {_ms(r['facets_24h_sampled_p50_ms'])} ms, {_ms(r['stream_delivery_p50_ms'])} ms"
+                             for r in results) + "."]  # fmt: skip
     if "wal_bytes_per_row" in results[-1]:
         last = results[-1]
         rows += ["", (f"Storage at {_n(last['rows'])} rows in {last['partitions']} daily partitions: "

@@ -42,6 +42,7 @@ def test_quick_run_writes_well_formed_results(
     scale = json.loads((tmp_path / "scale.json").read_text())["results"]
     assert [r["rows"] for r in scale] == [5_000, 20_000]
     assert all(r["stats_p50_ms"] > 0 and r["full_count_p50_ms"] > 0 for r in scale)
+    assert all(r["facets_24h_p50_ms"] > 0 and r["stream_delivery_p50_ms"] > 0 for r in scale)
     client = json.loads((tmp_path / "client.json").read_text())["results"]
     assert client["throughput"]["lost"] == 0 and client["log_busy"]["p50_us"] > 0
     report = (tmp_path / "REPORT.md").read_text()

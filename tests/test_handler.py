@@ -176,3 +176,13 @@ def test_an_event_without_content_type_is_read_as_json(lambda_handler: ModuleTyp
     response = lambda_handler.handler(bare, Context())
     assert response["statusCode"] == 200, response
     assert db.count() == 2
+
+
+def test_on_lambda_live_streams_are_off_and_say_so(lambda_handler: ModuleType) -> None:
+    # API Gateway buffers whole answers: a stream would only end in a timeout, so it answers at once.
+    request = event("apigw-http-v2")
+    request.update(routeKey="GET /logs/stream", rawPath="/logs/stream", body="", isBase64Encoded=False)
+    request["requestContext"]["http"].update(method="GET", path="/logs/stream")
+    response = lambda_handler.handler(request, Context())
+    assert response["statusCode"] == 501
+    assert "poll GET /logs" in json.loads(response["body"])["message"]

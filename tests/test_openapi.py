@@ -26,9 +26,10 @@ PHASES = ["examples", "coverage", "fuzzing"]
 
 @pytest.fixture(scope="module")
 def api(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    # Generated alert rules notify generated URLs: this server never evaluates them (ALERT_INTERVAL a day),
-    # and they are deleted afterwards, before another test's server could.
-    env = {"DATABASE_URL": database_url, "ALERT_INTERVAL": "86400"}
+    # GET /logs/stream ends after a moment, so that each example's answer is whole. Generated alert rules
+    # notify generated URLs: this server never evaluates them (ALERT_INTERVAL a day), and they are deleted
+    # afterwards, before another test's server could.
+    env = {"DATABASE_URL": database_url, "STREAM_MAX_SECONDS": "0.05", "ALERT_INTERVAL": "86400"}
     process, url = start_server(env, tmp_path_factory.mktemp("openapi"))
     try:
         loaded = schemathesis.openapi.from_url(url + "/openapi.json")

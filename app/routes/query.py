@@ -27,7 +27,7 @@ def router(settings: Settings, database: Database) -> APIRouter:
     timeout_ms = int(settings.query_timeout * 1000)
 
     async def run(sql: str, args: list[Any]) -> list[asyncpg.Record]:
-        with database_errors(), _narrow_on_timeout(settings.query_timeout):
+        with database_errors(), narrow_on_timeout(settings.query_timeout):
             pool = await database.pool()
             async with (
                 pool.acquire(timeout=settings.db_acquire_timeout) as conn,
@@ -56,9 +56,7 @@ def router(settings: Settings, database: Database) -> APIRouter:
         trace_id, user_id, session_id and `meta.<key>`) excludes the logs that match it, and may repeat;
         logs without the field are kept. Each page ends with `next_cursor` (null on the last one); pass it
         as `cursor` for the next page."""
-        params = {
-            key: [_no_nul(v) for v in request.query_params.getlist(key)] for key in request.query_params
-        }
+        params = filters(request)
         export = NDJSON in request.headers.get("accept", "")
         parsed = query.parse(params, export=export)
         if export:
@@ -95,7 +93,7 @@ def router(settings: Settings, database: Database) -> APIRouter:
         records = await run(
             f"SELECT {query.DOCUMENT} AS doc FROM logs WHERE trace_id = $1 AND NOT deleted"
             f" ORDER BY created_at, id LIMIT {query.MAX_TRACE_LOGS}",
-            [_no_nul(trace_id)],
+            [no_nul(trace_id)],
         )
         body = b'{"trace_id":' + orjson.dumps(trace_id) + b',"logs":['
         return Response(
@@ -106,7 +104,7 @@ def router(settings: Settings, database: Database) -> APIRouter:
 
 
 @contextlib.contextmanager
-def _narrow_on_timeout(seconds: float) -> Iterator[None]:
+def narrow_on_timeout(seconds: float) -> Iterator[None]:
     try:
         yield
     except asyncpg.QueryCanceledError as exc:
@@ -116,7 +114,12 @@ def _narrow_on_timeout(seconds: float) -> Iterator[None]:
         ) from exc
 
 
-def _no_nul(value: str) -> str:
+def filters(request: Request) -> dict[str, list[str]]:
+    """The query string as GET /logs's filters take it: every value of every name."""
+    return {key: [no_nul(v) for v in request.query_params.getlist(key)] for key in request.query_params}
+
+
+def no_nul(value: str) -> str:
     # PostgreSQL text cannot hold U+0000; stored logs have U+FFFD in its place, so the filter does too.
     return value.replace("\x00", "\ufffd")
 
