@@ -100,7 +100,7 @@ MAPPING: tuple[tuple[str, tuple[str, ...], Callable[[Any], bool]], ...] = (
 )
 
 
-@dataclass
+@dataclass(slots=True)
 class Item:
     """One action of the request, in order: what its answer names, and its entry or why it has none."""
 
@@ -122,12 +122,18 @@ def items(body: bytes, path_index: str | None, service: str | None, limit: int =
     if not lines:
         raise BadRequest("the bulk body holds no actions: send NDJSON action/source pairs")
     out: list[Item] = []
+    # Agents repeat one action line (`{"create":{}}`, or one `_index`): each text is read once.
+    actions: dict[bytes, tuple[str, dict[str, Any]]] = {}
     position = 0
     while position < len(lines):
         if len(out) == limit:
             raise PayloadTooLarge(f"the bulk request holds more than {limit} actions; send smaller bulks")
         number = position + 1
-        action, meta = _action(lines[position], number)
+        line = lines[position]
+        read = actions.get(line)
+        if read is None:
+            read = actions[line] = _action(line, number)
+        action, meta = read
         position += 1
         index = meta.get("_index") if isinstance(meta.get("_index"), str) else None
         index = index or path_index or ""
@@ -170,9 +176,10 @@ MAX_INDEX_BYTES = 255
 def _bad_name(item: Item) -> tuple[str, str] | None:
     if "\x00" in item.id or "\x00" in item.index:
         return ("illegal_argument_exception", "_id and _index cannot hold the character U+0000")
-    if item.given_id and len(item.id.encode()) > MAX_ID_BYTES:
+    # A character is at most 4 bytes of UTF-8: shorter names are not encoded to be measured.
+    if item.given_id and len(item.id) * 4 > MAX_ID_BYTES and len(item.id.encode()) > MAX_ID_BYTES:
         return ("illegal_argument_exception", f"id is too long, must be no longer than {MAX_ID_BYTES} bytes")
-    if len(item.index.encode()) > MAX_INDEX_BYTES:
+    if len(item.index) * 4 > MAX_INDEX_BYTES and len(item.index.encode()) > MAX_INDEX_BYTES:
         return (
             "invalid_index_name_exception",
             f"index name is too long, must be at most {MAX_INDEX_BYTES} bytes",
@@ -202,21 +209,9 @@ def _service_of(index: str) -> str | None:
 
 def entry(source: dict[str, Any], service: str | None, document_id: str | None = None) -> dict[str, Any]:
     """One source document as an entry of POST /logs's schema (`source` is consumed)."""
-    out: dict[str, Any] = {}
-    keys = source.keys()
-    for column, names, accept, starts in _PLAN:
-        if keys.isdisjoint(starts):
-            continue
-        for name, prefixes in names:
-            # Most names are absent: a look-up of the keys any form of the name starts with rules them out.
-            for prefix in prefixes:
-                if prefix in source:
-                    value = take(source, name, accept)
-                    if value is not None:
-                        out[column] = value
-                    break
-            if column in out:
-                break
+    out = _ecs(source)
+    if out is None:
+        out = _found(source)
     level = out.get("level")
     if level is not None:
         mapped = LEVELS.get(level.strip().lower())
@@ -233,6 +228,26 @@ def entry(source: dict[str, Any], service: str | None, document_id: str | None =
         source["_id"] = document_id
     if source:
         out["metadata"] = source
+    return out
+
+
+def _found(source: dict[str, Any]) -> dict[str, Any]:
+    """Every column MAPPING finds in `source`, taken out of it: the general reading, any form of any name."""
+    out: dict[str, Any] = {}
+    keys = source.keys()
+    for column, names, accept, starts in _PLAN:
+        if keys.isdisjoint(starts):
+            continue
+        for name, prefixes in names:
+            # Most names are absent: a look-up of the keys any form of the name starts with rules them out.
+            for prefix in prefixes:
+                if prefix in source:
+                    value = take(source, name, accept)
+                    if value is not None:
+                        out[column] = value
+                    break
+            if column in out:
+                break
     return out
 
 
@@ -284,6 +299,83 @@ _PLAN = tuple(
         frozenset(prefix for name in names for prefix in _prefixes(name)),
     )
     for column, names, accept in MAPPING
+)
+
+
+# The top-level keys of ECS's nested layout (what ecs-logging, Filebeat, Vector and the bench write). In a
+# document with a string `message` and none of MAPPING's other keys, each column can only come from one
+# place, so `_ecs` reads it there: what `_found` gives, without its search through every form of every name.
+_ECS_KEYS = frozenset(("message", "@timestamp", "log.level", "log", "service", "trace", "user", "session",
+                       "error", "url", "http"))  # fmt: skip
+_OTHER_KEYS = frozenset(prefix for _, _, _, starts in _PLAN for prefix in starts) - _ECS_KEYS
+# Within `log` and `log.origin`, the dotted forms of the names below them (`_found` would look at these).
+_LOG_DOTTED = frozenset(("origin.function", "origin.file", "origin.file.name"))
+
+
+def _ecs(source: dict[str, Any]) -> dict[str, Any] | None:
+    """`_found` for a document in ECS's nested layout, or None when it may be in another."""
+    message = source.get("message")
+    if type(message) is not str or not source.keys().isdisjoint(_OTHER_KEYS):
+        return None
+    log = source.get("log")
+    if type(log) is dict:
+        if not log.keys().isdisjoint(_LOG_DOTTED):
+            return None
+        origin = log.get("origin")
+        if type(origin) is dict and "file.name" in origin:
+            return None
+    http = source.get("http")
+    if type(http) is dict and "request.method" in http:
+        return None
+    # Column by column in MAPPING's order, each from the document as the columns before left it.
+    out: dict[str, Any] = {"message": message}
+    del source["message"]
+    value = source.get("@timestamp")
+    if _time(value):
+        out["created_at"] = value
+        del source["@timestamp"]
+    if "log.level" in source:
+        value = source["log.level"]
+        if _text(value):
+            out["level"] = value
+            del source["log.level"]
+    elif (value := _nested(source, ("log", "level"), _text)) is not None:
+        out["level"] = value
+    service = source.get("service")
+    if type(service) is dict:
+        if (value := _nested(source, ("service", "name"), _text)) is not None:
+            out["service"] = value
+    elif _text(service):
+        out["service"] = service
+        del source["service"]
+    for column, path, accept in _ECS_PATHS:
+        if (value := _nested(source, path, accept)) is not None:
+            out[column] = value
+    return out
+
+
+def _nested(document: dict[str, Any], path: tuple[str, ...], accept: Callable[[Any], bool]) -> Any:
+    """Remove and return the value at `path` through nested objects, or None when absent or not `accept`ed;
+    objects left empty are removed too."""
+    inner = document.get(path[0])
+    if len(path) == 1:
+        if accept(inner):
+            del document[path[0]]
+            return inner
+        return None
+    if type(inner) is not dict:
+        return None
+    value = _nested(inner, path[1:], accept)
+    if value is not None and not inner:
+        del document[path[0]]
+    return value
+
+
+# The columns after `service` as `_ecs` reads them, in MAPPING's order.
+_ECS_PATHS = tuple(
+    (column, tuple(names[0].split(".")), accept)
+    for column, names, accept in MAPPING
+    if column not in ("message", "created_at", "level", "service")
 )
 
 
