@@ -327,55 +327,111 @@ def _ecs(source: dict[str, Any]) -> dict[str, Any] | None:
     http = source.get("http")
     if type(http) is dict and "request.method" in http:
         return None
-    # Column by column in MAPPING's order, each from the document as the columns before left it.
+    # Each column from its one place. Taking a value removes it, and an object a take left empty (not one
+    # that came empty); which values are taken does not depend on the order they are taken in.
     out: dict[str, Any] = {"message": message}
     del source["message"]
     value = source.get("@timestamp")
     if _time(value):
         out["created_at"] = value
         del source["@timestamp"]
-    if "log.level" in source:
+    if "log.level" in source:  # the dotted form rules out the nested one, taken or not
         value = source["log.level"]
         if _text(value):
             out["level"] = value
             del source["log.level"]
-    elif (value := _nested(source, ("log", "level"), _text)) is not None:
-        out["level"] = value
+        if type(log) is dict:
+            _log(source, log, out, False)
+    elif type(log) is dict:
+        _log(source, log, out, True)
     service = source.get("service")
     if type(service) is dict:
-        if (value := _nested(source, ("service", "name"), _text)) is not None:
-            out["service"] = value
+        _pick(source, "service", service, _SERVICE, out)
     elif _text(service):
         out["service"] = service
         del source["service"]
-    for column, path, accept in _ECS_PATHS:
-        if (value := _nested(source, path, accept)) is not None:
-            out[column] = value
+    for head, fields in _OBJECTS:
+        inner = source.get(head)
+        if type(inner) is dict:
+            _pick(source, head, inner, fields, out)
+    if type(http) is dict:
+        request = http.get("request")
+        if type(request) is dict:
+            value = request.get("method")
+            if _method(value):
+                out["method"] = value
+                del request["method"]
+                if not request:
+                    del http["request"]
+                    if not http:
+                        del source["http"]
     return out
 
 
-def _nested(document: dict[str, Any], path: tuple[str, ...], accept: Callable[[Any], bool]) -> Any:
-    """Remove and return the value at `path` through nested objects, or None when absent or not `accept`ed;
-    objects left empty are removed too."""
-    inner = document.get(path[0])
-    if len(path) == 1:
-        if accept(inner):
-            del document[path[0]]
-            return inner
-        return None
-    if type(inner) is not dict:
-        return None
-    value = _nested(inner, path[1:], accept)
-    if value is not None and not inner:
-        del document[path[0]]
-    return value
+def _pick(
+    document: dict[str, Any],
+    head: str,
+    inner: dict[str, Any],
+    fields: tuple[tuple[str, str, Callable[[Any], bool]], ...],
+    out: dict[str, Any],
+) -> None:
+    """Take each (column, key, accept) of `fields` from `inner`, the object at `document[head]`."""
+    taken = False
+    for column, key, accept in fields:
+        value = inner.get(key)
+        if accept(value):
+            out[column] = value
+            del inner[key]
+            taken = True
+    if taken and not inner:
+        del document[head]
 
 
-# The columns after `service` as `_ecs` reads them, in MAPPING's order.
-_ECS_PATHS = tuple(
-    (column, tuple(names[0].split(".")), accept)
-    for column, names, accept in MAPPING
-    if column not in ("message", "created_at", "level", "service")
+def _log(source: dict[str, Any], log: dict[str, Any], out: dict[str, Any], level: bool) -> None:
+    """`log.level` (when `level`), `log.origin.function` and `log.origin.file.name` from the `log` object."""
+    taken = False
+    if level:
+        value = log.get("level")
+        if _text(value):
+            out["level"] = value
+            del log["level"]
+            taken = True
+    origin = log.get("origin")
+    if type(origin) is dict:
+        from_origin = False
+        value = origin.get("function")
+        if _text(value):
+            out["function_name"] = value
+            del origin["function"]
+            from_origin = True
+        file = origin.get("file")
+        if type(file) is dict:
+            value = file.get("name")
+            if _text(value):
+                out["file_path"] = value
+                del file["name"]
+                from_origin = True
+                if not file:
+                    del origin["file"]
+        if from_origin and not origin:
+            del log["origin"]
+        taken = taken or from_origin
+    if taken and not log:
+        del source["log"]
+
+
+# Where `_ecs` reads the other columns: the object, and (column, key in it, which values are taken).
+_SERVICE = (
+    ("service", "name", _text),
+    ("service_version", "version", _text),
+    ("environment", "environment", _environment),
+)
+_OBJECTS = (
+    ("trace", (("trace_id", "id", _text),)),
+    ("user", (("user_id", "id", _text),)),
+    ("session", (("session_id", "id", _text),)),
+    ("error", (("error_type", "type", _text), ("stack_trace", "stack_trace", _text))),
+    ("url", (("path", "path", _text),)),
 )
 
 

@@ -102,6 +102,7 @@ _OTHER = st.dictionaries(
 @example({"message": "m", "log": {"origin.function": "a", "origin": {"function": "b"}}}, {})
 @example({"message": "m", "http": {"request.method": "GET", "request": {"method": "PUT"}}}, {})
 @example({"message": "m", "service": "", "app": "a"}, {})
+@example({"message": "m", "log": {"level": "warn", "origin": {}}, "trace": {}}, {})  # came empty: kept
 @settings(max_examples=500, deadline=None)
 def test_the_ecs_layout_reads_as_the_general_mapping(document: dict[str, Any], other: dict[str, Any]) -> None:
     document.update(other)
