@@ -372,14 +372,16 @@ def _pick(
     document: dict[str, Any],
     head: str,
     inner: dict[str, Any],
-    fields: tuple[tuple[str, str, Callable[[Any], bool]], ...],
+    fields: tuple[tuple[str, str, Callable[[Any], bool] | None], ...],
     out: dict[str, Any],
 ) -> None:
-    """Take each (column, key, accept) of `fields` from `inner`, the object at `document[head]`."""
+    """Take each (column, key, accept) of `fields` from `inner`, the object at `document[head]`; an accept of
+    None takes text."""
     taken = False
     for column, key, accept in fields:
         value = inner.get(key)
-        if accept(value):
+        # `_text` written out: most fields take text, and this runs for each of them in each document.
+        if (isinstance(value, str) and value != "") if accept is None else accept(value):
             out[column] = value
             del inner[key]
             taken = True
@@ -420,18 +422,19 @@ def _log(source: dict[str, Any], log: dict[str, Any], out: dict[str, Any], level
         del source["log"]
 
 
-# Where `_ecs` reads the other columns: the object, and (column, key in it, which values are taken).
+# Where `_ecs` reads the other columns: the object, and (column, key in it, which values are taken: None
+# for text).
 _SERVICE = (
-    ("service", "name", _text),
-    ("service_version", "version", _text),
+    ("service", "name", None),
+    ("service_version", "version", None),
     ("environment", "environment", _environment),
 )
 _OBJECTS = (
-    ("trace", (("trace_id", "id", _text),)),
-    ("user", (("user_id", "id", _text),)),
-    ("session", (("session_id", "id", _text),)),
-    ("error", (("error_type", "type", _text), ("stack_trace", "stack_trace", _text))),
-    ("url", (("path", "path", _text),)),
+    ("trace", (("trace_id", "id", None),)),
+    ("user", (("user_id", "id", None),)),
+    ("session", (("session_id", "id", None),)),
+    ("error", (("error_type", "type", None), ("stack_trace", "stack_trace", None))),
+    ("url", (("path", "path", None),)),
 )
 
 

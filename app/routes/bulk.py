@@ -50,11 +50,18 @@ def router(settings: Settings, intake: Intake) -> APIRouter:
         async with intake.decoded_body(request) as decoded:
             listed = bulk.items(decoded, index, service, limit)
             statuses: dict[int, tuple[int, dict[str, Any] | None]] = {}
+            documents: list[int] = []
+            entries: list[dict[str, Any]] = []
             for position, item in enumerate(listed):
                 if item.error is not None:
                     statuses[position] = (400, bulk.error(*item.error, item))
-            documents = [position for position, item in enumerate(listed) if item.entry is not None]
-            batch, refused = _validated([listed[p].entry for p in documents], limit, window)  # type: ignore[misc]
+                elif item.entry is not None:
+                    documents.append(position)
+                    entries.append(item.entry)
+                    # Let go once validated: not held (and walked by the collector) while the rows are written.
+                    item.entry = None
+            batch, refused = _validated(entries, limit, window)
+            del entries
             for number, reason in refused.items():
                 statuses[documents[number]] = (
                     400,
