@@ -60,7 +60,9 @@ def router(settings: Settings, intake: Intake) -> APIRouter:
                     entries.append(item.entry)
                     # Let go once validated: not held (and walked by the collector) while the rows are written.
                     item.entry = None
-            batch, refused = _validated(entries, limit, window)
+            # Decoded JSON holds U+0000 only where the text escapes it; ?service= may hold it anyway.
+            nul = b"\\u0000" in decoded or (service is not None and "\x00" in service)
+            batch, refused = _validated(entries, limit, window, nul)
             del entries
             for number, reason in refused.items():
                 statuses[documents[number]] = (
@@ -161,13 +163,14 @@ def router(settings: Settings, intake: Intake) -> APIRouter:
 
 
 def _validated(
-    entries: list[dict[str, Any]], limit: int, window: Any
+    entries: list[dict[str, Any]], limit: int, window: Any, nul: bool = True
 ) -> tuple[list[rows.Row], dict[int, str]]:
-    """The valid entries' rows, and why each other entry (by its number among `entries`) was refused."""
+    """The valid entries' rows, and why each other entry (by its number among `entries`) was refused; `nul`:
+    whether a string may hold U+0000 (stored as U+FFFD)."""
     if not entries:
         return [], {}
     try:
-        batch, rejected = rows.parse_values(entries, limit, window=window)
+        batch, rejected = rows.parse_values(entries, limit, window=window, strip_nul=nul)
     except InvalidLogs as exc:  # not one entry valid
         if not all(_number(e["field"]) is not None for e in exc.errors):
             raise  # a problem of the batch, not of an entry
