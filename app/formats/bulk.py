@@ -122,8 +122,9 @@ def items(body: bytes, path_index: str | None, service: str | None, limit: int =
     if not lines:
         raise BadRequest("the bulk body holds no actions: send NDJSON action/source pairs")
     out: list[Item] = []
-    # Agents repeat one action line (`{"create":{}}`, or one `_index`): each text is read once.
-    actions: dict[bytes, tuple[str, dict[str, Any]]] = {}
+    # Agents repeat one action line (`{"create":{}}`, or one `_index`): each text is read once, to (action,
+    # its `_index`, its `_id`).
+    actions: dict[bytes, tuple[str, str | None, str | None]] = {}
     position = 0
     while position < len(lines):
         if len(out) == limit:
@@ -133,13 +134,11 @@ def items(body: bytes, path_index: str | None, service: str | None, limit: int =
         read = actions.get(line)
         if read is None:
             read = actions[line] = _action(line, number)
-        action, meta = read
+        action, named_index, given = read
         position += 1
-        index = meta.get("_index") if isinstance(meta.get("_index"), str) else None
-        index = index or path_index or ""
-        given = meta.get("_id")
-        given_id = isinstance(given, str | int) and not isinstance(given, bool) and str(given) != ""
-        item = Item(action, index, str(given) if given_id else f"{prefix}{len(out):08d}", given_id)
+        index = named_index or path_index or ""
+        given_id = given is not None
+        item = Item(action, index, given if given_id else f"{prefix}{len(out):08d}", given_id)
         out.append(item)
         if problem := _bad_name(item):
             item.error = problem
@@ -187,7 +186,7 @@ def _bad_name(item: Item) -> tuple[str, str] | None:
     return None
 
 
-def _action(line: bytes, number: int) -> tuple[str, dict[str, Any]]:
+def _action(line: bytes, number: int) -> tuple[str, str | None, str | None]:
     try:
         action = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
@@ -199,7 +198,10 @@ def _action(line: bytes, number: int) -> tuple[str, dict[str, Any]]:
     ((name, meta),) = action.items()
     if name not in ACTIONS or not isinstance(meta, dict):
         raise BadRequest(f"line {number}: unknown bulk action {name!r}: expected one of {', '.join(ACTIONS)}")
-    return name, meta
+    index = meta.get("_index")
+    given = meta.get("_id")
+    named = isinstance(given, str | int) and not isinstance(given, bool) and str(given) != ""
+    return name, index if isinstance(index, str) else None, str(given) if named else None
 
 
 @lru_cache(maxsize=256)
