@@ -100,7 +100,7 @@ MAPPING: tuple[tuple[str, tuple[str, ...], Callable[[Any], bool]], ...] = (
 )
 
 
-@dataclass
+@dataclass(slots=True)
 class Item:
     """One action of the request, in order: what its answer names, and its entry or why it has none."""
 
@@ -122,18 +122,23 @@ def items(body: bytes, path_index: str | None, service: str | None, limit: int =
     if not lines:
         raise BadRequest("the bulk body holds no actions: send NDJSON action/source pairs")
     out: list[Item] = []
+    # Agents repeat one action line (`{"create":{}}`, or one `_index`): each text is read once, to (action,
+    # its `_index`, its `_id`).
+    actions: dict[bytes, tuple[str, str | None, str | None]] = {}
     position = 0
     while position < len(lines):
         if len(out) == limit:
             raise PayloadTooLarge(f"the bulk request holds more than {limit} actions; send smaller bulks")
         number = position + 1
-        action, meta = _action(lines[position], number)
+        line = lines[position]
+        read = actions.get(line)
+        if read is None:
+            read = actions[line] = _action(line, number)
+        action, named_index, given = read
         position += 1
-        index = meta.get("_index") if isinstance(meta.get("_index"), str) else None
-        index = index or path_index or ""
-        given = meta.get("_id")
-        given_id = isinstance(given, str | int) and not isinstance(given, bool) and str(given) != ""
-        item = Item(action, index, str(given) if given_id else f"{prefix}{len(out):08d}", given_id)
+        index = named_index or path_index or ""
+        given_id = given is not None
+        item = Item(action, index, given if given_id else f"{prefix}{len(out):08d}", given_id)
         out.append(item)
         if problem := _bad_name(item):
             item.error = problem
@@ -170,9 +175,10 @@ MAX_INDEX_BYTES = 255
 def _bad_name(item: Item) -> tuple[str, str] | None:
     if "\x00" in item.id or "\x00" in item.index:
         return ("illegal_argument_exception", "_id and _index cannot hold the character U+0000")
-    if item.given_id and len(item.id.encode()) > MAX_ID_BYTES:
+    # A character is at most 4 bytes of UTF-8: shorter names are not encoded to be measured.
+    if item.given_id and len(item.id) * 4 > MAX_ID_BYTES and len(item.id.encode()) > MAX_ID_BYTES:
         return ("illegal_argument_exception", f"id is too long, must be no longer than {MAX_ID_BYTES} bytes")
-    if len(item.index.encode()) > MAX_INDEX_BYTES:
+    if len(item.index) * 4 > MAX_INDEX_BYTES and len(item.index.encode()) > MAX_INDEX_BYTES:
         return (
             "invalid_index_name_exception",
             f"index name is too long, must be at most {MAX_INDEX_BYTES} bytes",
@@ -180,7 +186,7 @@ def _bad_name(item: Item) -> tuple[str, str] | None:
     return None
 
 
-def _action(line: bytes, number: int) -> tuple[str, dict[str, Any]]:
+def _action(line: bytes, number: int) -> tuple[str, str | None, str | None]:
     try:
         action = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
@@ -192,7 +198,10 @@ def _action(line: bytes, number: int) -> tuple[str, dict[str, Any]]:
     ((name, meta),) = action.items()
     if name not in ACTIONS or not isinstance(meta, dict):
         raise BadRequest(f"line {number}: unknown bulk action {name!r}: expected one of {', '.join(ACTIONS)}")
-    return name, meta
+    index = meta.get("_index")
+    given = meta.get("_id")
+    named = isinstance(given, str | int) and not isinstance(given, bool) and str(given) != ""
+    return name, index if isinstance(index, str) else None, str(given) if named else None
 
 
 @lru_cache(maxsize=256)
@@ -202,21 +211,9 @@ def _service_of(index: str) -> str | None:
 
 def entry(source: dict[str, Any], service: str | None, document_id: str | None = None) -> dict[str, Any]:
     """One source document as an entry of POST /logs's schema (`source` is consumed)."""
-    out: dict[str, Any] = {}
-    keys = source.keys()
-    for column, names, accept, starts in _PLAN:
-        if keys.isdisjoint(starts):
-            continue
-        for name, prefixes in names:
-            # Most names are absent: a look-up of the keys any form of the name starts with rules them out.
-            for prefix in prefixes:
-                if prefix in source:
-                    value = take(source, name, accept)
-                    if value is not None:
-                        out[column] = value
-                    break
-            if column in out:
-                break
+    out = _ecs(source)
+    if out is None:
+        out = _found(source)
     level = out.get("level")
     if level is not None:
         mapped = LEVELS.get(level.strip().lower())
@@ -233,6 +230,26 @@ def entry(source: dict[str, Any], service: str | None, document_id: str | None =
         source["_id"] = document_id
     if source:
         out["metadata"] = source
+    return out
+
+
+def _found(source: dict[str, Any]) -> dict[str, Any]:
+    """Every column MAPPING finds in `source`, taken out of it: the general reading, any form of any name."""
+    out: dict[str, Any] = {}
+    keys = source.keys()
+    for column, names, accept, starts in _PLAN:
+        if keys.isdisjoint(starts):
+            continue
+        for name, prefixes in names:
+            # Most names are absent: a look-up of the keys any form of the name starts with rules them out.
+            for prefix in prefixes:
+                if prefix in source:
+                    value = take(source, name, accept)
+                    if value is not None:
+                        out[column] = value
+                    break
+            if column in out:
+                break
     return out
 
 
@@ -284,6 +301,142 @@ _PLAN = tuple(
         frozenset(prefix for name in names for prefix in _prefixes(name)),
     )
     for column, names, accept in MAPPING
+)
+
+
+# The top-level keys of ECS's nested layout (what ecs-logging, Filebeat, Vector and the bench write). In a
+# document with a string `message` and none of MAPPING's other keys, each column can only come from one
+# place, so `_ecs` reads it there: what `_found` gives, without its search through every form of every name.
+_ECS_KEYS = frozenset(("message", "@timestamp", "log.level", "log", "service", "trace", "user", "session",
+                       "error", "url", "http"))  # fmt: skip
+_OTHER_KEYS = frozenset(prefix for _, _, _, starts in _PLAN for prefix in starts) - _ECS_KEYS
+# Within `log` and `log.origin`, the dotted forms of the names below them (`_found` would look at these).
+_LOG_DOTTED = frozenset(("origin.function", "origin.file", "origin.file.name"))
+
+
+def _ecs(source: dict[str, Any]) -> dict[str, Any] | None:
+    """`_found` for a document in ECS's nested layout, or None when it may be in another."""
+    message = source.get("message")
+    if type(message) is not str or not source.keys().isdisjoint(_OTHER_KEYS):
+        return None
+    log = source.get("log")
+    if type(log) is dict:
+        if not log.keys().isdisjoint(_LOG_DOTTED):
+            return None
+        origin = log.get("origin")
+        if type(origin) is dict and "file.name" in origin:
+            return None
+    http = source.get("http")
+    if type(http) is dict and "request.method" in http:
+        return None
+    # Each column from its one place. Taking a value removes it, and an object a take left empty (not one
+    # that came empty); which values are taken does not depend on the order they are taken in.
+    out: dict[str, Any] = {"message": message}
+    del source["message"]
+    value = source.get("@timestamp")
+    if _time(value):
+        out["created_at"] = value
+        del source["@timestamp"]
+    if "log.level" in source:  # the dotted form rules out the nested one, taken or not
+        value = source["log.level"]
+        if _text(value):
+            out["level"] = value
+            del source["log.level"]
+        if type(log) is dict:
+            _log(source, log, out, False)
+    elif type(log) is dict:
+        _log(source, log, out, True)
+    service = source.get("service")
+    if type(service) is dict:
+        _pick(source, "service", service, _SERVICE, out)
+    elif _text(service):
+        out["service"] = service
+        del source["service"]
+    for head, fields in _OBJECTS:
+        inner = source.get(head)
+        if type(inner) is dict:
+            _pick(source, head, inner, fields, out)
+    if type(http) is dict:
+        request = http.get("request")
+        if type(request) is dict:
+            value = request.get("method")
+            if _method(value):
+                out["method"] = value
+                del request["method"]
+                if not request:
+                    del http["request"]
+                    if not http:
+                        del source["http"]
+    return out
+
+
+def _pick(
+    document: dict[str, Any],
+    head: str,
+    inner: dict[str, Any],
+    fields: tuple[tuple[str, str, Callable[[Any], bool] | None], ...],
+    out: dict[str, Any],
+) -> None:
+    """Take each (column, key, accept) of `fields` from `inner`, the object at `document[head]`; an accept of
+    None takes text."""
+    taken = False
+    for column, key, accept in fields:
+        value = inner.get(key)
+        # `_text` written out: most fields take text, and this runs for each of them in each document.
+        if (isinstance(value, str) and value != "") if accept is None else accept(value):
+            out[column] = value
+            del inner[key]
+            taken = True
+    if taken and not inner:
+        del document[head]
+
+
+def _log(source: dict[str, Any], log: dict[str, Any], out: dict[str, Any], level: bool) -> None:
+    """`log.level` (when `level`), `log.origin.function` and `log.origin.file.name` from the `log` object."""
+    taken = False
+    if level:
+        value = log.get("level")
+        if _text(value):
+            out["level"] = value
+            del log["level"]
+            taken = True
+    origin = log.get("origin")
+    if type(origin) is dict:
+        from_origin = False
+        value = origin.get("function")
+        if _text(value):
+            out["function_name"] = value
+            del origin["function"]
+            from_origin = True
+        file = origin.get("file")
+        if type(file) is dict:
+            value = file.get("name")
+            if _text(value):
+                out["file_path"] = value
+                del file["name"]
+                from_origin = True
+                if not file:
+                    del origin["file"]
+        if from_origin and not origin:
+            del log["origin"]
+        taken = taken or from_origin
+    if taken and not log:
+        del source["log"]
+
+
+# Where `_ecs` reads the other columns: the object, and (column, key in it, which values are taken: None
+# for text).
+_SERVICE = (
+    ("service", "name", None),
+    ("service_version", "version", None),
+    ("environment", "environment", _environment),
+)
+_OBJECTS = (
+    ("trace", (("trace_id", "id", None),)),
+    ("user", (("user_id", "id", None),)),
+    ("session", (("session_id", "id", None),)),
+    ("error", (("error_type", "type", None), ("stack_trace", "stack_trace", None))),
+    ("url", (("path", "path", None),)),
 )
 
 

@@ -227,16 +227,18 @@ def parse_values(
     max_batch_size: int,
     received_at: datetime | None = None,
     window: tuple[timedelta, timedelta] = WINDOW,
+    strip_nul: bool = True,
 ) -> tuple[list[Row], list[dict[str, Any]]]:
     """`parse_partial` for entries that are already Python values (app/formats/otlp.py's mapping): msgspec checks
     them against the same struct in C without a JSON round trip. Whatever that pass does not settle (an
-    invalid entry, a value to normalize) takes `parse_partial`'s path, for its errors and partial mode."""
+    invalid entry, a value to normalize) takes `parse_partial`'s path, for its errors and partial mode.
+    `strip_nul=False` when the caller knows no string holds U+0000 (JSON text without a \\u0000 escape)."""
     now = Received(received_at or datetime.now(UTC), window)
     if 0 < len(entries) <= max_batch_size:
         try:
             structs = msgspec.convert(entries, list[RawLogEntry])
-            # Strings from protobuf can hold U+0000 anywhere, so every row is checked for it.
-            return _rows([(msgspec.structs.astuple(entry), None) for entry in structs], now, True), []
+            # Strings from protobuf can hold U+0000 anywhere, so unless told otherwise every row is checked.
+            return _rows([(msgspec.structs.astuple(entry), None) for entry in structs], now, strip_nul), []
         except (msgspec.ValidationError, _Recheck, InvalidLogs):
             pass
     return parse_partial(orjson.dumps({"logs": entries}), max_batch_size, now.at, window)

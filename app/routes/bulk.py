@@ -50,11 +50,20 @@ def router(settings: Settings, intake: Intake) -> APIRouter:
         async with intake.decoded_body(request) as decoded:
             listed = bulk.items(decoded, index, service, limit)
             statuses: dict[int, tuple[int, dict[str, Any] | None]] = {}
+            documents: list[int] = []
+            entries: list[dict[str, Any]] = []
             for position, item in enumerate(listed):
                 if item.error is not None:
                     statuses[position] = (400, bulk.error(*item.error, item))
-            documents = [position for position, item in enumerate(listed) if item.entry is not None]
-            batch, refused = _validated([listed[p].entry for p in documents], limit, window)  # type: ignore[misc]
+                elif item.entry is not None:
+                    documents.append(position)
+                    entries.append(item.entry)
+                    # Let go once validated: not held (and walked by the collector) while the rows are written.
+                    item.entry = None
+            # Decoded JSON holds U+0000 only where the text escapes it; ?service= may hold it anyway.
+            nul = b"\\u0000" in decoded or (service is not None and "\x00" in service)
+            batch, refused = _validated(entries, limit, window, nul)
+            del entries
             for number, reason in refused.items():
                 statuses[documents[number]] = (
                     400,
@@ -154,13 +163,14 @@ def router(settings: Settings, intake: Intake) -> APIRouter:
 
 
 def _validated(
-    entries: list[dict[str, Any]], limit: int, window: Any
+    entries: list[dict[str, Any]], limit: int, window: Any, nul: bool = True
 ) -> tuple[list[rows.Row], dict[int, str]]:
-    """The valid entries' rows, and why each other entry (by its number among `entries`) was refused."""
+    """The valid entries' rows, and why each other entry (by its number among `entries`) was refused; `nul`:
+    whether a string may hold U+0000 (stored as U+FFFD)."""
     if not entries:
         return [], {}
     try:
-        batch, rejected = rows.parse_values(entries, limit, window=window)
+        batch, rejected = rows.parse_values(entries, limit, window=window, strip_nul=nul)
     except InvalidLogs as exc:  # not one entry valid
         if not all(_number(e["field"]) is not None for e in exc.errors):
             raise  # a problem of the batch, not of an entry

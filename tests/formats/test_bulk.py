@@ -3,14 +3,18 @@ bodies of Filebeat, Fluent Bit, Vector and Logstash (tests/golden/bulk/) through
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import ecs_logging
+import orjson
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from app.errors import BadRequest, PayloadTooLarge
 from app.formats import bulk
@@ -63,6 +67,60 @@ def test_values_of_the_wrong_type_stay_in_metadata() -> None:
     entry = bulk.entry({"message": {"text": "x"}, "log": "the line", "level": 5, "@timestamp": True}, "svc")
     assert entry["message"] == "the line" and entry["level"] == "INFO" and "created_at" not in entry
     assert entry["metadata"] == {"message": {"text": "x"}, "level": 5, "@timestamp": True}
+
+
+# Documents in ECS's nested layout and near it: the objects `bulk._ecs` reads, other forms of MAPPING's names
+# (dotted, split, beside and inside those objects), and values each column takes or refuses.
+_VALUES = st.sampled_from(
+    ["", "warn", "chatty", "GET", "production", "2026-11-30T12:00:00Z", "m", 5, 1.5, True, None]
+)
+
+
+def _object(*keys: str, inner: st.SearchStrategy[Any] = _VALUES) -> st.SearchStrategy[Any]:
+    return st.dictionaries(st.sampled_from([*keys, "x"]), inner, max_size=len(keys) + 1) | _VALUES
+
+
+_ECS = st.fixed_dictionaries(
+    {},
+    optional={
+        "message": _VALUES, "@timestamp": _VALUES, "log.level": _VALUES,
+        "log": _object("level", "origin", "origin.function", "origin.file", "origin.file.name",
+                       inner=_object("function", "file", "file.name", inner=_object("name"))),
+        "service": _object("name", "version", "environment"), "trace": _object("id"), "user": _object("id"),
+        "session": _object("id"), "error": _object("type", "stack_trace"), "url": _object("path"),
+        "http": _object("request", "request.method", inner=_object("method")), "host": _object("name"),
+    },
+)  # fmt: skip
+_OTHER = st.dictionaries(
+    st.sampled_from(["level", "msg", "service.name", "http.request", "log.origin"]), _VALUES
+)
+
+
+@given(_ECS, _OTHER | st.just({}))
+@example({"message": "m", "log.level": 5, "log": {"level": "warn"}}, {})  # the dotted form wins, even refused
+@example({"message": "m", "log": {"origin": {"file.name": "a", "file": {"name": "b"}}}}, {})
+@example({"message": "m", "log": {"origin.function": "a", "origin": {"function": "b"}}}, {})
+@example({"message": "m", "http": {"request.method": "GET", "request": {"method": "PUT"}}}, {})
+@example({"message": "m", "service": "", "app": "a"}, {})
+@example({"message": "m", "log": {"level": "warn", "origin": {}}, "trace": {}}, {})  # came empty: kept
+@settings(max_examples=500, deadline=None)
+def test_the_ecs_layout_reads_as_the_general_mapping(document: dict[str, Any], other: dict[str, Any]) -> None:
+    document.update(other)
+    fast, general = copy.deepcopy(document), copy.deepcopy(document)
+    read = bulk._ecs(fast)
+    if read is None:
+        return
+    assert read == bulk._found(general)
+    assert orjson.dumps(fast) == orjson.dumps(general)  # what stays for metadata, in the same order
+
+
+def test_an_ecs_document_takes_the_direct_reading() -> None:
+    document = {"message": "m", "log.level": "warn", "service": {"name": "pay", "version": "v1"},
+                "http": {"request": {"method": "GET"}, "status": 200}, "log": {"origin": {"file": {"name": "a.py"}}}}  # fmt: skip
+    assert bulk._ecs(document) == {"message": "m", "level": "warn", "service": "pay", "service_version": "v1",
+                                   "method": "GET", "file_path": "a.py"}  # fmt: skip
+    assert document == {"http": {"status": 200}}
+    assert bulk._ecs({"message": "m", "service.name": "pay"}) is None  # another form: the general reading
 
 
 def test_lines_that_cannot_be_paired_refuse_the_request() -> None:

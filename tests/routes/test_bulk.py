@@ -135,6 +135,18 @@ def test_ids_and_indices_postgresql_cannot_key_are_their_items_400(client: TestC
     assert [r["message"] for r in db.fetch("SELECT message FROM logs")] == ["stored"]
 
 
+def test_u0000_in_a_document_or_the_service_is_stored_as_ufffd(client: TestClient, db: DB) -> None:
+    body = ndjson({"create": {}}, {"message": "a\u0000b", "service": {"name": "s"}})
+    assert client.post("/i/_bulk", content=body, headers=NDJSON).json()["errors"] is False
+    body = ndjson({"create": {}}, {"message": "plain"})
+    assert (
+        client.post("/i/_bulk", params={"service": "x\u0000y"}, content=body, headers=NDJSON).status_code
+        == 200
+    )
+    stored = sorted((r["message"], r["service"]) for r in db.fetch("SELECT message, service FROM logs"))
+    assert stored == [("a\ufffdb", "s"), ("plain", "x\ufffdy")]
+
+
 def test_not_one_valid_document_stores_nothing_and_says_so_per_item(client: TestClient, db: DB) -> None:
     body = ndjson({"index": {}}, {"message": "no service: no index, no ?service="}, {"delete": {"_id": "1"}})
     answer = client.post("/_bulk", content=body, headers=NDJSON).json()
