@@ -12,9 +12,10 @@ import base64
 import binascii
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from app.errors import InvalidQuery
@@ -33,6 +34,17 @@ MAX_TRACE_LOGS = 10_000
 META_PREFIX = "meta."
 SINGLE = ("since", "until", "min_level", "trace_id", "user_id", "session_id", "q", "limit", "cursor")
 REPEATABLE = ("service", "level", "environment")
+# `not.<name>=v` excludes logs whose field is v (any of them when repeated); the SQL type of each field.
+NOT_PREFIX = "not."
+NEGATABLE = {
+    "service": "text",
+    "level": "log_level",
+    "environment": "log_environment",
+    "trace_id": "text",
+    "user_id": "text",
+    "session_id": "text",
+}
+LONGEST = {"trace_id": 32, "user_id": 255, "session_id": 100}
 
 # One log as GET /logs and /traces answer it: every column but the soft-delete flag.
 DOCUMENT = """jsonb_build_object(
@@ -73,10 +85,24 @@ def parse(params: Mapping[str, list[str]], *, export: bool = False) -> Query:
         errors.append({"field": f"query.{name}", "message": message, "type": "invalid_filter"})
 
     for name, values in params.items():
-        if name.startswith(META_PREFIX) and len(name) > len(META_PREFIX):
+        negated = name.startswith(NOT_PREFIX)
+        field_name = name[len(NOT_PREFIX) :] if negated else name
+        if field_name.startswith(META_PREFIX) and len(field_name) > len(META_PREFIX):
+            try:
+                path = meta_path(field_name[len(META_PREFIX) :])
+            except ValueError as exc:
+                bad(name, str(exc))
+                continue
+            # Containment keeps the GIN-friendly `@>` form at any depth; negated, a log without metadata
+            # (NULL) is kept, as it does not match.
+            clause = "(metadata @> {}::jsonb) IS NOT TRUE" if negated else "metadata @> {}::jsonb"
             for value in values:
-                query.add("metadata @> {}::jsonb", json.dumps({name[len(META_PREFIX) :]: _meta_value(value)}))
-        elif name not in SINGLE and name not in REPEATABLE:
+                query.add(clause, json.dumps(meta_document(path, _meta_value(value))))
+        elif negated and field_name in NEGATABLE:
+            if (checked := _checked(field_name, values, partial(bad, name))) is not None:
+                # IS NOT TRUE: a log without the field (a NULL trace_id, say) is not excluded.
+                query.add(f"({field_name} = ANY({{}}::{NEGATABLE[field_name]}[])) IS NOT TRUE", checked)
+        elif negated or (name not in SINGLE and name not in REPEATABLE):
             bad(name, "unknown filter")
         elif name in SINGLE and len(values) > 1:
             bad(name, "may be given once")
@@ -93,31 +119,18 @@ def parse(params: Mapping[str, list[str]], *, export: bool = False) -> Query:
                 query.add(clause, moment(value))
             except ValueError as exc:
                 bad(name, str(exc))
-    if services := params.get("service"):
-        query.add("service = ANY({}::text[])", services)
-    if levels := params.get("level"):
-        canonical = [normalize_level(level) for level in levels]
-        if unknown := [level for level, c in zip(levels, canonical, strict=True) if c not in LEVELS]:
-            bad("level", f"unknown level(s) {unknown}: use {', '.join(LEVELS)}")
-        else:
-            query.add("level = ANY({}::log_level[])", canonical)
+    for name in REPEATABLE:
+        values = params.get(name)
+        if values and (checked := _checked(name, values, partial(bad, name))) is not None:
+            query.add(f"{name} = ANY({{}}::{NEGATABLE[name]}[])", checked)
     if (min_level := one("min_level")) is not None:
         if normalize_level(min_level) not in LEVELS:
             bad("min_level", f"unknown level {min_level!r}: use {', '.join(LEVELS)}")
         else:
             query.add("level >= {}::log_level", normalize_level(min_level))
-    if environments := params.get("environment"):
-        lowered = [value.strip().lower() for value in environments]
-        if unknown := [value for value in lowered if value not in ENVIRONMENTS]:
-            bad("environment", f"unknown environment(s) {unknown}: use {', '.join(ENVIRONMENTS)}")
-        else:
-            query.add("environment = ANY({}::log_environment[])", lowered)
-    for name, longest in (("trace_id", 32), ("user_id", 255), ("session_id", 100)):
-        if (value := one(name)) is not None:
-            if len(value) > longest:
-                bad(name, f"at most {longest} characters, as stored")
-            else:
-                query.add(f"{name} = {{}}", value)
+    for name in ("trace_id", "user_id", "session_id"):
+        if (value := one(name)) is not None and _checked(name, [value], partial(bad, name)) is not None:
+            query.add(f"{name} = {{}}", value)
     if (text := one("q")) is not None:
         escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         query.add("message ILIKE {}", f"%{escaped}%")
@@ -137,6 +150,55 @@ def parse(params: Mapping[str, list[str]], *, export: bool = False) -> Query:
     if errors:
         raise InvalidQuery(errors)
     return query
+
+
+def _checked(name: str, values: list[str], bad: Callable[[str], None]) -> list[str] | None:
+    """The values of a `NEGATABLE` field as stored (levels upper-case, environments lower-case), or None
+    after reporting the ones it cannot hold."""
+    if name == "level":
+        canonical = [normalize_level(level) for level in values]
+        if unknown := [level for level, c in zip(values, canonical, strict=True) if c not in LEVELS]:
+            bad(f"unknown level(s) {unknown}: use {', '.join(LEVELS)}")
+            return None
+        return canonical
+    if name == "environment":
+        lowered = [value.strip().lower() for value in values]
+        if unknown := [value for value in lowered if value not in ENVIRONMENTS]:
+            bad(f"unknown environment(s) {unknown}: use {', '.join(ENVIRONMENTS)}")
+            return None
+        return lowered
+    if (longest := LONGEST.get(name)) is not None and any(len(value) > longest for value in values):
+        bad(f"at most {longest} characters, as stored")
+        return None
+    return values
+
+
+def meta_path(key: str) -> list[str]:
+    """`meta.`'s key as a path into nested metadata: `http.status` -> ["http", "status"]. A key that
+    itself holds a dot writes it as `\\.` (`a\\.b` is the one key "a.b"), a backslash as `\\\\`."""
+    path: list[str] = []
+    part: list[str] = []
+    chars = iter(key.replace("\x00", "\ufffd"))
+    for char in chars:
+        if char == "\\":
+            part.append(next(chars, "\\"))
+        elif char == ".":
+            path.append("".join(part))
+            part = []
+        else:
+            part.append(char)
+    path.append("".join(part))
+    if "" in path:
+        raise ValueError("a metadata path has no empty keys: write meta.a.b (a dot in a key as \\.)")
+    return path
+
+
+def meta_document(path: list[str], value: Any) -> dict[str, Any]:
+    """The JSON object a log's metadata contains when it has `value` at `path`: {"http": {"status": 500}}."""
+    document: Any = value
+    for key in reversed(path):
+        document = {key: document}
+    return document
 
 
 def moment(value: str) -> datetime:

@@ -142,3 +142,26 @@ def test_ndjson_and_arrays_never_answer_5xx(client: TestClient, lines: list[byte
     kind = "application/x-ndjson" if ndjson else "application/json"
     response = client.post("/logs?service=fuzz&level=INFO", content=body, headers={"Content-Type": kind})
     assert response.status_code < 500, response.text
+
+
+# GET /logs's filters (and every route that takes them): names from the real ones, prefixed or not with
+# `not.`/`meta.`, dotted and escaped paths, and any text as values.
+filter_names = st.builds(
+    lambda prefix, name: prefix + name,
+    st.sampled_from(["", "not.", "meta.", "not.meta."]),
+    st.sampled_from(["service", "level", "environment", "trace_id", "q", "since", "a.b", "a\\.b", "a..b", ""])
+    | st.text(max_size=8),
+)
+filter_params = st.lists(
+    st.tuples(
+        filter_names, st.sampled_from(["INFO", "500", "true", "eu", "", "1e999"]) | st.text(max_size=10)
+    ),
+    max_size=5,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(params=filter_params)
+def test_log_filters_never_answer_5xx(client: TestClient, params: list[tuple[str, str]]) -> None:
+    response = client.get("/logs", params=params)
+    assert response.status_code in (200, 422), response.text

@@ -3,6 +3,7 @@ plainly in SQL, pagination that is complete while ingest continues, the NDJSON e
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import threading
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from app import query
 from app.main import create_app
 from tests.support import DB, log_entry, make_settings
 
@@ -31,10 +33,17 @@ def sample(n: int, seed: int = 1) -> list[dict[str, Any]]:
             message=r.choice(["Payment DECLINED for order", "user 50% done", "cache miss", "timeout_x"])
             + f" {i}",
             created_at=(NOW - timedelta(minutes=r.randrange(0, 60 * 48))).isoformat(),
-            trace_id=f"t{i % 17}",
+            trace_id=f"t{i % 17}" if i % 7 else None,
             user_id=f"u{i % 5}",
             session_id=f"s{i % 3}",
-            metadata={"status": r.choice([200, 404, 500]), "region": r.choice(["eu", "us"])},
+            metadata={
+                "status": r.choice([200, 404, 500]),
+                "region": r.choice(["eu", "us"]),
+                "http": {"status": r.choice([200, 500]), "route": {"name": r.choice(["a", "b"])}},
+                "k.dot": r.choice(["x", "y"]),
+            }
+            if i % 10
+            else None,
         )
         for i in range(n)
     ]
@@ -99,6 +108,20 @@ UNTIL = (NOW - timedelta(hours=5)).isoformat()
         ({"q": "t_x"}, "position('t_x' in message) > 0", []),
         ({"meta.status": "500"}, "metadata->'status' = '500'", []),
         ({"meta.region": "eu", "service": "web"}, "metadata->>'region' = 'eu' AND service = 'web'", []),
+        ({"meta.http.status": "500"}, "metadata->'http'->'status' = '500'", []),
+        ({"meta.http.route.name": "b"}, "metadata->'http'->'route'->>'name' = 'b'", []),
+        ({"meta.k\\.dot": "y"}, "metadata->>'k.dot' = 'y'", []),
+        ({"not.service": ["api", "cron"]}, "service NOT IN ('api', 'cron')", []),
+        ({"not.level": ["error", "FATAL"]}, "level NOT IN ('ERROR', 'FATAL')", []),
+        ({"not.environment": "staging"}, "environment <> 'staging'", []),
+        ({"not.trace_id": ["t3", "t4"]}, "(trace_id IS NULL OR trace_id NOT IN ('t3', 't4'))", []),
+        ({"not.user_id": "u1", "not.session_id": "s2"}, "user_id <> 'u1' AND session_id <> 's2'", []),
+        ({"not.meta.region": "eu"}, "metadata->>'region' IS DISTINCT FROM 'eu'", []),
+        (
+            {"not.meta.http.status": "500", "service": "api"},
+            "(metadata->'http'->'status') IS DISTINCT FROM '500' AND service = 'api'",
+            [],
+        ),
         (
             {"limit": "7", "min_level": "ERROR", "since": SINCE},
             "level >= 'ERROR' AND created_at >= $1",
@@ -113,6 +136,21 @@ def test_each_filter_matches_plain_sql(
     assert expected, "the sample must hold matches for every filter"
     got = [log["id"] for log in all_pages(loaded, params)]
     assert got == expected
+
+
+@pytest.mark.parametrize(
+    ("key", "path"),
+    [
+        ("region", ["region"]),
+        ("http.status", ["http", "status"]),
+        ("a\\.b.c", ["a.b", "c"]),
+        ("C:\\\\x", ["C:\\x"]),
+        ("end\\", ["end\\"]),
+    ],
+)
+def test_a_meta_key_is_a_dotted_path_with_escapes(key: str, path: list[str]) -> None:
+    assert query.meta_path(key) == path
+    assert query.meta_document(path, 1) == functools.reduce(lambda doc, k: {k: doc}, reversed(path), 1)
 
 
 def test_a_log_comes_back_with_every_column(client: TestClient, db: DB) -> None:
@@ -169,6 +207,13 @@ def test_pages_are_complete_and_stable_while_ingest_continues(loaded: TestClient
         ({"cursor": "not-a-cursor"}, "query.cursor"),
         ({"servce": "api"}, "query.servce"),
         ({"q": ["a", "b"]}, "query.q"),
+        ({"not.servce": "api"}, "query.not.servce"),
+        ({"not.q": "x"}, "query.not.q"),
+        ({"not.level": "LOUD"}, "query.not.level"),
+        ({"not.environment": "prod"}, "query.not.environment"),
+        ({"not.trace_id": "x" * 33}, "query.not.trace_id"),
+        ({"meta.a..b": "1"}, "query.meta.a..b"),
+        ({"not.meta.a.": "1"}, "query.not.meta.a."),
     ],
 )
 def test_a_bad_filter_is_a_422_naming_it(client: TestClient, params: dict[str, Any], field: str) -> None:

@@ -50,8 +50,12 @@ def router(settings: Settings, database: Database) -> APIRouter:
     )
     async def get_logs(request: Request) -> Response:
         """Filters combine with AND; `service`, `level` and `environment` may repeat (any of them matches);
-        `meta.<key>=<value>` matches logs whose metadata has that key and value. Each page ends with
-        `next_cursor` (null on the last one); pass it as `cursor` for the next page."""
+        `meta.<key>=<value>` matches logs whose metadata has that key and value, and a dotted key is a path
+        into nested objects (`meta.http.status=500` matches `{"http": {"status": 500}}`; a dot inside a key
+        is written `\\.`, a backslash `\\\\`). `not.<filter>=<value>` (for service, level, environment,
+        trace_id, user_id, session_id and `meta.<key>`) excludes the logs that match it, and may repeat;
+        logs without the field are kept. Each page ends with `next_cursor` (null on the last one); pass it
+        as `cursor` for the next page."""
         params = {
             key: [_no_nul(v) for v in request.query_params.getlist(key)] for key in request.query_params
         }
@@ -126,29 +130,25 @@ def document(app: FastAPI) -> None:
         if app.openapi_schema:
             return app.openapi_schema
         schema = build()
-        schema["paths"]["/logs"]["get"]["parameters"] = _parameters()
+        schema["paths"]["/logs"]["get"]["parameters"] = parameters()
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def _parameters() -> list[dict[str, Any]]:
+def parameters() -> list[dict[str, Any]]:
+    """GET /logs's filters as OpenAPI parameters (other routes that take the same filters reuse them)."""
     moment = query.MOMENT_SCHEMA
     text = {"type": "string"}
+    levels = {"type": "array", "items": {"enum": list(LEVELS)}}
+    environments = {"type": "array", "items": {"enum": list(ENVIRONMENTS)}}
     return [
         _param("since", moment, "From this time on (RFC 3339, or Unix time in s/ms/µs/ns)."),
         _param("until", moment, "Before this time."),
         _param("service", {"type": "array", "items": text}, "Any of these services.", explode=True),
-        _param(
-            "level", {"type": "array", "items": {"enum": list(LEVELS)}}, "Any of these levels.", explode=True
-        ),
+        _param("level", levels, "Any of these levels.", explode=True),
         _param("min_level", {"enum": list(LEVELS)}, "This level or a more severe one."),
-        _param(
-            "environment",
-            {"type": "array", "items": {"enum": list(ENVIRONMENTS)}},
-            "Any of these.",
-            explode=True,
-        ),
+        _param("environment", environments, "Any of these.", explode=True),
         _param("trace_id", {"type": "string", "maxLength": 32}, "Exactly this trace id."),
         _param("user_id", {"type": "string", "maxLength": 255}, "Exactly this user id."),
         _param("session_id", {"type": "string", "maxLength": 100}, "Exactly this session id."),
@@ -159,6 +159,18 @@ def _parameters() -> list[dict[str, Any]]:
             "Page size.",
         ),
         _param("cursor", text, "`next_cursor` of the previous page."),
+        _param("not.service", {"type": "array", "items": text}, "None of these services.", explode=True),
+        _param("not.level", levels, "None of these levels.", explode=True),
+        _param("not.environment", environments, "None of these environments.", explode=True),
+        *(
+            _param(
+                f"not.{name}",
+                {"type": "array", "items": {"type": "string", "maxLength": longest}},
+                f"None of these (logs without a {name} are kept).",
+                explode=True,
+            )
+            for name, longest in query.LONGEST.items()
+        ),
     ]
 
 
