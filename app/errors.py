@@ -11,6 +11,7 @@
     ├── IdempotencyKeyReused         422 an Idempotency-Key already used with another body
     ├── InvalidQuery                 422 a GET /logs filter that is unknown or malformed, named like `query.since`
     ├── QueryTimeout                 422 a query that ran past QUERY_TIMEOUT: narrow it
+    ├── ArchiveUnreadable            422 archived days asked of a deployment without pyarrow/duckdb (Lambda)
     ├── Busy                         429 + Retry-After: the write queue is full (the server is busy, not down)
     ├── ServiceUnavailable           503 + Retry-After: PostgreSQL unreachable, or the server shutting down
     └── DatabaseNotConfigured        500 a deployment without a database (Lambda never embeds one)
@@ -76,6 +77,13 @@ class InvalidLogs(IngestError):
 
 class InvalidQuery(InvalidLogs):
     code = "invalid_query"
+
+
+class ArchiveUnreadable(IngestError):
+    """The logs asked for are archived and this deployment cannot read the archive (Lambda)."""
+
+    status = 422
+    code = "archive_unreadable"
 
 
 class QueryTimeout(IngestError):

@@ -15,17 +15,17 @@ groups by their statistics (service, created_at).
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Sequence
-from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 
+from app.models import LEVELS
+from app.query import DOCUMENT, Condition, Query
 from app.storage.archive import Store, Unavailable, available
-
-if TYPE_CHECKING:
-    import duckdb
+from app.storage.partitions import day_of
 
 READABLE = """
 SELECT a.day, a.path FROM archive_parts a
@@ -37,51 +37,190 @@ ORDER BY a.day DESC, a.part
 """
 
 
-async def readable(
-    conn: asyncpg.Connection, first: date | None = None, last: date | None = None
-) -> list[str]:
-    """Paths of the parts read from files, of days from `first` to `last` (inclusive; None: unbounded)."""
-    return [r["path"] for r in await conn.fetch(READABLE, first, last)]
+@dataclass
+class Parts:
+    """The parts a read takes from files, and the end of the newest day among them."""
+
+    paths: list[str]
+    newest_end: datetime | None
+
+    @classmethod
+    async def find(cls, conn: asyncpg.Connection, since: datetime | None, until: datetime | None) -> Parts:
+        """The parts of days from `since` to `until` (None: unbounded) read from files."""
+        first, last = (day_of(since) if since else None), (day_of(until) if until else None)
+        rows = await conn.fetch(READABLE, first, last)
+        newest = max((r["day"] for r in rows), default=None)
+        end = (
+            datetime(newest.year, newest.month, newest.day, tzinfo=UTC) + timedelta(days=1)
+            if newest
+            else None
+        )
+        return cls([r["path"] for r in rows], end)
 
 
-def day_bounds(since: datetime | None, until: datetime | None) -> tuple[date | None, date | None]:
-    from app.storage.partitions import day_of
+async def readable(conn: asyncpg.Connection) -> list[str]:
+    return (await Parts.find(conn, None, None)).paths
 
-    return (day_of(since) if since else None), (day_of(until) if until else None)
+
+def duckdb_where(conditions: Sequence[Condition]) -> tuple[str, list[Any]]:
+    """The conditions (app/query.py) as one DuckDB WHERE clause over the archived columns, and its parameters:
+    the same meaning as app/query.py's `postgres` renders for PostgreSQL."""
+    where, args = ["NOT deleted"], []
+
+    def params(values: Sequence[Any]) -> str:
+        args.extend(values)
+        return ", ".join("?" for _ in values)
+
+    for c in conditions:
+        if c.kind == "since":
+            clause = f"created_at >= {params([c.value])}::TIMESTAMPTZ"
+        elif c.kind == "until":
+            clause = f"created_at < {params([c.value])}::TIMESTAMPTZ"
+        elif c.kind == "any":
+            clause = f"{c.column} IN ({params(c.value)})"
+        elif c.kind == "at_least":
+            clause = f"level IN ({params(LEVELS[LEVELS.index(c.value) :])})"
+        elif c.kind == "equals":
+            clause = f"{c.column} = {params([c.value])}"
+        elif c.kind == "contains":
+            # PostgreSQL's ILIKE escapes with a backslash by default; DuckDB's is named.
+            escaped = c.value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            clause = f"message ILIKE {params([f'%{escaped}%'])} ESCAPE '\\'"
+        elif c.kind == "meta":
+            clause = _meta(*c.value, params)
+        elif c.kind == "before":
+            moment, last_id = c.value
+            clause = f"(created_at < {params([moment])}::TIMESTAMPTZ OR (created_at = {params([moment])}::TIMESTAMPTZ"
+            clause += f" AND id < {params([last_id])}))"
+        else:
+            raise ValueError(f"unknown condition {c.kind}")
+        where.append(f"({clause}) IS NOT TRUE" if c.negated else clause)
+    return " AND ".join(where), args
+
+
+def _meta(path: Sequence[str], value: Any, params: Any) -> str:
+    """PostgreSQL's `metadata @> {"a": {"b": value}}` for a scalar value: the JSON at a.b is that value
+    (numbers compare as numbers, 500 = 500.0). The path is a JSON pointer, so keys may hold any character."""
+    pointer = "/" + "/".join(key.replace("~", "~0").replace("/", "~1") for key in path)
+
+    def at() -> str:
+        return f"json_extract(metadata, {params([pointer])})"
+
+    if isinstance(value, bool):
+        return f"(json_type({at()}) = 'BOOLEAN' AND {at()}::BOOLEAN = {params([value])})"
+    if isinstance(value, (int, float)):
+        numeric = "('UBIGINT', 'BIGINT', 'DOUBLE', 'HUGEINT')"
+        return f"(json_type({at()}) IN {numeric} AND {at()}::DOUBLE = {params([float(value)])})"
+    return f"(json_type({at()}) = 'VARCHAR' AND json_extract_string(metadata, {params([pointer])}) = {params([value])})"
+
+
+# Every column a document needs, as DuckDB hands them to PostgreSQL for rendering (created_at in µs).
+ROW = (
+    "id, epoch_us(created_at), level, log_type, service, environment, service_version, trace_id, user_id, "
+    "session_id, error_type, message, stack_trace, path, method, action_type, function_name, file_path, "
+    "duration_ms::VARCHAR, metadata"
+)
+# The archived rows as app/query.py's DOCUMENT over the same columns, so PostgreSQL writes each log's JSON
+# exactly as it does for its own rows (key order, numbers, escapes).
+RENDER = f"""
+SELECT {DOCUMENT} AS doc FROM (
+    SELECT id, 'epoch'::timestamptz + us * interval '1 microsecond' AS created_at, level, log_type, service, environment, service_version,
+           trace_id, user_id, session_id, error_type, message, stack_trace, path, method, action_type,
+           function_name, file_path, duration::numeric(10, 3) AS duration_ms, meta::jsonb AS metadata, n
+    FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],
+                $15::text[], $16::text[], $17::text[], $18::text[], $19::text[], $20::text[])
+         WITH ORDINALITY AS t(id, us, level, log_type, service, environment, service_version, trace_id, user_id,
+              session_id, error_type, message, stack_trace, path, method, action_type, function_name,
+              file_path, duration, meta, n)
+) rows ORDER BY n
+"""
+
+
+async def render(conn: asyncpg.Connection, rows: Sequence[tuple[Any, ...]]) -> list[str]:
+    """Each archived row (in ROW's columns) as the JSON text GET /logs answers, in the same order."""
+    if not rows:
+        return []
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    return [r["doc"] for r in await conn.fetch(RENDER, *columns)]
+
+
+def moment(us: int) -> datetime:
+    return EPOCH + timedelta(microseconds=us)
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Cold:
-    """One per process: the store, and a DuckDB connection per thread (DuckDB connections are not shared
-    across threads; cursors of one database are)."""
+    """One per process: the store, and one in-memory DuckDB whose cursors (one per query) run the reads."""
 
     def __init__(self, url: str) -> None:
         if not available():
-            raise Unavailable("archive reads need pyarrow and duckdb, not in this package (README 'Storage')")
-        self.store = Store.open(url)
+            raise Unavailable(UNAVAILABLE)
         import duckdb
 
+        self.store = Store.open(url)
         self._db = duckdb.connect(":memory:", config={"threads": 2, "memory_limit": "256MB"})
-        self._local = threading.local()
+        self._db.execute("SET TimeZone = 'UTC'")
 
-    def _cursor(self) -> duckdb.DuckDBPyConnection:
-        cursor = getattr(self._local, "cursor", None)
-        if cursor is None:
-            cursor = self._local.cursor = self._db.cursor()
-        return cursor
-
-    def query(self, paths: Sequence[str], sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
-        """Run `sql` (which reads the table `archived`) over the given parts; its rows."""
+    def _run(self, paths: Sequence[str], sql: str, args: Sequence[Any]) -> Any:
         import pyarrow.dataset as ds
 
         dataset = ds.dataset([self.store.full(p) for p in paths], format="parquet", filesystem=self.store.fs)
-        cursor = self._cursor()
+        cursor = self._db.cursor()
+        cursor.execute("SET TimeZone = 'UTC'")
         cursor.register("archived", dataset)
-        try:
-            return cursor.execute(sql, list(args)).fetchall()
-        finally:
-            cursor.unregister("archived")
+        return cursor.execute(sql, list(args))
 
     async def fetch(self, paths: Sequence[str], sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Run `sql` (which reads the table `archived`) over the given parts; all its rows."""
         if not paths:
             return []
-        return await asyncio.to_thread(self.query, paths, sql, args)
+        return await asyncio.to_thread(lambda: self._run(paths, sql, args).fetchall())
+
+    async def stream(
+        self, paths: Sequence[str], sql: str, args: Sequence[Any], size: int
+    ) -> AsyncIterator[list[Any]]:
+        """The rows of `sql` in chunks of `size`, never all at once."""
+        if not paths:
+            return
+        result = await asyncio.to_thread(self._run, paths, sql, args)
+        while chunk := await asyncio.to_thread(result.fetchmany, size):
+            yield chunk
+
+    async def page(self, paths: Sequence[str], query: Query) -> list[tuple[Any, ...]]:
+        """GET /logs's page over the archive: up to limit + 1 rows (ROW's columns), newest first."""
+        where, args = duckdb_where(query.conditions)
+        limit = f" LIMIT {query.limit + 1}" if query.limit is not None else ""
+        return await self.fetch(
+            paths, f"SELECT {ROW} FROM archived WHERE {where} ORDER BY created_at DESC, id DESC{limit}", args
+        )
+
+    def export(self, paths: Sequence[str], query: Query) -> AsyncIterator[list[Any]]:
+        where, args = duckdb_where(query.conditions)
+        return self.stream(
+            paths, f"SELECT {ROW} FROM archived WHERE {where} ORDER BY created_at DESC, id DESC", args, 500
+        )
+
+    async def trace(self, paths: Sequence[str], trace_id: str, limit: int) -> list[tuple[Any, ...]]:
+        sql = f"SELECT {ROW} FROM archived WHERE trace_id = ? AND NOT deleted ORDER BY created_at, id LIMIT {limit}"
+        return await self.fetch(paths, sql, [trace_id])
+
+    async def per_minute(
+        self, paths: Sequence[str], since: datetime, until: datetime
+    ) -> list[tuple[datetime, str, int]]:
+        """/stats/timeline's per-minute counts of the archived rows in [since, until)."""
+        rows = await self.fetch(
+            paths,
+            "SELECT epoch_us(date_trunc('minute', created_at)), level, count(*) FROM archived"
+            " WHERE created_at >= ?::TIMESTAMPTZ AND created_at < ?::TIMESTAMPTZ AND NOT deleted GROUP BY 1, 2",
+            [since, until],
+        )
+        return [(moment(us), level, n) for us, level, n in rows]
+
+
+UNAVAILABLE = (
+    "these logs are archived (ARCHIVE_URL) and this deployment cannot read Parquet: pyarrow and duckdb are not"
+    " in the Lambda package; read them through a server (python -m app), or narrow since/until to recent days"
+)

@@ -47,13 +47,13 @@ def make_day(db: DB, day: date, rows: int = ROWS_PER_DAY, *, first: int = 1) -> 
             (ARRAY['production','staging','development'])[1 + g % 3]::log_environment,
             'v1.' || (g % 7), CASE WHEN g % 5 = 0 THEN 'trace' || (g / 10) END,
             CASE WHEN g % 3 = 0 THEN 'user' || (g % 50) END, 'sess' || (g % 20),
-            CASE WHEN g % 6 = 4 THEN 'TimeoutError' END, 'message ' || g || ' Ünïcode ' || md5(g::text),
+            CASE WHEN g % 6 = 4 THEN 'TimeoutError' END, 'message ' || g || ' Ünïcode ' || md5(g::text) || CASE WHEN g % 13 = 0 THEN ' 50%_off' ELSE '' END,
             CASE WHEN g % 11 = 0 THEN E'Traceback\n  line ' || g END, '/api/' || (g % 9),
             (ARRAY['GET','POST',NULL])[1 + g % 3]::http_method, 'act', 'fn' || (g % 4), 'file.py',
             CASE WHEN g % 2 = 0 THEN (g % 5000) / 7.0 END, g % 97 = 0,
             CASE WHEN g % 4 = 0 THEN NULL
                  ELSE jsonb_build_object('status', 200 + g % 4 * 100, 'ok', g % 2 = 0, 'region', 'eu-' || (g % 3),
-                                         'http', jsonb_build_object('status', 500 + g % 3), 'ratio', g / 8.0) END
+                                         'http', jsonb_build_object('status', 500 + g % 3), 'ratio', g / 4.0) END
         FROM generate_series($2::int, $3::int) AS g
         """,
         start,
@@ -64,6 +64,11 @@ def make_day(db: DB, day: date, rows: int = ROWS_PER_DAY, *, first: int = 1) -> 
 
 @pytest.fixture
 def fresh(db: DB, tmp_path: Path) -> archive.Store:
+    return make_store(db, tmp_path)
+
+
+def make_store(db: DB, tmp_path: Path) -> archive.Store:
+    """The test days made afresh in PostgreSQL, nothing archived yet, and an empty store."""
     db.fetch("TRUNCATE archive_parts")
     for day in [*DAYS, KEPT]:
         db.fetch(f"DROP TABLE IF EXISTS {partitions.name(day)}")
