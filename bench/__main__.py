@@ -1,4 +1,4 @@
-"""`python -m bench [all|db|http|otlp|limits|scale|client|profile|coldstart|steps REV...|report] [--quick] [--out DIR]`: measure, save raw JSON, render
+"""`python -m bench [all|db|http|otlp|limits|scale|archive|client|profile|coldstart|steps REV...|report] [--quick] [--out DIR]`: measure, save raw JSON, render
 the report."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from tqdm import tqdm
 from app.config import Settings
 from app.intake.rows import parse
 from bench import (
+    archive,
     client,
     coldstart,
     database,
@@ -35,15 +36,34 @@ from bench.data import LogFactory, body
 ROOT = Path(__file__).parent.parent
 
 # Every suite that measures ("report" only renders what they wrote).
-SUITES = ("all", "db", "http", "otlp", "limits", "scale", "client", "profile", "coldstart", "steps")
+SUITES = (
+    "all",
+    "db",
+    "http",
+    "otlp",
+    "limits",
+    "scale",
+    "archive",
+    "client",
+    "profile",
+    "coldstart",
+    "steps",
+)
 # (batch sizes, warm-up s, measured s) per suite
 FULL = {
     "db": ([1, 10, 100, 1000, 10000], 0.5, 3.0),
     "http": (1.0, 5.0),
     "scale": [1_000_000, 3_000_000, 10_000_000],
+    "archive": [1_000_000, 3_000_000, 10_000_000],
     "client": (200_000, 300_000),  # calls timed, logs sent for throughput
 }
-QUICK = {"db": ([10, 1000], 0.1, 0.3), "http": (0.3, 1.0), "scale": [5_000, 20_000], "client": (5_000, 5_000)}
+QUICK = {
+    "db": ([10, 1000], 0.1, 0.3),
+    "http": (0.3, 1.0),
+    "scale": [5_000, 20_000],
+    "archive": [5_000],
+    "client": (5_000, 5_000),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,6 +133,14 @@ def main(argv: list[str] | None = None) -> int:
                 _save(args.out / "scale.json", meta, {"sizes": sizes, "days": scale.DAYS, "batch": scale.BATCH,
                                                       "query_runs": scale.QUERY_RUNS, "count_runs": scale.COUNT_RUNS},
                       results)  # fmt: skip
+            if args.suite in ("all", "archive"):
+                sizes = plan["archive"]
+                results = archive.run(
+                    source.dsn, _rows(100_000 if not args.quick else 5_000), sizes, progress
+                )
+                _save(args.out / "archive.json", meta, {"sizes": sizes, "pool": 100_000 if not args.quick else 5_000,
+                                                        "query_runs": archive.QUERY_RUNS,
+                                                        "row_group_rows": 100_000}, results)  # fmt: skip
             if args.suite in ("all", "client"):
                 calls, logs = plan["client"]
                 results = client.run(source.dsn, progress, calls, logs)
@@ -150,6 +178,8 @@ def _count_steps(suite: str, plan: dict[str, Any], revisions: list[str]) -> int:
         count += 3  # the parse stages, then two arms
     if suite in ("all", "scale"):
         count += 3 * len(plan["scale"])
+    if suite in ("all", "archive"):
+        count += 3 * len(plan["archive"])
     if suite in ("all", "profile"):
         count += len(profile.ARMS) + 1
     if suite in ("all", "coldstart"):
