@@ -68,10 +68,13 @@ class Unavailable(RuntimeError):
     """The archive is configured but this deployment cannot reach it (no pyarrow/duckdb: Lambda)."""
 
 
-def available() -> bool:
+def available(*, reads: bool = True) -> bool:
+    """Whether this installation has the libraries: pyarrow for the pass, and DuckDB too for reads."""
     try:
-        import duckdb  # noqa: F401
         import pyarrow  # noqa: F401
+
+        if reads:
+            import duckdb  # noqa: F401
     except ImportError:
         return False
     return True
@@ -386,7 +389,7 @@ async def housekeeping(conn: asyncpg.Connection, settings: Any, *, dry_run: bool
     """The archive's share of a maintenance pass (the caller holds the housekeeping lock)."""
     if not settings.archive_url:
         return {}
-    if not available():
+    if not available(reads=False):
         log.warning("archive skipped: %s", SKIPPED)
         return {"archive_skipped": SKIPPED}
     store = await asyncio.to_thread(Store.open, settings.archive_url)

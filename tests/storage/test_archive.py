@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -271,3 +272,69 @@ def test_cli_archives_and_dry_run_only_lists(db: DB, database_url: str, tmp_path
     env["ARCHIVE_URL"] = ""
     missing = cli()
     assert missing.returncode == 2 and "ARCHIVE_URL" in missing.stderr
+
+
+def test_housekeeping_runs_the_pass_under_its_lock_and_lambda_skips_it(
+    db: DB, fresh: archive.Store, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.database import Database
+    from app.storage import maintenance
+    from tests.support import make_settings
+
+    # ARCHIVE_AFTER_DAYS reaching back to 2020-01-15: only this module's DAYS are old enough.
+    after = (datetime.now(UTC).date() - date(2020, 1, 15)).days
+    settings = make_settings(database_url, archive_url=fresh.root, archive_after_days=after)
+
+    async def once(hold_lock: bool) -> dict[str, Any]:
+        database = Database(settings)
+        other = await asyncpg.connect(database_url)
+        try:
+            if hold_lock:  # another server's housekeeping in progress
+                await other.execute("SELECT pg_advisory_lock($1)", maintenance.LOCK_KEY)
+            return await maintenance.run_once(database)
+        finally:
+            await other.close()
+            await database.close()
+
+    assert run(once(hold_lock=True)) == {"skipped": "another process is doing housekeeping"}
+    assert not db.fetch("SELECT * FROM archive_parts")
+    monkeypatch.setattr(archive, "available", lambda **_: False)  # the Lambda package
+    skipped = run(once(hold_lock=False))
+    assert skipped["archive_skipped"].startswith("ARCHIVE_URL is set but pyarrow")
+    assert not db.fetch("SELECT * FROM archive_parts")
+    monkeypatch.undo()
+    done = run(once(hold_lock=False))
+    assert [m["day"] for m in done["archived"]] == [str(d) for d in DAYS]
+    assert [r["state"] for r in db.fetch("SELECT state FROM archive_parts")] == ["archived", "archived"]
+
+
+def test_a_pass_killed_while_writing_is_redone_by_the_next(db: DB, database_url: str, tmp_path: Path) -> None:
+    """The real process, SIGKILLed once its part is recorded as being written (no hook: the CLI as cron runs it)."""
+    db.fetch("TRUNCATE archive_parts")
+    day = datetime.now(UTC).date() - timedelta(days=400)
+    for other in [*DAYS, KEPT, day]:
+        db.fetch(f"DROP TABLE IF EXISTS {partitions.name(other)}")
+    make_day(db, day, 60_000)
+    store = archive.Store.open(str(tmp_path / "a"))
+    before = all_rows(db, store)
+    env = {**os.environ, "DATABASE_URL": database_url, "ARCHIVE_URL": store.root, "ARCHIVE_AFTER_DAYS": "399",
+           "RETENTION_DAYS": "0"}  # fmt: skip
+    command = [sys.executable, "-m", "app", "archive"]
+    child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(600):  # until the pass is between recording the part and finishing the file
+            if db.fetch("SELECT 1 FROM archive_parts WHERE state = 'writing'") or child.poll() is not None:
+                break
+            time.sleep(0.05)
+    finally:
+        child.kill()
+        child.wait(30)
+    state = [r["state"] for r in db.fetch("SELECT state FROM archive_parts")]
+    assert state in (["writing"], ["verified"], ["archived"])  # killed somewhere along the way
+    assert all_rows(db, store) == before
+    done = subprocess.run(
+        command, check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert [r["state"] for r in db.fetch("SELECT state FROM archive_parts")] == ["archived"]
+    assert all_rows(db, store) == before

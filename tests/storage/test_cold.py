@@ -144,7 +144,7 @@ def test_a_deployment_without_the_archive_libraries_says_why(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     archive_pass(db, fresh)
-    monkeypatch.setattr(archive, "available", lambda: False)
+    monkeypatch.setattr(archive, "available", lambda **_: False)
     with TestClient(create_app(make_settings(database_url, archive_url=fresh.root))) as lambda_like:
         refused = lambda_like.get("/logs", params={"since": SINCE, "until": f"{DAYS[1]}T23:00:00Z"})
         assert refused.status_code == 422 and "pyarrow and duckdb" in refused.json()["message"]
