@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 _save(args.out / "archive.json", meta, {"sizes": sizes, "pool": 100_000 if not args.quick else 5_000,
                                                         "query_runs": archive.QUERY_RUNS,
-                                                        "row_group_rows": 100_000}, results)  # fmt: skip
+                                                        "row_group_rows": archive.ROW_GROUP_ROWS}, results)  # fmt: skip
             if args.suite in ("all", "client"):
                 calls, logs = plan["client"]
                 results = client.run(source.dsn, progress, calls, logs)

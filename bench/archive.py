@@ -28,6 +28,7 @@ from app.config import Settings
 from app.intake.rows import COLUMNS
 from app.main import create_app
 from app.storage import partitions
+from app.storage.archive import ROW_GROUP_ROWS  # noqa: F401 - bench.archive.ROW_GROUP_ROWS, saved with the results
 from bench import db
 
 Row = tuple[Any, ...]
