@@ -6,7 +6,8 @@ The app is the same one uvicorn serves, with three Lambda differences:
 * small pool defaults (DB_POOL_MIN_SIZE=0, DB_POOL_MAX_SIZE=1) unless set: one container serves one
   request at a time, and reserved concurrency x max size is what the database must accept.
 * one COPY per request (INGEST_MODE=direct): group commit's writer tasks must not outlive an invocation.
-A scheduled EventBridge event runs app/storage/maintenance.py instead of a request.
+A scheduled EventBridge event runs app/storage/maintenance.py instead of a request. The cold-storage pass is
+skipped there (pyarrow and DuckDB are not in the package: README "Cold storage"), and so are reads of archived days.
 Never an embedded PostgreSQL: without DATABASE_URL or DATABASE_HOST every request answers a 500 saying so.
 """
 
