@@ -17,12 +17,10 @@ import sys
 import tempfile
 
 import asyncpg
-import uvicorn
 from fastapi import FastAPI
 
 from app import database, heap, jsonlog, metrics
 from app.config import Settings
-from app.main import create_app
 from app.storage import archive, maintenance, migrations, retention
 
 log = logging.getLogger("app")
@@ -122,6 +120,9 @@ def serve_http(settings: Settings) -> None:
         directory = tempfile.TemporaryDirectory(prefix="logsave-metrics-")
         atexit.register(directory.cleanup)
         os.environ[metrics.MULTIPROC_DIR] = directory.name
+    # Imported here (and create_app in serve()): the one-shot commands stay small (the archive pass's memory).
+    import uvicorn
+
     uvicorn.run(
         "app.__main__:serve",
         factory=True,
@@ -148,6 +149,8 @@ def serve() -> FastAPI:
     """The app as each uvicorn worker process builds it, logging JSON lines like the parent."""
     settings = Settings()
     jsonlog.configure(settings.log_level)
+    from app.main import create_app
+
     app = create_app(settings)
     heap.settle()
     return app

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ROW_GROUP_ROWS = 50_000
+ROW_GROUP_ROWS = 25_000
 # Every column of logs, in table order; enums as text, metadata as its JSON text.
 COLUMNS = (
     "id", "created_at", "level", "log_type", "service", "environment", "service_version", "trace_id",
@@ -60,6 +60,10 @@ _COPY = (
     " service_version, trace_id, user_id, session_id, error_type, message, stack_trace, path, method, action_type,"
     " function_name, file_path, duration_ms, deleted, metadata FROM {table} ORDER BY service, created_at, id"
 )
+DICTIONARY = [
+    "level", "log_type", "service", "environment", "service_version", "error_type", "path", "method", "action_type",
+    "function_name", "file_path",
+]  # fmt: skip
 # COPY's chunks waiting for the parser thread (each up to a few hundred kB).
 QUEUED_CHUNKS = 8
 _FINGERPRINT = (
@@ -332,8 +336,10 @@ def _write(store: Store, relative: str, chunks: queue.Queue[bytes | None]) -> in
     store.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
     row_groups = 0
     with store.fs.open_output_stream(path) as sink:
+        # Dictionaries for the columns with few distinct values only: for ids, times and free text they would
+        # cost memory (their encoders' tables) and gain little over zstd.
         writer = pq.ParquetWriter(
-            sink, target, compression="zstd", write_statistics=True, write_page_index=True
+            sink, target, compression="zstd", write_statistics=True, write_page_index=True, use_dictionary=DICTIONARY
         )
         pending: list[pa.RecordBatch] = []
         held = 0
