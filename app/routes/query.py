@@ -90,7 +90,7 @@ def router(settings: Settings, database: Database) -> APIRouter:
         # The archive holds older days: it is read only when they could still make this page.
         if parts and parts.paths and (len(hot) <= parsed.limit or hot[-1]["created_at"] < parts.newest_end):
             with _narrow_on_timeout(settings.query_timeout):
-                rows = await cold_reader(parts).page(parts.paths, parsed)
+                rows = await cold_reader(parts).page(parts.paths, parsed, parts.newest_end)
             docs = await render(rows)
             found += [(cold.moment(row[1]), row[0], doc) for row, doc in zip(rows, docs, strict=True)]
             found.sort(key=lambda row: (row[0], row[1]), reverse=True)

@@ -198,13 +198,28 @@ class Cold:
         while chunk := await asyncio.to_thread(result.fetchmany, size):
             yield chunk
 
-    async def page(self, paths: Sequence[str], query: Query) -> list[tuple[Any, ...]]:
-        """GET /logs's page over the archive: up to limit + 1 rows (ROW's columns), newest first."""
-        where, args = duckdb_where(query.conditions)
-        limit = f" LIMIT {query.limit + 1}" if query.limit is not None else ""
-        return await self.fetch(
-            paths, f"SELECT {ROW} FROM archived WHERE {where} ORDER BY created_at DESC, id DESC{limit}", args
-        )
+    async def page(self, paths: Sequence[str], query: Query, newest_end: datetime) -> list[tuple[Any, ...]]:
+        """GET /logs's page over the archive: up to limit + 1 rows (ROW's columns), newest first.
+
+        The files are sorted by service first, so a newest-first page would read every row group's times.
+        It looks back through growing windows instead (WINDOWS, then without one): a window that already
+        holds limit + 1 matches holds the newest ones, and its lower bound lets DuckDB skip every row group
+        that ends before it (by the statistics)."""
+        assert query.limit is not None
+        since, until = query.bounds()
+        upper = min(until, newest_end) if until else newest_end
+        for window in (*WINDOWS, None):
+            conditions = list(query.conditions)
+            if window is not None:
+                if since is not None and upper - window <= since:
+                    continue
+                conditions.append(Condition("since", "created_at", upper - window))
+            where, args = duckdb_where(conditions)
+            sql = f"SELECT {ROW} FROM archived WHERE {where} ORDER BY created_at DESC, id DESC LIMIT {query.limit + 1}"
+            rows = await self.fetch(paths, sql, args)
+            if len(rows) > query.limit or window is None:
+                return rows
+        raise AssertionError("unreachable: the last window is unbounded")
 
     def export(self, paths: Sequence[str], query: Query) -> AsyncIterator[list[Any]]:
         where, args = duckdb_where(query.conditions)
@@ -228,6 +243,9 @@ class Cold:
         )
         return [(moment(us), level, n) for us, level, n in rows]
 
+
+# How far back a page over the archive looks first (see Cold.page).
+WINDOWS = (timedelta(minutes=15), timedelta(hours=4))
 
 UNAVAILABLE = (
     "these logs are archived (ARCHIVE_URL) and this deployment cannot read Parquet: pyarrow and duckdb are not"
