@@ -341,6 +341,21 @@ def archive_section(archive_data: dict[str, Any]) -> list[str]:
             f"| {r['rows']:,} | {r['pg_bytes_per_log']:.0f} | {r['parquet_bytes_per_log']:.0f} | {r['ratio']:.1f}× "
             f"| {_n(r['export_rows_per_s'])} | {r['pass_peak_rss_mb']:.0f} MB | {newest} | {filtered} |"
         )
+    lines += [
+        "",
+        (
+            "Read: the bytes target is met with room (~16×). The pages are not: the files are sorted by service "
+            "first, so a newest-first page over the whole day still reads the times of one row group per "
+            "service (the server narrows by 15-minute, then 4-hour windows before reading the day), and each "
+            "archived page also costs DuckDB's start-up per query and a round trip to PostgreSQL to render "
+            "the JSON. Sorting by time first (or a per-day index of row groups) would be the next lever. "
+            "The pass's memory stayed near 200 MB when run alone against a cold PostgreSQL (196 MB at 1 M "
+            "rows, 201 MB at 3 M, `python -m app archive` measured the same way); in this suite, right "
+            "after the hot queries warmed PostgreSQL's cache, COPY streamed faster and the child's peak "
+            "rose with the size: something between the socket and the parser buffers more than the bounded "
+            "queue it is given, and is not yet found."
+        ),
+    ]
     return [*lines, ""]
 
 
