@@ -344,7 +344,12 @@ def _write(store: Store, relative: str, chunks: queue.Queue[bytes | None]) -> in
         # Dictionaries for the columns with few distinct values only: for ids, times and free text they would
         # cost memory (their encoders' tables) and gain little over zstd.
         writer = pq.ParquetWriter(
-            sink, target, compression="zstd", write_statistics=True, write_page_index=True, use_dictionary=DICTIONARY
+            sink,
+            target,
+            compression="zstd",
+            write_statistics=True,
+            write_page_index=True,
+            use_dictionary=DICTIONARY,
         )
         pending: list[pa.RecordBatch] = []
         held = 0
