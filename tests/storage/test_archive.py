@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ AFTER = 5
 DAYS = [date(2020, 1, 10), date(2020, 1, 12)]
 KEPT = date(2020, 1, 18)  # not closed long enough: stays in PostgreSQL
 ROWS_PER_DAY = 2_500
+# The CLI archives by today's date: a day well past ARCHIVE_AFTER_DAYS=399, made for those tests alone.
+CLI_DAY = datetime.now(UTC).date() - timedelta(days=400)
 
 
 def make_day(db: DB, day: date, rows: int = ROWS_PER_DAY, *, first: int = 1) -> None:
@@ -64,8 +67,16 @@ def make_day(db: DB, day: date, rows: int = ROWS_PER_DAY, *, first: int = 1) -> 
 
 
 @pytest.fixture
-def fresh(db: DB, tmp_path: Path) -> archive.Store:
-    return make_store(db, tmp_path)
+def fresh(db: DB, tmp_path: Path) -> Iterator[archive.Store]:
+    yield make_store(db, tmp_path)
+    drop_days(db)
+
+
+def drop_days(db: DB) -> None:
+    """What these tests made, gone: other modules' retention must not find these old days."""
+    db.fetch("TRUNCATE archive_parts")
+    for day in [*DAYS, KEPT, CLI_DAY]:
+        db.fetch(f"DROP TABLE IF EXISTS {partitions.name(day)}")
 
 
 def make_store(db: DB, tmp_path: Path) -> archive.Store:
@@ -243,12 +254,17 @@ def test_retention_removes_archived_days_with_their_files_and_counts(db: DB, fre
     assert run(expire()) == []
 
 
-def test_cli_archives_and_dry_run_only_lists(db: DB, database_url: str, tmp_path: Path) -> None:
-    db.fetch("TRUNCATE archive_parts")
-    # The CLI uses today's date: a day well past ARCHIVE_AFTER_DAYS, made for this test alone.
-    day = datetime.now(UTC).date() - timedelta(days=400)
-    for other in [*DAYS, KEPT, day]:
-        db.fetch(f"DROP TABLE IF EXISTS {partitions.name(other)}")
+@pytest.fixture
+def cli_day(db: DB) -> Iterator[date]:
+    drop_days(db)
+    yield CLI_DAY
+    drop_days(db)
+
+
+def test_cli_archives_and_dry_run_only_lists(
+    db: DB, database_url: str, tmp_path: Path, cli_day: date
+) -> None:
+    day = cli_day
     make_day(db, day, 50)
     env = {**os.environ, "DATABASE_URL": database_url, "ARCHIVE_URL": f"file://{tmp_path}/a",
            "ARCHIVE_AFTER_DAYS": "399", "RETENTION_DAYS": "0"}  # fmt: skip
@@ -308,12 +324,11 @@ def test_housekeeping_runs_the_pass_under_its_lock_and_lambda_skips_it(
     assert [r["state"] for r in db.fetch("SELECT state FROM archive_parts")] == ["archived", "archived"]
 
 
-def test_a_pass_killed_while_writing_is_redone_by_the_next(db: DB, database_url: str, tmp_path: Path) -> None:
+def test_a_pass_killed_while_writing_is_redone_by_the_next(
+    db: DB, database_url: str, tmp_path: Path, cli_day: date
+) -> None:
     """The real process, SIGKILLed once its part is recorded as being written (no hook: the CLI as cron runs it)."""
-    db.fetch("TRUNCATE archive_parts")
-    day = datetime.now(UTC).date() - timedelta(days=400)
-    for other in [*DAYS, KEPT, day]:
-        db.fetch(f"DROP TABLE IF EXISTS {partitions.name(other)}")
+    day = cli_day
     make_day(db, day, 60_000)
     store = archive.Store.open(str(tmp_path / "a"))
     before = all_rows(db, store)

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from app.query import Condition, parse
 from app.storage import archive, cold
-from tests.storage.test_archive import DAYS, KEPT, archive_pass, make_store
+from tests.storage.test_archive import DAYS, KEPT, archive_pass, drop_days, make_store
 from tests.support import DB, make_settings
 
 SINCE, UNTIL = f"{DAYS[0]}T00:00:00Z", f"{KEPT}T23:59:59Z"
@@ -52,8 +52,9 @@ FILTERS: list[dict[str, Any]] = [
 
 
 @pytest.fixture
-def fresh(db: DB, tmp_path: Path) -> archive.Store:
-    return make_store(db, tmp_path)
+def fresh(db: DB, tmp_path: Path) -> Iterator[archive.Store]:
+    yield make_store(db, tmp_path)
+    drop_days(db)
 
 
 @pytest.fixture
@@ -193,9 +194,8 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 def test_an_archive_on_s3_answers_the_same_through_the_same_code(
-    db: DB, database_url: str, tmp_path: Path, s3: str
+    db: DB, database_url: str, fresh: archive.Store, s3: str
 ) -> None:
-    make_store(db, tmp_path)
     url = f"s3://logs/cold/archive?endpoint_override={s3}&scheme=http"
     store = archive.Store.open(url)
     with TestClient(create_app(make_settings(database_url, archive_url=url))) as client:
