@@ -1,6 +1,8 @@
 """`python -m app`: serve log-save-server with uvicorn (uvloop + httptools).
 
 `python -m app retention [--dry-run]`: one retention pass (app/storage/retention.py); prints what it dropped.
+
+`python -m app archive [--dry-run]`: one cold-storage pass (app/storage/archive.py); prints what it moved.
 """
 
 from __future__ import annotations
@@ -15,13 +17,11 @@ import sys
 import tempfile
 
 import asyncpg
-import uvicorn
 from fastapi import FastAPI
 
 from app import database, heap, jsonlog, metrics
 from app.config import Settings
-from app.main import create_app
-from app.storage import migrations, retention
+from app.storage import archive, maintenance, migrations, retention
 
 log = logging.getLogger("app")
 
@@ -34,11 +34,17 @@ def main(argv: list[str] | None = None) -> int:
         "retention", help="drop partitions older than RETENTION_DAYS, then exit"
     )
     retention_cmd.add_argument("--dry-run", action="store_true", help="only list what would be dropped")
+    archive_cmd = commands.add_parser(
+        "archive", help="move closed days older than ARCHIVE_AFTER_DAYS to ARCHIVE_URL, then exit"
+    )
+    archive_cmd.add_argument("--dry-run", action="store_true", help="only list what would be moved")
     args = parser.parse_args(argv)
     settings = Settings()
     jsonlog.configure(settings.log_level)
     if args.command == "retention":
         return asyncio.run(_retention(settings, args.dry_run))
+    if args.command == "archive":
+        return asyncio.run(_archive(settings, args.dry_run))
     serve_http(settings)
     return 0
 
@@ -59,6 +65,36 @@ async def _retention(settings: Settings, dry_run: bool) -> int:
         print(f"RETENTION_DAYS={settings.retention_days}: partitions before {cutoff} {verb}: {len(dropped)}")
     for name in dropped:
         print(f"  {name}")
+    return 0
+
+
+async def _archive(settings: Settings, dry_run: bool) -> int:
+    if not settings.archive_enabled:
+        print("ARCHIVE_URL and ARCHIVE_AFTER_DAYS must both be set to archive", file=sys.stderr)
+        return 2
+    source = await asyncio.to_thread(database.resolve, settings)
+    conn = await asyncpg.connect(source.dsn)
+    try:
+        await migrations.apply(conn)
+        # The housekeeping loop's lock: never two passes at once, whoever runs them.
+        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", maintenance.LOCK_KEY):
+            print("another process is doing housekeeping; try again later", file=sys.stderr)
+            return 1
+        done = await archive.housekeeping(conn, settings, dry_run=dry_run)
+    finally:
+        await conn.close()
+    if "archive_skipped" in done:
+        print(done["archive_skipped"], file=sys.stderr)
+        return 1
+    verb = "would move" if dry_run else "moved"
+    limit = archive.cutoff(settings.archive_after_days or 0)
+    print(
+        f"ARCHIVE_AFTER_DAYS={settings.archive_after_days}: days before {limit} {verb}: {len(done['archived'])}"
+    )
+    for moved in done["archived"]:
+        print(f"  {moved['day']}: {moved.get('rows', '?')} rows -> {moved.get('part', '(nothing)')}")
+    for day in done["archive_expired"]:
+        print(f"  {day}: past RETENTION_DAYS, files removed")
     return 0
 
 
@@ -84,6 +120,9 @@ def serve_http(settings: Settings) -> None:
         directory = tempfile.TemporaryDirectory(prefix="logsave-metrics-")
         atexit.register(directory.cleanup)
         os.environ[metrics.MULTIPROC_DIR] = directory.name
+    # Imported here (and create_app in serve()): the one-shot commands stay small (the archive pass's memory).
+    import uvicorn
+
     uvicorn.run(
         "app.__main__:serve",
         factory=True,
@@ -110,6 +149,8 @@ def serve() -> FastAPI:
     """The app as each uvicorn worker process builds it, logging JSON lines like the parent."""
     settings = Settings()
     jsonlog.configure(settings.log_level)
+    from app.main import create_app
+
     app = create_app(settings)
     heap.settle()
     return app

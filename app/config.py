@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     retention_days: int = Field(30, ge=0)
     created_at_max_age_days: int = Field(30, ge=1)
     created_at_max_ahead_hours: int = Field(24, ge=1)
+    # Cold storage (app/storage/archive.py): closed days older than ARCHIVE_AFTER_DAYS move from PostgreSQL to
+    # Parquet files under ARCHIVE_URL (a directory, file://…, or s3://bucket/prefix); unset: no archive.
+    archive_url: str | None = None
+    archive_after_days: int | None = Field(None, ge=1)
     # Seconds a query (GET /logs, /traces) may run before it is stopped with a 422 asking to narrow it.
     query_timeout: float = Field(10.0, gt=0)
     # GET /logs/stream (app/routes/stream.py): live streams open at once per worker (0: off, Lambda's default),
@@ -115,6 +119,10 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: str) -> str:
         return value.upper()
+
+    @property
+    def archive_enabled(self) -> bool:
+        return bool(self.archive_url) and self.archive_after_days is not None
 
     @property
     def cors_origin_list(self) -> list[str]:

@@ -13,6 +13,7 @@
     ├── InvalidRule                  422 an alert rule that cannot work, each bad field named like `notify.0`
     ├── NotFound                     404 no such alert rule
     ├── QueryTimeout                 422 a query that ran past QUERY_TIMEOUT: narrow it
+    ├── ArchiveUnreadable            422 archived days asked of a deployment without pyarrow/duckdb (Lambda)
     ├── Busy                         429 + Retry-After: the write queue is full (the server is busy, not down)
     ├── ServiceUnavailable           503 + Retry-After: PostgreSQL unreachable, or the server shutting down
     └── DatabaseNotConfigured        500 a deployment without a database (Lambda never embeds one)
@@ -87,6 +88,13 @@ class InvalidRule(InvalidLogs):
 class NotFound(IngestError):
     status = 404
     code = "not_found"
+
+
+class ArchiveUnreadable(IngestError):
+    """The logs asked for are archived and this deployment cannot read the archive (Lambda)."""
+
+    status = 422
+    code = "archive_unreadable"
 
 
 class QueryTimeout(IngestError):

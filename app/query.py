@@ -56,17 +56,54 @@ DOCUMENT = """jsonb_build_object(
     'duration_ms', duration_ms, 'metadata', metadata)::text"""
 
 
+@dataclass(frozen=True)
+class Condition:
+    """One filter of GET /logs in no SQL dialect. `postgres()` below renders it for PostgreSQL and
+    app/storage/cold.py for DuckDB over the archive, so each filter's meaning is decided once, here.
+
+    kind      column                      value
+    since     created_at                  a datetime (>=)
+    until     created_at                  a datetime (<)
+    any       a NEGATABLE column          its values as stored (any matches; negated: none does)
+    at_least  level                       a level (this one or more severe)
+    equals    trace_id/user_id/session_id the value
+    contains  message                     text, matched case-insensitively anywhere
+    meta      metadata                    (path, value): the value at that path of the metadata
+    before    (created_at, id)            the keyset cursor's (created_at, id)
+
+    A negated condition keeps the logs where it is not true, those without the field included.
+    """
+
+    kind: str
+    column: str
+    value: Any
+    negated: bool = False
+
+
 @dataclass
 class Query:
-    """A parsed GET /logs: WHERE clauses with their parameters, the page size and where to start."""
+    """A parsed GET /logs: its conditions (all must hold), the page size and where to start."""
 
-    where: list[str] = field(default_factory=lambda: ["NOT deleted"])
-    args: list[Any] = field(default_factory=list)
+    conditions: list[Condition] = field(default_factory=list)
     limit: int | None = DEFAULT_LIMIT
 
-    def add(self, clause: str, value: Any) -> None:
-        self.args.append(value)
-        self.where.append(clause.format(f"${len(self.args)}"))
+    def add(self, kind: str, column: str, value: Any, negated: bool = False) -> None:
+        self.conditions.append(Condition(kind, column, value, negated))
+
+    @property
+    def where(self) -> list[str]:
+        return postgres(self.conditions)[0]
+
+    @property
+    def args(self) -> list[Any]:
+        return postgres(self.conditions)[1]
+
+    def bounds(self) -> tuple[datetime | None, datetime | None]:
+        """The earliest and latest created_at a match may have (None: unbounded), for choosing days."""
+        since = [c.value for c in self.conditions if c.kind == "since"]
+        until = [c.value for c in self.conditions if c.kind == "until"]
+        until += [c.value[0] for c in self.conditions if c.kind == "before"]
+        return (max(since) if since else None), (min(until) if until else None)
 
     def page_sql(self) -> str:
         limit = f" LIMIT {self.limit + 1}" if self.limit is not None else ""
@@ -74,6 +111,40 @@ class Query:
             f"SELECT {DOCUMENT} AS doc, created_at, id FROM logs WHERE {' AND '.join(self.where)}"
             f" ORDER BY created_at DESC, id DESC{limit}"
         )
+
+
+def postgres(conditions: list[Condition]) -> tuple[list[str], list[Any]]:
+    """The conditions as PostgreSQL WHERE clauses (soft-deleted rows left out) and their parameters."""
+    where, args = ["NOT deleted"], []
+
+    def param(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    for c in conditions:
+        if c.kind == "since":
+            clause = f"created_at >= {param(c.value)}"
+        elif c.kind == "until":
+            clause = f"created_at < {param(c.value)}"
+        elif c.kind == "any":
+            clause = f"{c.column} = ANY({param(c.value)}::{NEGATABLE[c.column]}[])"
+        elif c.kind == "at_least":
+            clause = f"level >= {param(c.value)}::log_level"
+        elif c.kind == "equals":
+            clause = f"{c.column} = {param(c.value)}"
+        elif c.kind == "contains":
+            escaped = c.value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            clause = f"message ILIKE {param(f'%{escaped}%')}"
+        elif c.kind == "meta":
+            # Containment keeps the GIN-friendly `@>` form at any depth.
+            clause = f"metadata @> {param(json.dumps(meta_document(*c.value)))}::jsonb"
+        elif c.kind == "before":
+            clause = f"(created_at, id) < ({param(c.value[0])}, {param(c.value[1])})"
+        else:
+            raise ValueError(f"unknown condition {c.kind}")
+        # IS NOT TRUE: a log without the field (a NULL trace_id, no metadata) is not excluded.
+        where.append(f"({clause}) IS NOT TRUE" if c.negated else clause)
+    return where, args
 
 
 def parse(params: Mapping[str, list[str]], *, export: bool = False) -> Query:
@@ -93,15 +164,11 @@ def parse(params: Mapping[str, list[str]], *, export: bool = False) -> Query:
             except ValueError as exc:
                 bad(name, str(exc))
                 continue
-            # Containment keeps the GIN-friendly `@>` form at any depth; negated, a log without metadata
-            # (NULL) is kept, as it does not match.
-            clause = "(metadata @> {}::jsonb) IS NOT TRUE" if negated else "metadata @> {}::jsonb"
             for value in values:
-                query.add(clause, json.dumps(meta_document(path, _meta_value(value))))
+                query.add("meta", "metadata", (path, _meta_value(value)), negated)
         elif negated and field_name in NEGATABLE:
             if (checked := _checked(field_name, values, partial(bad, name))) is not None:
-                # IS NOT TRUE: a log without the field (a NULL trace_id, say) is not excluded.
-                query.add(f"({field_name} = ANY({{}}::{NEGATABLE[field_name]}[])) IS NOT TRUE", checked)
+                query.add("any", field_name, checked, negated=True)
         elif negated or (name not in SINGLE and name not in REPEATABLE):
             bad(name, "unknown filter")
         elif name in SINGLE and len(values) > 1:
@@ -113,27 +180,26 @@ def parse(params: Mapping[str, list[str]], *, export: bool = False) -> Query:
         values = params.get(name)
         return values[0] if values else None
 
-    for name, clause in (("since", "created_at >= {}"), ("until", "created_at < {}")):
+    for name in ("since", "until"):
         if (value := one(name)) is not None:
             try:
-                query.add(clause, moment(value))
+                query.add(name, "created_at", moment(value))
             except ValueError as exc:
                 bad(name, str(exc))
     for name in REPEATABLE:
         values = params.get(name)
         if values and (checked := _checked(name, values, partial(bad, name))) is not None:
-            query.add(f"{name} = ANY({{}}::{NEGATABLE[name]}[])", checked)
+            query.add("any", name, checked)
     if (min_level := one("min_level")) is not None:
         if normalize_level(min_level) not in LEVELS:
             bad("min_level", f"unknown level {min_level!r}: use {', '.join(LEVELS)}")
         else:
-            query.add("level >= {}::log_level", normalize_level(min_level))
+            query.add("at_least", "level", normalize_level(min_level))
     for name in ("trace_id", "user_id", "session_id"):
         if (value := one(name)) is not None and _checked(name, [value], partial(bad, name)) is not None:
-            query.add(f"{name} = {{}}", value)
+            query.add("equals", name, value)
     if (text := one("q")) is not None:
-        escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        query.add("message ILIKE {}", f"%{escaped}%")
+        query.add("contains", "message", text)
     if (limit := one("limit")) is not None:
         if not (limit.isascii() and limit.isdigit()) or not 1 <= int(limit) <= MAX_LIMIT:
             bad("limit", f"must be a whole number from 1 to {MAX_LIMIT}")
@@ -145,8 +211,7 @@ def parse(params: Mapping[str, list[str]], *, export: bool = False) -> Query:
         except ValueError:
             bad("cursor", "not a cursor this server made: pass next_cursor from the previous page")
         else:
-            query.args += [created_at, last_id]
-            query.where.append(f"(created_at, id) < (${len(query.args) - 1}, ${len(query.args)})")
+            query.add("before", "created_at", (created_at, last_id))
     if errors:
         raise InvalidQuery(errors)
     return query

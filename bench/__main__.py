@@ -1,4 +1,4 @@
-"""`python -m bench [all|db|http|otlp|agents|aws|limits|scale|client|profile|coldstart|alerts|steps REV...|report] [--quick] [--out DIR]`: measure, save raw JSON, render
+"""`python -m bench [all|db|http|otlp|agents|aws|limits|scale|archive|client|profile|coldstart|alerts|steps REV...|report] [--quick] [--out DIR]`: measure, save raw JSON, render
 the report."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from app.intake.rows import parse
 from bench import (
     agents,
     alerts,
+    archive,
     aws,
     client,
     coldstart,
@@ -38,13 +39,14 @@ from bench.data import LogFactory, body
 ROOT = Path(__file__).parent.parent
 
 # Every suite that measures ("report" only renders what they wrote).
-SUITES = ("all", "db", "http", "otlp", "agents", "aws", "limits", "scale", "client", "profile", "coldstart", "alerts",
-          "steps")  # fmt: skip
+SUITES = ("all", "db", "http", "otlp", "agents", "aws", "limits", "scale", "archive", "client", "profile", "coldstart",
+          "alerts", "steps")  # fmt: skip
 # (batch sizes, warm-up s, measured s) per suite
 FULL = {
     "db": ([1, 10, 100, 1000, 10000], 0.5, 3.0),
     "http": (1.0, 5.0),
     "scale": [1_000_000, 3_000_000, 10_000_000],
+    "archive": [1_000_000, 3_000_000, 10_000_000],
     "client": (200_000, 300_000),  # calls timed, logs sent for throughput
     "alerts": 10_000_000,  # rows the rules are evaluated against
 }
@@ -52,6 +54,7 @@ QUICK = {
     "db": ([10, 1000], 0.1, 0.3),
     "http": (0.3, 1.0),
     "scale": [5_000, 20_000],
+    "archive": [5_000],
     "client": (5_000, 5_000),
     "alerts": 20_000,
 }
@@ -144,6 +147,14 @@ def main(argv: list[str] | None = None) -> int:
                 _save(args.out / "scale.json", meta, {"sizes": sizes, "days": scale.DAYS, "batch": scale.BATCH,
                                                       "query_runs": scale.QUERY_RUNS, "count_runs": scale.COUNT_RUNS},
                       results)  # fmt: skip
+            if args.suite in ("all", "archive"):
+                sizes = plan["archive"]
+                results = archive.run(
+                    source.dsn, _rows(100_000 if not args.quick else 5_000), sizes, progress
+                )
+                _save(args.out / "archive.json", meta, {"sizes": sizes, "pool": 100_000 if not args.quick else 5_000,
+                                                        "query_runs": archive.QUERY_RUNS,
+                                                        "row_group_rows": archive.ROW_GROUP_ROWS}, results)  # fmt: skip
             if args.suite in ("all", "client"):
                 calls, logs = plan["client"]
                 results = client.run(source.dsn, progress, calls, logs)
@@ -196,6 +207,8 @@ def _count_steps(suite: str, plan: dict[str, Any], revisions: list[str]) -> int:
         count += 5  # the handler, then four arms
     if suite in ("all", "scale"):
         count += 3 * len(plan["scale"])
+    if suite in ("all", "archive"):
+        count += 3 * len(plan["archive"])
     if suite in ("all", "profile"):
         count += len(profile.ARMS) + 1
     if suite in ("all", "coldstart"):

@@ -43,6 +43,11 @@ def test_quick_run_writes_well_formed_results(
     assert [r["rows"] for r in scale] == [5_000, 20_000]
     assert all(r["stats_p50_ms"] > 0 and r["full_count_p50_ms"] > 0 for r in scale)
     assert all(r["facets_24h_p50_ms"] > 0 and r["stream_delivery_p50_ms"] > 0 for r in scale)
+
+    archived = json.loads((tmp_path / "archive.json").read_text())["results"]
+    assert [r["rows"] for r in archived] == [5_000]
+    assert 0 < archived[0]["parquet_bytes_per_log"] < archived[0]["pg_bytes_per_log"]
+    assert archived[0]["archived newest page p50_ms"] > 0 and archived[0]["pass_peak_rss_mb"] > 0
     client = json.loads((tmp_path / "client.json").read_text())["results"]
     assert client["throughput"]["lost"] == 0 and client["log_busy"]["p50_us"] > 0
     report = (tmp_path / "REPORT.md").read_text()
@@ -51,6 +56,7 @@ def test_quick_run_writes_well_formed_results(
     assert "## The most expensive bodies (limits suite)" in report
     assert "## Scale: /stats and GET /logs as the table grows" in report
     assert "## The Python client (client suite)" in report
+    assert "## Cold storage: a closed day in PostgreSQL and as Parquet (archive suite)" in report
     assert "## OTLP beside our JSON (otlp suite)" in report
     assert "## Where the server's CPU goes (profile suite)" in report
     assert "| server µs/log | PG µs/log | server/PG |" in report

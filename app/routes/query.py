@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from typing import Annotated, Any
 
 import asyncpg
@@ -14,10 +15,11 @@ from fastapi.responses import StreamingResponse
 from app import query
 from app.config import Settings
 from app.database import Database
-from app.errors import QueryTimeout
+from app.errors import ArchiveUnreadable, QueryTimeout
 from app.intake.writer import database_errors
 from app.models import ENVIRONMENTS, LEVELS, LogPage, TraceLogs
 from app.routes.errors import responses
+from app.storage import archive, cold
 
 NDJSON = "application/x-ndjson"
 
@@ -26,15 +28,34 @@ def router(settings: Settings, database: Database) -> APIRouter:
     api = APIRouter()
     timeout_ms = int(settings.query_timeout * 1000)
 
-    async def run(sql: str, args: list[Any]) -> list[asyncpg.Record]:
+    # Days moved to Parquet (app/storage/archive.py) are read there, the rest from PostgreSQL (app/storage/cold.py).
+    reader = cold.Cold(settings.archive_url) if settings.archive_url and archive.available() else None
+
+    async def run(
+        sql: str, args: list[Any], bounds: tuple[datetime | None, datetime | None] | None = None
+    ) -> tuple[list[asyncpg.Record], cold.Parts | None]:
+        """PostgreSQL's rows, and (given bounds, with an archive) the archived parts of those days, decided in
+        the same snapshot so that no day is read from both or neither."""
         with database_errors(), narrow_on_timeout(settings.query_timeout):
             pool = await database.pool()
             async with (
                 pool.acquire(timeout=settings.db_acquire_timeout) as conn,
-                conn.transaction(readonly=True),
+                conn.transaction(isolation="repeatable_read", readonly=True),
             ):
                 await conn.execute(f"SET LOCAL statement_timeout = {timeout_ms}")
-                return await conn.fetch(sql, *args)
+                parts = await cold.Parts.find(conn, *bounds) if bounds and settings.archive_url else None
+                return await conn.fetch(sql, *args), parts
+
+    def cold_reader(parts: cold.Parts) -> cold.Cold:
+        if reader is None:
+            raise ArchiveUnreadable(cold.UNAVAILABLE)
+        return reader
+
+    async def render(rows: list[tuple[Any, ...]]) -> list[str]:
+        with database_errors():
+            pool = await database.pool()
+            async with pool.acquire(timeout=settings.db_acquire_timeout) as conn:
+                return await cold.render(conn, rows)
 
     @api.get(
         "/logs",
@@ -61,22 +82,47 @@ def router(settings: Settings, database: Database) -> APIRouter:
         parsed = query.parse(params, export=export)
         if export:
             return StreamingResponse(_export(parsed), media_type=NDJSON)
-        records = await run(parsed.page_sql(), parsed.args)
+        hot, parts = await run(parsed.page_sql(), parsed.args, parsed.bounds())
         assert parsed.limit is not None
-        page, more = records[: parsed.limit], len(records) > parsed.limit
-        cursor = query.encode_cursor(page[-1]["created_at"], page[-1]["id"]) if more else None
-        body = b'{"logs":[' + ",".join(r["doc"] for r in page).encode() + b'],"next_cursor":'
+        found = [(r["created_at"], r["id"], r["doc"]) for r in hot]
+        # The archive holds older days: it is read only when they could still make this page.
+        if parts and parts.paths and (len(hot) <= parsed.limit or hot[-1]["created_at"] < parts.newest_end):
+            with narrow_on_timeout(settings.query_timeout):
+                rows = await cold_reader(parts).page(parts.paths, parsed, parts.newest_end)
+            docs = await render(rows)
+            found += [(cold.moment(row[1]), row[0], doc) for row, doc in zip(rows, docs, strict=True)]
+            found.sort(key=lambda row: (row[0], row[1]), reverse=True)
+        page, more = found[: parsed.limit], len(found) > parsed.limit
+        cursor = query.encode_cursor(page[-1][0], page[-1][1]) if more else None
+        body = b'{"logs":[' + ",".join(r[2] for r in page).encode() + b'],"next_cursor":'
         body += (b'"%s"' % cursor.encode()) if cursor else b"null"
         return Response(body + b"}", media_type="application/json")
 
     async def _export(parsed: query.Query) -> AsyncIterator[bytes]:
-        # A server-side cursor: rows go out as PostgreSQL produces them, never all in memory.
+        # Server-side cursors: rows go out as PostgreSQL and DuckDB produce them, never all in memory; the two
+        # streams (both newest first) are merged.
         pool = await database.pool()
-        async with pool.acquire(timeout=settings.db_acquire_timeout) as conn, conn.transaction(readonly=True):
+        async with (
+            pool.acquire(timeout=settings.db_acquire_timeout) as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
             await conn.execute(f"SET LOCAL statement_timeout = {timeout_ms}")
+            parts = await cold.Parts.find(conn, *parsed.bounds()) if settings.archive_url else None
+
+            async def hot() -> AsyncIterator[tuple[tuple[datetime, int], str]]:
+                async for record in conn.cursor(parsed.page_sql(), *parsed.args, prefetch=500):
+                    yield (record["created_at"], record["id"]), record["doc"]
+
+            async def archived() -> AsyncIterator[tuple[tuple[datetime, int], str]]:
+                if not parts or not parts.paths:
+                    return
+                async for rows in cold_reader(parts).export(parts.paths, parsed):
+                    for row, doc in zip(rows, await cold.render(conn, rows), strict=True):
+                        yield (cold.moment(row[1]), row[0]), doc
+
             batch: list[str] = []
-            async for record in conn.cursor(parsed.page_sql(), *parsed.args, prefetch=500):
-                batch.append(record["doc"])
+            async for doc in _merged(hot(), archived()):
+                batch.append(doc)
                 if len(batch) == 500:
                     yield ("\n".join(batch) + "\n").encode()
                     batch = []
@@ -90,15 +136,21 @@ def router(settings: Settings, database: Database) -> APIRouter:
         summary="Every log of one trace, in time order",
     )
     async def get_trace(trace_id: Annotated[str, Path(min_length=1, max_length=32)]) -> Response:
-        records = await run(
-            f"SELECT {query.DOCUMENT} AS doc FROM logs WHERE trace_id = $1 AND NOT deleted"
+        hot, parts = await run(
+            f"SELECT {query.DOCUMENT} AS doc, created_at, id FROM logs WHERE trace_id = $1 AND NOT deleted"
             f" ORDER BY created_at, id LIMIT {query.MAX_TRACE_LOGS}",
             [no_nul(trace_id)],
+            (None, None),
         )
+        found = [(r["created_at"], r["id"], r["doc"]) for r in hot]
+        if parts and parts.paths:
+            with narrow_on_timeout(settings.query_timeout):
+                rows = await cold_reader(parts).trace(parts.paths, no_nul(trace_id), query.MAX_TRACE_LOGS)
+            docs = await render(rows)
+            found += [(cold.moment(row[1]), row[0], doc) for row, doc in zip(rows, docs, strict=True)]
+            found = sorted(found, key=lambda row: (row[0], row[1]))[: query.MAX_TRACE_LOGS]
         body = b'{"trace_id":' + orjson.dumps(trace_id) + b',"logs":['
-        return Response(
-            body + ",".join(r["doc"] for r in records).encode() + b"]}", media_type="application/json"
-        )
+        return Response(body + ",".join(r[2] for r in found).encode() + b"]}", media_type="application/json")
 
     return api
 
@@ -112,6 +164,21 @@ def narrow_on_timeout(seconds: float) -> Iterator[None]:
             f"the query ran longer than QUERY_TIMEOUT ({seconds:g} s): narrow it with since/until "
             "or a more selective filter"
         ) from exc
+
+
+async def _merged(
+    first: AsyncIterator[tuple[Any, str]], second: AsyncIterator[tuple[Any, str]]
+) -> AsyncIterator[str]:
+    """Two streams of (key, document), each in descending key order, as one in that order."""
+    a, b = await anext(first, None), await anext(second, None)
+    while a is not None or b is not None:
+        if b is None or (a is not None and a[0] > b[0]):
+            assert a is not None
+            yield a[1]
+            a = await anext(first, None)
+        else:
+            yield b[1]
+            b = await anext(second, None)
 
 
 def filters(request: Request) -> dict[str, list[str]]:

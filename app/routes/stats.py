@@ -9,15 +9,16 @@ from fastapi import APIRouter, Request
 from app import query
 from app.config import Settings
 from app.database import Database
-from app.errors import InvalidQuery
+from app.errors import ArchiveUnreadable, InvalidQuery
 from app.intake.writer import database_errors
 from app.models import Stats, Timeline
 from app.routes.errors import responses
-from app.storage import summary
+from app.storage import archive, cold, summary
 
 
 def router(settings: Settings, database: Database) -> APIRouter:
     api = APIRouter()
+    reader = cold.Cold(settings.archive_url) if settings.archive_url and archive.available() else None
 
     @api.get("/stats", response_model=Stats, responses=responses(401, 403, 503), summary="Exact counts")
     async def get_stats() -> Stats:
@@ -41,8 +42,19 @@ def router(settings: Settings, database: Database) -> APIRouter:
         start, end = _moments(request.query_params.get("since"), request.query_params.get("until"))
         with database_errors():
             pool = await database.pool()
-            async with pool.acquire(timeout=settings.db_acquire_timeout) as conn:
-                return await summary.timeline(conn, start, end)
+            async with (
+                pool.acquire(timeout=settings.db_acquire_timeout) as conn,
+                conn.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                archived: list[tuple[datetime, str, int]] = []
+                # Minutes are counted from the rows: those of archived days are in the files.
+                if settings.archive_url and end - start <= summary.MINUTES_UP_TO:
+                    parts = await cold.Parts.find(conn, start, end)
+                    if parts.paths:
+                        if reader is None:
+                            raise ArchiveUnreadable(cold.UNAVAILABLE)
+                        archived = await reader.per_minute(parts.paths, start, end)
+                return await summary.timeline(conn, start, end, archived)
 
     return api
 

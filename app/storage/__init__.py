@@ -6,4 +6,6 @@ behind /stats, and the housekeeping loop that runs them off the request path.
     retention.py              whole old days dropped
     summary.py                exact counts per hour, service and level (GET /stats)
     maintenance.py            the loop: one process at a time (advisory lock)
+    archive.py                closed days moved to Parquet files (ARCHIVE_URL)
+    cold.py                   reading those files (DuckDB), beside PostgreSQL's rows
 """

@@ -2,6 +2,8 @@
 
 * partitions for today and the next days (app/storage/partitions.py),
 * retention: partitions older than RETENTION_DAYS dropped (app/storage/retention.py),
+* cold storage: closed days older than ARCHIVE_AFTER_DAYS moved to Parquet, archived days past RETENTION_DAYS
+  removed (app/storage/archive.py),
 * /stats's summary compacted (app/storage/summary.py),
 * idempotency keys and bulk document ids past IDEMPOTENCY_TTL forgotten (app/intake/idempotency.py,
   app/intake/documents.py).
@@ -19,13 +21,13 @@ from typing import Any
 
 from app.database import Database
 from app.intake import documents, idempotency
-from app.storage import retention, summary
+from app.storage import archive, retention, summary
 
 log = logging.getLogger(__name__)
 
 INTERVAL = 300.0
 # Shared by every instance of this app; different from the other advisory lock keys.
-_LOCK_KEY = 0x10654E5C
+LOCK_KEY = 0x10654E5C
 
 
 async def run_once(database: Database) -> dict[str, Any]:
@@ -34,14 +36,16 @@ async def run_once(database: Database) -> dict[str, Any]:
     settings = database.settings
     await database.partitions.ahead(pool)
     async with pool.acquire() as conn:
-        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK_KEY):
+        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY):
             return {"skipped": "another process is doing housekeeping"}
         try:
             dropped = await retention.run(conn, settings.retention_days)
             database.partitions.forget_names(dropped)
+            cold = await archive.housekeeping(conn, settings)
+            database.partitions.forget_names(m["partition"] for m in cold.get("archived", []))
             compacted = await summary.compact(conn)
         finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
+            await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
     pruned = await idempotency.prune(pool, settings.idempotency_ttl)
     ids_pruned = await documents.prune(pool, settings.idempotency_ttl)
     done = {
@@ -49,8 +53,9 @@ async def run_once(database: Database) -> dict[str, Any]:
         "summary_rows_compacted": compacted,
         "idempotency_keys_pruned": pruned,
         "bulk_ids_pruned": ids_pruned,
+        **cold,
     }
-    if dropped or pruned or ids_pruned:
+    if dropped or pruned or ids_pruned or cold.get("archived") or cold.get("archive_expired"):
         log.info("housekeeping", extra=done)
     return done
 

@@ -88,13 +88,24 @@ ORDER BY 1, 2
 """
 
 
-async def timeline(conn: asyncpg.Connection, since: datetime, until: datetime) -> Timeline:
-    """Logs per minute (ranges up to MINUTES_UP_TO, from the rows) or per hour (from the summary) by level."""
+async def timeline(
+    conn: asyncpg.Connection,
+    since: datetime,
+    until: datetime,
+    archived: Sequence[tuple[datetime, str, int]] = (),
+) -> Timeline:
+    """Logs per minute (ranges up to MINUTES_UP_TO, from the rows) or per hour (from the summary) by level.
+    `archived`: per-minute counts of the rows of the range that live in the archive (app/storage/cold.py)."""
     by_minute = until - since <= MINUTES_UP_TO
     records = await conn.fetch(_BY_MINUTE if by_minute else _BY_HOUR, since, until)
-    buckets: dict[datetime, dict[str, int]] = {}
+    counted: Counter[tuple[datetime, str]] = Counter()
     for record in records:
-        buckets.setdefault(record["at"], {})[record["level"]] = int(record["n"])
+        counted[record["at"], record["level"]] += int(record["n"])
+    for at, level, n in archived if by_minute else ():
+        counted[at, level] += n
+    buckets: dict[datetime, dict[str, int]] = {}
+    for (at, level), n in sorted(counted.items()):
+        buckets.setdefault(at, {})[level] = n
     return Timeline(
         bucket="minute" if by_minute else "hour",
         points=[TimelinePoint(at=at.isoformat(), counts=counts) for at, counts in buckets.items()],

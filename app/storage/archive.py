@@ -1,0 +1,497 @@
+"""Cold storage: closed days older than ARCHIVE_AFTER_DAYS move from PostgreSQL to Parquet files.
+
+A pass, for each daily partition of a day before today − ARCHIVE_AFTER_DAYS (one process at a time: the
+maintenance loop's advisory lock, or `python -m app archive`):
+
+1. record the part as 'writing' in `archive_parts` (schema/0004_archive.sql), committed;
+2. stream the partition, sorted by PostgreSQL (service, created_at, id), out as CSV (COPY TO STDOUT) and
+   through pyarrow's streaming CSV parser into `<ARCHIVE_URL>/day=YYYY-MM-DD/part-NNNN.parquet` (zstd, row
+   groups of ROW_GROUP_ROWS so readers skip by service and time from the statistics; metadata as JSON
+   text), under one REPEATABLE READ snapshot that also fingerprints the rows (count, sum and sum of squares
+   of the ids);
+3. read the file back (row count from its footer, every id from its pages) and compare with the
+   fingerprint; 'verified', committed;
+4. `DETACH PARTITION … CONCURRENTLY` (ingest is not blocked), fingerprint the detached table again (rows
+   that arrived after the snapshot would show), then drop it and set 'archived' in one transaction.
+
+Crash anywhere: 'writing' → the file is deleted and the part started over; 'verified' → the drop is
+finished (or, if the partition's rows changed, the partition is attached again and the part discarded).
+Readers (app/storage/cold.py) take a part from its file when it is 'archived', or 'verified' with its
+partition no longer attached; otherwise from PostgreSQL: never both. A second pass finds nothing to do.
+
+Files go through pyarrow.fs, one code path for a local directory, file:// and s3:// (credentials and
+endpoint from the usual AWS variables, e.g. AWS_ENDPOINT_URL for an S3-compatible server). pyarrow and
+DuckDB are not in the Lambda package (too large together: README "Storage"); there the pass is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+from app.storage import partitions
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+
+log = logging.getLogger(__name__)
+
+ROW_GROUP_ROWS = 25_000
+# Every column of logs, in table order; enums as text, metadata as its JSON text.
+COLUMNS = (
+    "id", "created_at", "level", "log_type", "service", "environment", "service_version", "trace_id",
+    "user_id", "session_id", "error_type", "message", "stack_trace", "path", "method", "action_type",
+    "function_name", "file_path", "duration_ms", "deleted", "metadata",
+)  # fmt: skip
+# Sent as COPY (…) TO STDOUT WITH (FORMAT csv).
+_COPY = (
+    "SELECT id, (extract(epoch FROM created_at) * 1000000)::bigint, level, log_type, service, environment,"
+    " service_version, trace_id, user_id, session_id, error_type, message, stack_trace, path, method, action_type,"
+    " function_name, file_path, duration_ms, deleted, metadata FROM {table} ORDER BY service, created_at, id"
+)
+DICTIONARY = [
+    "level", "log_type", "service", "environment", "service_version", "error_type", "path", "method", "action_type",
+    "function_name", "file_path",
+]  # fmt: skip
+# COPY's chunks waiting for the parser thread (each up to a few hundred kB).
+QUEUED_CHUNKS = 8
+_FINGERPRINT = (
+    "SELECT count(*), coalesce(sum(id), 0)::numeric, coalesce(sum(id::numeric * id), 0) FROM {table}"
+)
+
+Hook = Callable[[str], None]
+
+
+class Unavailable(RuntimeError):
+    """The archive is configured but this deployment cannot reach it (no pyarrow/duckdb: Lambda)."""
+
+
+def available(*, reads: bool = True) -> bool:
+    """Whether this installation has the libraries: pyarrow for the pass, and DuckDB too for reads."""
+    try:
+        import pyarrow  # noqa: F401
+
+        if reads:
+            import duckdb  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def schema() -> pa.Schema:
+    import pyarrow as pa
+
+    text = pa.string()
+    types = {
+        "id": pa.int64(),
+        "created_at": pa.timestamp("us", tz="UTC"),
+        "duration_ms": pa.decimal128(10, 3),
+    }
+    types["deleted"] = pa.bool_()
+    return pa.schema([pa.field(name, types.get(name, text)) for name in COLUMNS])
+
+
+@dataclass(frozen=True)
+class Store:
+    """Where the files live: a pyarrow filesystem and the root inside it."""
+
+    fs: pafs.FileSystem
+    root: str
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        import pyarrow.fs as pafs
+
+        if "://" not in url:
+            local = Path(url).resolve()
+            local.mkdir(parents=True, exist_ok=True)
+            return cls(pafs.LocalFileSystem(), str(local))
+        fs, root = pafs.FileSystem.from_uri(url)
+        if isinstance(fs, pafs.LocalFileSystem):
+            Path(root).mkdir(parents=True, exist_ok=True)
+        return cls(fs, root.rstrip("/"))
+
+    def full(self, relative: str) -> str:
+        return f"{self.root}/{relative}"
+
+    def delete(self, relative: str) -> None:
+        import pyarrow.fs as pafs
+
+        if self.fs.get_file_info(self.full(relative)).type != pafs.FileType.NotFound:
+            self.fs.delete_file(self.full(relative))
+
+    def days(self) -> list[date]:
+        """Days with a directory in the store (whatever the table says)."""
+        import pyarrow.fs as pafs
+
+        found = []
+        for info in self.fs.get_file_info(pafs.FileSelector(self.root, allow_not_found=True)):
+            if info.type == pafs.FileType.Directory and info.base_name.startswith("day="):
+                found.append(date.fromisoformat(info.base_name.removeprefix("day=")))
+        return sorted(found)
+
+    def delete_day(self, day: date) -> None:
+        import pyarrow.fs as pafs
+
+        directory = self.full(f"day={day}")
+        if self.fs.get_file_info(directory).type != pafs.FileType.NotFound:
+            self.fs.delete_dir(directory)
+
+
+def file_name(day: date, part: int) -> str:
+    return f"day={day}/part-{part:04d}.parquet"
+
+
+def cutoff(after_days: int, today: date | None = None) -> date:
+    """Days before this one are archived."""
+    return (today or datetime.now(UTC).date()) - timedelta(days=after_days)
+
+
+@dataclass
+class Fingerprint:
+    rows: int
+    id_sum: Decimal
+    id_square_sum: Decimal
+
+
+async def _fingerprint(conn: asyncpg.Connection, table: str) -> Fingerprint:
+    row = await conn.fetchrow(_FINGERPRINT.format(table=table))
+    return Fingerprint(row[0], Decimal(row[1]), Decimal(row[2]))
+
+
+async def run(
+    conn: asyncpg.Connection,
+    store: Store,
+    after_days: int,
+    *,
+    dry_run: bool = False,
+    today: date | None = None,
+    hook: Hook | None = None,
+) -> list[dict[str, Any]]:
+    """Archive every partition of a day before the cutoff (dry_run: only list them); what was done."""
+    limit = cutoff(after_days, today)
+    unfinished = await conn.fetch("SELECT DISTINCT day FROM archive_parts WHERE state <> 'archived'")
+    days = sorted(
+        {day for day in await partitions.existing(conn) if day < limit} | {r["day"] for r in unfinished}
+    )
+    if dry_run:
+        return [{"day": str(day), "partition": partitions.name(day)} for day in days]
+    done = []
+    for day in days:
+        result = await archive_day(conn, store, day, hook or (lambda step: None))
+        if result:
+            done.append(result)
+    return done
+
+
+async def archive_day(conn: asyncpg.Connection, store: Store, day: date, hook: Hook) -> dict[str, Any] | None:
+    table = partitions.name(day)
+    parts = await conn.fetch("SELECT * FROM archive_parts WHERE day = $1 ORDER BY part", day)
+    for stale in [p for p in parts if p["state"] == "writing"]:
+        # A pass died while writing this part: whatever file it left is incomplete.
+        await asyncio.to_thread(store.delete, stale["path"])
+        await conn.execute("DELETE FROM archive_parts WHERE day = $1 AND part = $2", day, stale["part"])
+    verified = [p for p in parts if p["state"] == "verified"]
+    if verified:
+        part = verified[0]
+        fingerprint = Fingerprint(part["rows"], part["id_sum"], part["id_square_sum"])
+        return await _drop(conn, store, day, part["part"], part["path"], fingerprint, hook)
+
+    if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table):
+        return None
+    if not await conn.fetchval(f"SELECT EXISTS (SELECT FROM {table})"):
+        # Made ahead and never written to: nothing to keep, and a late row would make it again.
+        await _drop_empty(conn, table)
+        return {"day": str(day), "partition": table, "rows": 0}
+    number = max((p["part"] for p in parts if p["state"] == "archived"), default=-1) + 1
+    relative = file_name(day, number)
+    await conn.execute(
+        "INSERT INTO archive_parts (day, part, state, path) VALUES ($1, $2, 'writing', $3)",
+        day,
+        number,
+        relative,
+    )
+    hook("recorded")
+    fingerprint, row_groups = await _export(conn, store, table, relative)
+    hook("written")
+    size = await asyncio.to_thread(_verify, store, relative, fingerprint)
+    await conn.execute(
+        "UPDATE archive_parts SET state = 'verified', rows = $3, bytes = $4, row_groups = $5, id_sum = $6,"
+        " id_square_sum = $7, updated_at = now() WHERE day = $1 AND part = $2",
+        day, number, fingerprint.rows, size, row_groups, fingerprint.id_sum, fingerprint.id_square_sum,
+    )  # fmt: skip
+    hook("verified")
+    return await _drop(conn, store, day, number, relative, fingerprint, hook)
+
+
+async def _export(
+    conn: asyncpg.Connection, store: Store, table: str, relative: str
+) -> tuple[Fingerprint, int]:
+    """Stream the partition into one Parquet file; the fingerprint of exactly the rows written.
+
+    PostgreSQL sorts and writes CSV (COPY … TO STDOUT, the cheapest way out of it), pyarrow's streaming CSV
+    reader parses it in a thread in blocks, and every ROW_GROUP_ROWS rows become a row group: memory holds
+    one row group and a few chunks in flight, whatever the day's size."""
+    chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=QUEUED_CHUNKS)
+    writing = asyncio.create_task(asyncio.to_thread(_write, store, relative, chunks))
+
+    async def pass_on(chunk: bytes) -> None:
+        try:
+            chunks.put_nowait(chunk)
+        except queue.Full:
+            await asyncio.to_thread(chunks.put, chunk)
+
+    try:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            fingerprint = await _fingerprint(conn, table)
+            await conn.copy_from_query(_COPY.format(table=table), output=pass_on, format="csv")
+    except BaseException:
+        _abandon(chunks)
+        with contextlib.suppress(Exception):
+            await writing
+        raise
+    await asyncio.to_thread(chunks.put, None)
+    return fingerprint, await writing
+
+
+def _abandon(chunks: queue.Queue[bytes | None]) -> None:
+    """Let the writer thread finish (it then fails on a truncated CSV; the part stays 'writing')."""
+    while True:
+        try:
+            chunks.put_nowait(None)
+            return
+        except queue.Full:
+            with contextlib.suppress(queue.Empty):
+                chunks.get_nowait()
+
+
+class _Chunks:
+    """A readable file over the COPY's chunks, for pyarrow's CSV reader (which reads on its own thread)."""
+
+    def __init__(self, chunks: queue.Queue[bytes | None]) -> None:
+        self.chunks, self.rest, self.done, self.closed = chunks, b"", False, False
+
+    def read(self, size: int = -1) -> bytes:
+        # Whole chunks are joined once per read (no growing concatenation: fewer, steadier allocations).
+        parts, held = [self.rest], len(self.rest)
+        while not self.done and (size < 0 or held < size):
+            chunk = self.chunks.get()
+            if chunk is None:
+                self.done = True
+            else:
+                parts.append(chunk)
+                held += len(chunk)
+        data = b"".join(parts)
+        if size < 0 or size >= len(data):
+            self.rest = b""
+            return data
+        self.rest = data[size:]
+        return data[:size]
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _write(store: Store, relative: str, chunks: queue.Queue[bytes | None]) -> int:
+    """The CSV stream → the Parquet file; returns how many row groups it has."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    # jemalloc, returning freed pages at once, keeps the pass's RSS near what it holds (mimalloc, the default,
+    # kept ~100 MB more at 1 M rows; glibc's malloc ~300 MB more: bench archive suite).
+    with contextlib.suppress(NotImplementedError):
+        pool = pa.jemalloc_memory_pool()
+        pa.jemalloc_set_decay_ms(0)
+        pa.set_memory_pool(pool)
+    target = schema()
+    # created_at arrives as µs since the epoch; everything else as its own type.
+    types = {f.name: (pa.int64() if f.name == "created_at" else f.type) for f in target}
+    reader = pacsv.open_csv(
+        pa.PythonFile(_Chunks(chunks), mode="r"),
+        read_options=pacsv.ReadOptions(column_names=list(COLUMNS), block_size=1 << 20, use_threads=False),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        # PostgreSQL's CSV: NULL is an unquoted empty field, an empty string a quoted one; booleans t/f.
+        convert_options=pacsv.ConvertOptions(
+            column_types=types, null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False,
+            true_values=["t"], false_values=["f"],
+        ),
+    )  # fmt: skip
+    path = store.full(relative)
+    store.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    row_groups = 0
+    with store.fs.open_output_stream(path) as sink:
+        # Dictionaries for the columns with few distinct values only: for ids, times and free text they would
+        # cost memory (their encoders' tables) and gain little over zstd.
+        writer = pq.ParquetWriter(
+            sink,
+            target,
+            compression="zstd",
+            write_statistics=True,
+            write_page_index=True,
+            use_dictionary=DICTIONARY,
+        )
+        pending: list[pa.RecordBatch] = []
+        held = 0
+
+        def flush(table: pa.Table) -> None:
+            created = table.column("created_at").cast(target.field("created_at").type)
+            writer.write_table(
+                table.set_column(1, target.field("created_at"), created), row_group_size=ROW_GROUP_ROWS
+            )
+
+        for batch in reader:
+            pending.append(batch)
+            held += batch.num_rows
+            if held >= ROW_GROUP_ROWS:
+                # Exactly ROW_GROUP_ROWS a group: the rest of the last batch starts the next one.
+                table = pa.Table.from_batches(pending)
+                flush(table.slice(0, ROW_GROUP_ROWS))
+                row_groups += 1
+                rest = table.slice(ROW_GROUP_ROWS)
+                pending, held = rest.to_batches(), rest.num_rows
+        if held:
+            flush(pa.Table.from_batches(pending))
+            row_groups += 1
+        writer.close()
+    return row_groups
+
+
+def _verify(store: Store, relative: str, expected: Fingerprint) -> int:
+    """Read the file back: its footer's row count and every id must match; returns its size in bytes."""
+    import pyarrow.parquet as pq
+
+    with store.fs.open_input_file(store.full(relative)) as source:
+        size = source.size()
+        parquet = pq.ParquetFile(source)
+        rows, id_sum, square_sum = 0, 0, 0
+        for batch in parquet.iter_batches(columns=["id"], batch_size=ROW_GROUP_ROWS):
+            ids = batch.column(0).to_pylist()
+            rows += len(ids)
+            id_sum += sum(ids)
+            square_sum += sum(i * i for i in ids)
+        footer_rows = parquet.metadata.num_rows
+    got = (footer_rows, rows, Decimal(id_sum), Decimal(square_sum))
+    want = (expected.rows, expected.rows, expected.id_sum, expected.id_square_sum)
+    if got != want:
+        raise RuntimeError(f"archive file {relative} does not match its partition: {got} != {want}")
+    return size
+
+
+async def _drop(
+    conn: asyncpg.Connection,
+    store: Store,
+    day: date,
+    part: int,
+    relative: str,
+    fingerprint: Fingerprint,
+    hook: Hook,
+) -> dict[str, Any]:
+    table = partitions.name(day)
+    pending = await conn.fetchval(
+        "SELECT inhdetachpending FROM pg_inherits WHERE inhrelid = to_regclass($1)", table
+    )
+    if pending:
+        await conn.execute(f"ALTER TABLE logs DETACH PARTITION {table} FINALIZE")
+    elif pending is not None:
+        await conn.execute(f"ALTER TABLE logs DETACH PARTITION {table} CONCURRENTLY")
+    hook("detached")
+    # Detached, no row can arrive any more: the table must still hold exactly the rows of the file.
+    exists = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table)
+    if exists and await _fingerprint(conn, table) != fingerprint:
+        # Rows arrived for this day after the export's snapshot: back into logs, and the part goes.
+        async with conn.transaction():
+            await _attach(conn, day)
+            await conn.execute("DELETE FROM archive_parts WHERE day = $1 AND part = $2", day, part)
+        await asyncio.to_thread(store.delete, relative)
+        log.warning("archive: %s changed while it was archived; it is done again next pass", table)
+        return {"day": str(day), "partition": table, "redo": True}
+    async with conn.transaction():
+        await conn.execute(f"DROP TABLE IF EXISTS {table}")
+        await conn.execute(
+            "UPDATE archive_parts SET state = 'archived', updated_at = now() WHERE day = $1 AND part = $2",
+            day,
+            part,
+        )
+        hook("dropping")
+    log.info("archive: partition moved to files", extra={"partition": table, "rows": fingerprint.rows})
+    return {"day": str(day), "partition": table, "part": relative, "rows": fingerprint.rows}
+
+
+async def _attach(conn: asyncpg.Connection, day: date) -> None:
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    await conn.execute(
+        f"ALTER TABLE logs ATTACH PARTITION {partitions.name(day)} FOR VALUES FROM ('{start.isoformat()}')"
+        f" TO ('{(start + timedelta(days=1)).isoformat()}')"
+    )
+
+
+async def _drop_empty(conn: asyncpg.Connection, table: str) -> None:
+    await conn.execute(f"ALTER TABLE logs DETACH PARTITION {table} CONCURRENTLY")
+    await conn.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+async def expire(
+    conn: asyncpg.Connection, store: Store, retention_days: int, today: date | None = None
+) -> list[str]:
+    """RETENTION_DAYS for archived days: their records, then their files (a crash between leaves files
+    that the next pass still finds by listing the store); their /stats counts with the records."""
+    if retention_days <= 0:
+        return []
+    limit = (today or datetime.now(UTC).date()) - timedelta(days=retention_days)
+    recorded = [
+        r["day"] for r in await conn.fetch("SELECT DISTINCT day FROM archive_parts WHERE day < $1", limit)
+    ]
+    listed = [day for day in await asyncio.to_thread(store.days) if day < limit]
+    days = sorted(set(recorded) | set(listed))
+    for day in days:
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        async with conn.transaction():
+            await conn.execute("DELETE FROM archive_parts WHERE day = $1", day)
+            if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", partitions.name(day)):
+                await conn.execute(
+                    "DELETE FROM log_counts WHERE hour >= $1 AND hour < $2", start, start + timedelta(days=1)
+                )
+        await asyncio.to_thread(store.delete_day, day)
+    return [str(day) for day in days]
+
+
+SKIPPED = (
+    "ARCHIVE_URL is set but pyarrow and duckdb are not installed here (the Lambda package): run the pass"
+)
+SKIPPED += " where they are (`python -m app archive` on a server or cron)"
+
+
+async def housekeeping(conn: asyncpg.Connection, settings: Any, *, dry_run: bool = False) -> dict[str, Any]:
+    """The archive's share of a maintenance pass (the caller holds the housekeeping lock)."""
+    if not settings.archive_url:
+        return {}
+    if not available(reads=False):
+        log.warning("archive skipped: %s", SKIPPED)
+        return {"archive_skipped": SKIPPED}
+    store = await asyncio.to_thread(Store.open, settings.archive_url)
+    expired = [] if dry_run else await expire(conn, store, settings.retention_days)
+    moved = []
+    if settings.archive_after_days is not None:
+        moved = await run(conn, store, settings.archive_after_days, dry_run=dry_run)
+    return {"archived": moved, "archive_expired": expired}
