@@ -123,8 +123,8 @@ async def evaluate(
 def window(filters: dict[str, Any], since: datetime, until: datetime) -> query.Query:
     """GET /logs's query for these filters (query.parse), over created_at in [since, until)."""
     parsed = query.parse(rules.params(filters), export=True)
-    parsed.add("created_at >= {}", since)
-    parsed.add("created_at < {}", until)
+    parsed.add("since", "created_at", since)
+    parsed.add("until", "created_at", until)
     return parsed
 
 
