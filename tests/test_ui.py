@@ -28,11 +28,11 @@ if CHROMIUM is None and not os.environ.get("CI"):
 
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-NOW = datetime.now(UTC)
-
 
 def sample() -> list[dict[str, Any]]:
-    at = lambda minutes: (NOW - timedelta(minutes=minutes)).isoformat()
+    # Minutes before now, when the test seeds (not when the module was imported: a full run takes minutes).
+    now = datetime.now(UTC)
+    at = lambda minutes: (now - timedelta(minutes=minutes)).isoformat()
     return [
         log_entry(service="checkout", level="INFO", message="order placed", created_at=at(30), trace_id="trace-a"),
         log_entry(service="checkout", level="ERROR", message="payment failed", created_at=at(29), trace_id="trace-a",
@@ -144,7 +144,7 @@ def test_older_pages_follow_the_cursor(
     post(
         url,
         [
-            log_entry(message=f"bulk {i}", created_at=(NOW - timedelta(seconds=i)).isoformat())
+            log_entry(message=f"bulk {i}", created_at=(datetime.now(UTC) - timedelta(seconds=i)).isoformat())
             for i in range(150)
         ],
     )
@@ -299,8 +299,8 @@ def test_the_timeline_spans_the_range_with_empty_buckets(
     server: tuple[subprocess.Popen[bytes], str], db: DB, page: Page
 ) -> None:
     _, url = server
-    post(url, [log_entry(message="one", created_at=(NOW - timedelta(minutes=2)).isoformat()),
-               log_entry(message="two", created_at=(NOW - timedelta(minutes=2)).isoformat())])  # fmt: skip
+    post(url, [log_entry(message="one", created_at=(datetime.now(UTC) - timedelta(minutes=2)).isoformat()),
+               log_entry(message="two", created_at=(datetime.now(UTC) - timedelta(minutes=2)).isoformat())])  # fmt: skip
     page.goto(url + "/ui?range=1h")
     buckets = page.locator("#chart[data-chart=timeline] g.bucket")
     expect(buckets.first).to_be_attached()
@@ -383,7 +383,7 @@ def test_the_page_never_holds_more_than_2000_logs(
 ) -> None:
     _, url = server
     for start in range(0, 2100, 700):
-        post(url, [log_entry(message=f"bulk {i}", created_at=(NOW - timedelta(seconds=i)).isoformat())
+        post(url, [log_entry(message=f"bulk {i}", created_at=(datetime.now(UTC) - timedelta(seconds=i)).isoformat())
                    for i in range(start, start + 700)])  # fmt: skip
     page.goto(url + "/ui")
     expect(page.locator("#rows tr")).to_have_count(100)
