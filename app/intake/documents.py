@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from app.intake import idempotency
+
 DocumentId = tuple[str, str]  # (index, _id)
 
 
@@ -74,10 +76,4 @@ async def claim(conn: asyncpg.Connection, batches: Sequence[Documents], ttl: flo
 
 async def prune(pool: asyncpg.Pool, ttl: float) -> int:
     """Forget ids older than `ttl` seconds; return how many."""
-    total = 0
-    while True:
-        status = await pool.execute(_PRUNE, ttl)
-        deleted = int(status.split()[-1])
-        total += deleted
-        if deleted < 5000:
-            return total
+    return await idempotency.delete_in_batches(pool, _PRUNE, ttl)

@@ -92,9 +92,15 @@ def replay(claim: Claim, stored: asyncpg.Record | None) -> bytes:
 
 async def prune(pool: asyncpg.Pool, ttl: float) -> int:
     """Delete keys older than `ttl` seconds; return how many."""
+    return await delete_in_batches(pool, _PRUNE, ttl)
+
+
+async def delete_in_batches(pool: asyncpg.Pool, sql: str, ttl: float) -> int:
+    """Run a DELETE of at most 5000 rows (`sql`, taking `ttl` as $1) until it deletes fewer; return how many.
+    Short statements keep each lock and WAL burst small beside ingest."""
     total = 0
     while True:
-        status = await pool.execute(_PRUNE, ttl)
+        status = await pool.execute(sql, ttl)
         deleted = int(status.split()[-1])
         total += deleted
         if deleted < 5000:
