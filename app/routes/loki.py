@@ -2,7 +2,10 @@
 Grafana Alloy, Fluent Bit's `loki` output, Vector's `loki` sink, Docker's Loki driver, python-logging-loki.
 
 Lines are mapped to our columns (app/formats/loki.py), validated like POST /logs, and stored through the
-shared intake: the same durability, Idempotency-Key, limits, API keys and metrics. The answer is Loki's:
+shared intake: the same durability, Idempotency-Key, limits, API keys and metrics. Loki's agents send no
+batch id, and Promtail, Alloy and Fluent Bit resend the very same body when an answer is lost, so a push without
+an Idempotency-Key is keyed by its decoded body (as Loki itself drops a line whose stream, timestamp and text
+it already has): a redelivered batch is stored once within IDEMPOTENCY_TTL. The answer is Loki's:
 204 and no body once committed (python-logging-loki takes any other 2xx for an error). Lines that fail
 validation are refused as Loki refuses them: the others are stored and the answer is 400 naming the
 refused ones (agents do not retry a 400). A body that cannot be read is 400/413/415 with nothing stored.
@@ -78,7 +81,7 @@ def router(settings: Settings, intake: Intake, database: Database) -> APIRouter:
                     "message": f"{refused} of {refused + len(batch)} log line(s) refused ({named}); "
                     f"the other {len(batch)} were stored",
                 })  # fmt: skip
-            claim = idempotency.claim(key, PATH, decoded, kind)
+            claim = idempotency.claim(key, PATH, decoded, kind) if key else body_claim(decoded, kind)
             stored = await intake.store(request, batch, answer, claim=claim)
         # Intake answers 200 with the answer's bytes; Loki's agents want 204, or 400 for refused lines.
         headers = {k: v for k, v in stored.headers.items() if k.lower() == "idempotent-replayed"}
@@ -144,3 +147,9 @@ _REQUEST_BODY: dict[str, Any] = {
         },
     },
 }
+
+
+def body_claim(decoded: bytes, kind: str) -> idempotency.Claim:
+    """The claim of a push that brought no key: its decoded body's fingerprint is the key too."""
+    fingerprint = idempotency.fingerprint(PATH, decoded, kind)
+    return idempotency.Claim("loki-body:" + fingerprint.hex(), fingerprint)

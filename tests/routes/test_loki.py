@@ -115,6 +115,19 @@ def test_an_idempotency_key_stores_once_and_replays_204(client: TestClient, db: 
     assert db.count() == 1
 
 
+def test_a_redelivered_push_without_a_key_is_stored_once(client: TestClient, db: DB) -> None:
+    # Promtail resends the same body when it did not see the answer: the body is the key.
+    second_now = now_ns() // 10**9
+    body = push_request([('{app="a"}', [(second_now, 1, "sent twice", [])])])
+    first, second = (client.post(PUSH, content=snappy(body), headers=PROTOBUF) for _ in range(2))
+    assert (first.status_code, second.status_code) == (204, 204)
+    assert second.headers.get("Idempotent-Replayed") == "true"
+    assert db.count() == 1
+    other = push_request([('{app="a"}', [(second_now, 2, "another batch", [])])])
+    assert client.post(PUSH, content=snappy(other), headers=PROTOBUF).status_code == 204
+    assert db.count() == 2
+
+
 def test_loki_ready_answers_ready(client: TestClient) -> None:
     response = client.get("/loki/ready")
     assert (response.status_code, response.text) == (200, "ready\n")
