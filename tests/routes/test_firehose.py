@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -14,9 +15,11 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
+from app.main import create_app
 from tests.serverproc import start_server
-from tests.support import DB
+from tests.support import DB, make_settings
 
 EVENTS = Path(__file__).parents[1] / "events" / "cloudwatch"
 APACHE = '64.242.88.10 - - [07/Mar/2004:16:10:02 -0800] "GET /mailman/listinfo/hsdivision HTTP/1.1" 200 6291'
@@ -197,3 +200,20 @@ def test_the_access_key_is_an_api_key(db: DB, database_url: str, tmp_path: Path)
     assert missing.json()["requestId"] == "req-nokey" and "key" in missing.json()["errorMessage"]
     assert right.status_code == 200, right.text
     assert db.count() == 1
+
+
+def test_503_in_firehose_shape_when_postgresql_is_away(db: DB) -> None:
+    # Not committed -> 503 (Firehose retries it with the same requestId), in Firehose's error shape.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    app = create_app(make_settings(f"postgresql://postgres@127.0.0.1:{closed}/none", db_acquire_timeout=2))
+    client = TestClient(app)  # no lifespan: the pool is opened (and fails) on first use
+    body = {
+        "requestId": "req-down",
+        "timestamp": int(time.time() * 1000),
+        "records": [record({"message": "x"})],
+    }
+    response = client.post("/firehose", json=body, headers={"X-Amz-Firehose-Request-Id": "req-down"})
+    assert response.status_code == 503 and int(response.headers["Retry-After"]) >= 1
+    assert response.json()["requestId"] == "req-down" and response.json()["errorMessage"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import socket
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -18,9 +19,10 @@ import logging_loki
 import pytest
 from fastapi.testclient import TestClient
 
+from app.main import create_app
 from tests.formats.test_loki import now_ns, push_request, snappy
 from tests.serverproc import start_server
-from tests.support import DB
+from tests.support import DB, make_settings
 
 GOLDEN = Path(__file__).parent.parent / "golden" / "loki"
 PUSH = "/loki/api/v1/push"
@@ -304,3 +306,15 @@ def test_an_idempotency_key_reused_with_another_body_is_a_422(client: TestClient
     response = client.post(PUSH, json=second, headers=headers)
     assert response.status_code == 422 and response.json()["error"] == "idempotency_key_reused"
     assert [r["message"] for r in db.fetch("SELECT message FROM logs")] == ["first"]
+
+
+def test_503_when_postgresql_is_away(db: DB) -> None:
+    # Not committed -> 503, which Promtail and Alloy retry.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    app = create_app(make_settings(f"postgresql://postgres@127.0.0.1:{closed}/none", db_acquire_timeout=2))
+    client = TestClient(app)  # no lifespan: the pool is opened (and fails) on first use
+    body = {"streams": [{"stream": {"app": "a"}, "values": [[str(now_ns()), "x"]]}]}
+    response = client.post(PUSH, json=body)
+    assert response.status_code == 503 and int(response.headers["Retry-After"]) >= 1
