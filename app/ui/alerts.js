@@ -2,8 +2,9 @@
 // delete button per rule (DELETE /alerts/{id}); a click on a rule opens its logs in the Logs page (the
 // rule's `logs_url`: its filters over its window, up to now). Refreshed every few seconds.
 
+import { KEY, askForKey } from "./keys.js";
+
 const REFRESH_MS = 5000;
-const KEY = "logsave-api-key"; // the same tab-only key the Logs page keeps
 
 const $ = (selector) => document.querySelector(selector);
 const form = $("#new-rule");
@@ -27,18 +28,6 @@ async function api(path, options = {}) {
     throw error;
   }
   return body;
-}
-
-function askForKey(reason) {
-  const dialog = $("#key-dialog");
-  if (reason) dialog.querySelector("p").textContent = reason;
-  return new Promise((resolve) => {
-    dialog.addEventListener("close", () => {
-      sessionStorage.setItem(KEY, dialog.querySelector("input").value);
-      resolve();
-    }, { once: true });
-    if (!dialog.open) dialog.showModal();
-  });
 }
 
 // --- the rules ------------------------------------------------------------------------------------------

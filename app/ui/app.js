@@ -5,6 +5,8 @@
 // data-value: a click adds it, Alt- or Shift-click (or the ≠ button) excludes it.
 // The page holds at most MAX_ROWS logs; live, it reads GET /logs/stream, or polls where streams are buffered.
 
+import { KEY, askForKey } from "./keys.js";
+
 const LEVELS = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"];
 const RANGES = { "15m": 15 * 60e3, "1h": 3600e3, "24h": 24 * 3600e3 };
 const VIEW = ["range", "since", "until", "q", "columns"];
@@ -18,7 +20,6 @@ const MAX_ROWS = 2000;
 const REFRESH_MS = 3000;
 const STREAM_FIRST_BYTE_MS = 5000;
 const MAX_BARS = 240;
-const KEY = "logsave-api-key";
 
 const $ = (selector) => document.querySelector(selector);
 const form = $("#filters");
@@ -47,18 +48,6 @@ async function api(path) {
     throw new Error(body.message || `${response.status} ${response.statusText}`);
   }
   return response.json();
-}
-
-function askForKey(reason) {
-  const dialog = $("#key-dialog");
-  if (reason) dialog.querySelector("p").textContent = reason;
-  return new Promise((resolve) => {
-    dialog.addEventListener("close", () => {
-      sessionStorage.setItem(KEY, dialog.querySelector("input").value);
-      resolve();
-    }, { once: true });
-    if (!dialog.open) dialog.showModal();
-  });
 }
 
 // --- the view <-> URL -----------------------------------------------------------------------------------
