@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         meta = {**machine.describe(), "database": source.description, "quick": args.quick}
         meta["postgres"] = asyncio.run(_postgres(source.dsn))
         plan = QUICK if args.quick else FULL
-        steps_total = _count_steps(args.suite, plan, args.revisions) - (len(profile.ARMS) + 1) * skip_profile
+        steps_total = _count_steps(args.suite, plan, args.revisions) - profile.STEPS * skip_profile
         with tqdm(total=steps_total, unit="arm", file=sys.stderr) as bar:
             started = False
 
@@ -210,7 +210,7 @@ def _count_steps(suite: str, plan: dict[str, Any], revisions: list[str]) -> int:
     if suite in ("all", "archive"):
         count += 3 * len(plan["archive"])
     if suite in ("all", "profile"):
-        count += len(profile.ARMS) + 1
+        count += profile.STEPS
     if suite in ("all", "coldstart"):
         count += 1
     if suite in ("all", "client"):

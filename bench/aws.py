@@ -55,7 +55,9 @@ print(json.dumps({name: statistics.median(t[1:]) for name, t in times.items()}))
 """
 
 
-def _cloudwatch_event(messages: list[str], group: str = "/aws/lambda/checkout") -> dict[str, Any]:
+def _cloudwatch_event(
+    messages: list[str], group: str = "/aws/lambda/checkout", level: int = 9
+) -> dict[str, Any]:
     start = int(time.time() * 1000)
     run = uuid.uuid4().hex
     payload = {
@@ -63,7 +65,9 @@ def _cloudwatch_event(messages: list[str], group: str = "/aws/lambda/checkout") 
         "logStream": f"2026/11/30/[$LATEST]{run}", "subscriptionFilters": ["log-save-server"],
         "logEvents": [{"id": f"{run}{i}", "timestamp": start + i, "message": m} for i, m in enumerate(messages)],
     }  # fmt: skip
-    return {"awslogs": {"data": base64.b64encode(gzip.compress(json.dumps(payload).encode())).decode()}}
+    # `level`: gzip's; the profile suite builds hundreds of events ahead with 1, five times as fast.
+    packed = gzip.compress(json.dumps(payload).encode(), compresslevel=level)
+    return {"awslogs": {"data": base64.b64encode(packed).decode()}}
 
 
 def _python_line(entry: dict[str, Any]) -> str:

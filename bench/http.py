@@ -257,6 +257,7 @@ async def _client(
     keys: str | None,
     counts: Sequence[int] | None = None,
     check: Callable[[bytes], bool] | None = None,
+    key_header: bytes = b"Idempotency-Key",
 ) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     i = offset
@@ -268,7 +269,7 @@ async def _client(
             if keys is not None:
                 # A key never used before: each send is a new batch to the server, as without keys.
                 request = request.replace(
-                    b"\r\n\r\n", b"\r\nIdempotency-Key: %s-%d\r\n\r\n" % (keys.encode(), i), 1
+                    b"\r\n\r\n", b"\r\n%s: %s-%d\r\n\r\n" % (key_header, keys.encode(), i), 1
                 )
             started = time.perf_counter()
             writer.write(request)
@@ -299,19 +300,21 @@ async def load(
     keyed: bool = False,
     counts: Sequence[int] | None = None,
     check: Callable[[bytes], bool] | None = None,
+    key_header: bytes = b"Idempotency-Key",
 ) -> tuple[Tally, Tally, float]:
-    """Warm-up, then the measured phase; every client finishes its in-flight request before returning."""
+    """Warm-up, then the measured phase; every client finishes its in-flight request before returning.
+    `keyed`: every send carries a key never used before, in `key_header` (Firehose's request id is in
+    X-Amz-Firehose-Request-Id)."""
     run = os.urandom(4).hex()
 
     def keys(phase: str, n: int) -> str | None:
         return f"{run}-{phase}-{n}" if keyed else None
 
+    extra = (counts, check, key_header)
     warm = Tally()
     await asyncio.gather(
         *(
-            _client(
-                port, requests, n * 7, time.perf_counter() + warmup, warm, False, keys("w", n), counts, check
-            )
+            _client(port, requests, n * 7, time.perf_counter() + warmup, warm, False, keys("w", n), *extra)
             for n in range(clients)
         )
     )
@@ -319,7 +322,7 @@ async def load(
     started = time.perf_counter()
     await asyncio.gather(
         *(
-            _client(port, requests, n * 7, started + duration, measured, True, keys("m", n), counts, check)
+            _client(port, requests, n * 7, started + duration, measured, True, keys("m", n), *extra)
             for n in range(clients)
         )
     )

@@ -4,6 +4,7 @@ re-rendered (`python -m bench report`) without measuring again."""
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from pathlib import Path
 from typing import Any
@@ -434,7 +435,8 @@ def aws_section(aws_data: dict[str, Any]) -> list[str]:
 
 def profile_tables(profile_data: dict[str, Any]) -> list[str]:
     out: list[str] = []
-    for arm in profile_data["results"]["arms"]:
+    arms = profile_data["results"]["arms"]
+    for arm in (a for a in arms if a.get("path", "/logs") == "/logs"):
         out += [(f"**`{arm['arm']}`**: {_n(arm['logs_per_s'])} logs/s, **{arm['server_cpu_us_per_log']:.1f} µs of "
                  f"server CPU per log**, {arm['server_cpu_us_per_request']:,.0f} µs per request "
                  f"({arm['samples']:,} samples)."), "",
@@ -443,7 +445,38 @@ def profile_tables(profile_data: dict[str, Any]) -> list[str]:
                 for layer in arm["layers"]]  # fmt: skip
         top = ", ".join(f"`{f['function']}` {f['share']:.1%}" for f in arm["top_functions"][:10])
         out += ["", f"Busiest functions (self time): {top}.", ""]
-    return out
+    doors = [a for a in arms if a.get("path", "/logs") != "/logs"]
+    return out + (front_doors_table(arms, doors) if doors else [])
+
+
+def _short(layer: str) -> str:
+    """A layer's name without its explanation: 'COPY: asyncpg's …' -> 'COPY', 'parse, validate, …' -> 'parse'."""
+    return re.split(r"[:(,]", layer)[0].strip()
+
+
+def front_doors_table(arms: list[dict[str, Any]], doors: list[dict[str, Any]]) -> list[str]:
+    """One row per front door beside POST /logs at the same batch, and each door's busiest functions."""
+    reference = [a for a in arms if a["arm"] == "b1000-gzip-c8"]
+    out = ["### Every front door, batch 1000", "",
+           ("Each front door profiled the same way at batch 1000 from 8 clients, with the bodies of the agents, otlp "
+            "and aws suites (`bench/profile.py` DOORS), beside `POST /logs` of the same size. The CloudWatch Logs "
+            "subscription has no HTTP server: `handler.handler` in a Lambda-like process (one COPY per event, "
+            "asyncio's own loop), events of 1000 JSON lines one after another, its CPU per log read from that "
+            "process. Layers: the three largest, µs of server CPU per log."), "",
+           "| arm | route | logs/s | server µs/log | PG µs/log | server/PG | top layers (µs/log) |",
+           "|---|---|---:|---:|---:|---:|---|"]  # fmt: skip
+    for arm in [*reference, *doors]:
+        path = arm.get("path", "/logs")
+        route = f"`POST {path}`" if path.startswith("/") else f"`{path}`"
+        layers = ", ".join(
+            f"{_short(layer['layer'])} {layer['us_per_log']:.1f}" for layer in arm["layers"][:3]
+        )
+        out.append(f"| `{arm['arm']}` | {route} | {_n(arm['logs_per_s'])} | {_per_log(arm)} | {layers} |")
+    out += ["", "Busiest functions (self time) per front door:", ""]
+    for arm in doors:
+        top = ", ".join(f"`{f['function']}` {f['share']:.1%}" for f in arm["top_functions"][:6])
+        out.append(f"- `{arm['arm']}`: {top}.")
+    return [*out, ""]
 
 
 def lone_table(profile_data: dict[str, Any]) -> list[str]:

@@ -64,13 +64,16 @@ def test_quick_run_writes_well_formed_results(
     cold = json.loads((tmp_path / "coldstart.json").read_text())["results"]
     assert cold["statuses"] == [200] and 0 < cold["import_fastapi_ms"] < cold["import_handler_ms"]
     profiled = json.loads((tmp_path / "profile.json").read_text())["results"]
-    assert [a["arm"] for a in profiled["arms"]] == ["b1000-gzip-c8", "b10-c32"]
+    assert [a["arm"] for a in profiled["arms"]] == [
+        "b1000-gzip-c8", "b10-c32", *(door.name for door in profile.DOORS), profile.HANDLER
+    ]  # fmt: skip
     lone = profiled["lone_batch"]["p50_ms"]
     assert all(value > 0 for value in lone.values()) and lone["stream"] > lone["COPY"]
     for arm in profiled["arms"]:
         assert arm["samples"] > 0 and arm["server_cpu_us_per_log"] > 0
         assert abs(sum(layer["share"] for layer in arm["layers"]) - 1) < 0.01
         assert any(layer["layer"].startswith("parse") for layer in arm["layers"])
+        assert arm["postgres_cpu_us_per_log"] > 0
     otlp_results = json.loads((tmp_path / "otlp.json").read_text())["results"]
     otlp_arms = otlp_results["arms"]
     assert all(stage["ms_per_batch"] > 0 for stage in otlp_results["stages"])
