@@ -9,9 +9,10 @@ postmaster's tree, bench/cpu.py) over the same interval.
 
 The arms: POST /logs at batch 1000 gzip from 8 clients and at batch 10 from 32 (ARMS), then every other
 front door at batch 1000 from 8 clients (DOORS), with the bodies the agents, otlp and aws suites send:
-Elasticsearch bulk (NDJSON of ECS documents, gzip), Loki push (protobuf, snappy; a key per request, as
-its agents' batches all differ), OTLP/HTTP protobuf (gzip), and Firehose with JSON records and with
-CloudWatch Logs records of 2 events (gzip; a request id per send, as Firehose stamps each request).
+Elasticsearch bulk (NDJSON of ECS documents, gzip; no `_id`, as Filebeat and Fluent Bit send them, so
+no document id is claimed), Loki push (protobuf, snappy; a key per request, as its agents' batches all
+differ), OTLP/HTTP protobuf (gzip), and Firehose with JSON records and with CloudWatch Logs records of 2
+events (gzip; a request id per send, as Firehose stamps each request).
 Last, the CloudWatch Logs subscription, which has no HTTP server: `handler.handler` in a Lambda-like
 child process (HANDLER) with events of 1000 JSON lines, sampled the same way, its CPU per log read from
 that child. After each arm the table holds exactly the logs acknowledged.

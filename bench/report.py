@@ -438,8 +438,8 @@ def profile_tables(profile_data: dict[str, Any]) -> list[str]:
     arms = profile_data["results"]["arms"]
     for arm in (a for a in arms if a.get("path", "/logs") == "/logs"):
         out += [(f"**`{arm['arm']}`**: {_n(arm['logs_per_s'])} logs/s, **{arm['server_cpu_us_per_log']:.1f} µs of "
-                 f"server CPU per log**, {arm['server_cpu_us_per_request']:,.0f} µs per request "
-                 f"({arm['samples']:,} samples)."), "",
+                 f"server CPU per log**, {arm['server_cpu_us_per_request']:,.0f} µs per request"
+                 f"{_postgres_per_log(arm)} ({arm['samples']:,} samples)."), "",
                 "| layer | share | µs per log | µs per request |", "|---|---:|---:|---:|"]  # fmt: skip
         out += [f"| {layer['layer']} | {layer['share']:.1%} | {layer['us_per_log']:.2f} | {layer['us_per_request']:,.1f} |"
                 for layer in arm["layers"]]  # fmt: skip
@@ -447,6 +447,17 @@ def profile_tables(profile_data: dict[str, Any]) -> list[str]:
         out += ["", f"Busiest functions (self time): {top}.", ""]
     doors = [a for a in arms if a.get("path", "/logs") != "/logs"]
     return out + (front_doors_table(arms, doors) if doors else [])
+
+
+def _postgres_per_log(arm: dict[str, Any]) -> str:
+    """', PostgreSQL 10.5 µs per log (server/PG 1.05×)' when the arm has it (profile.json before round three
+    does not)."""
+    postgres = arm.get("postgres_cpu_us_per_log")
+    if not postgres:
+        return ""
+    return (
+        f", PostgreSQL {postgres:.1f} µs per log (server/PG {arm['server_cpu_us_per_log'] / postgres:.2f}×)"
+    )
 
 
 def _short(layer: str) -> str:

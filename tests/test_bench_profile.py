@@ -140,7 +140,7 @@ def test_the_report_has_a_row_per_front_door() -> None:
     old = {"results": {"arms": [_arm("b1000-gzip-c8", None, 11.0, None), _arm("b10-c32", None, 30.0, None)]}}
     rendered = "\n".join(report.profile_tables(old))
     assert "**`b1000-gzip-c8`**" in rendered and "**`b10-c32`**" in rendered
-    assert "Every front door" not in rendered
+    assert "Every front door" not in rendered and "PostgreSQL" not in rendered
     new = {"results": {"arms": [_arm("b1000-gzip-c8", "/logs", 11.0, 10.0), _arm("b10-c32", "/logs", 30.0, 15.0),
                                 _arm("otlp protobuf b1000-gzip-c8", "/v1/logs", 28.0, 8.0),
                                 _arm(profile.HANDLER, "handler.handler", 16.0, 10.0)]}}  # fmt: skip
@@ -148,6 +148,7 @@ def test_the_report_has_a_row_per_front_door() -> None:
     # The POST /logs arms keep their layer tables; the front doors are rows, beside POST /logs at batch 1000.
     rendered = "\n".join(lines)
     assert "**`b10-c32`**" in rendered and "**`otlp protobuf b1000-gzip-c8`**" not in rendered
+    assert "30,000 µs per request, PostgreSQL 15.0 µs per log (server/PG 2.00×) (100 samples)" in rendered
     rows = [line for line in lines if line.startswith("| `")]
     assert rows == [
         "| `b1000-gzip-c8` | `POST /logs` | 20,000 | 11.0 | 10.0 | 1.10× | parse 7.7, COPY 2.2, event loop 0.6 |",
