@@ -240,7 +240,7 @@ def _sampled(
     with http.Sampler(process, asyncio.run(http.postmaster(dsn))) as sampler:
         _, measured, elapsed = load.run(0.0, seconds)
     _finish(spy, seconds, out)
-    _check_stored(dsn, warm.acknowledged + measured.acknowledged)
+    _check_stored(dsn, out.stem, warm.acknowledged + measured.acknowledged)
     return _figures(measured.acknowledged, measured.requests, elapsed, sampler, out)
 
 
@@ -250,10 +250,10 @@ def _finish(spy: subprocess.Popen[bytes], seconds: int, out: Path) -> None:
         raise RuntimeError(f"py-spy failed: {stderr.decode(errors='replace')[-2000:]}")
 
 
-def _check_stored(dsn: str, acknowledged: int) -> None:
+def _check_stored(dsn: str, arm: str, acknowledged: int) -> None:
     stored = asyncio.run(http._count(dsn))
     if stored != acknowledged:
-        raise db.RowCountMismatch(f"{acknowledged} logs acknowledged but {stored} stored")
+        raise db.RowCountMismatch(f"{arm}: {acknowledged} logs acknowledged but {stored} stored")
 
 
 def _figures(logs: int, requests: int, elapsed: float, sampler: http.Sampler, out: Path) -> dict[str, Any]:
@@ -332,7 +332,7 @@ def _handler(dsn: str, warmup: float, seconds: int, out: Path) -> dict[str, Any]
             if child.poll() is None:
                 child.kill()
                 child.wait()
-    _check_stored(dsn, ready["saved"] + done["saved"])
+    _check_stored(dsn, HANDLER, ready["saved"] + done["saved"])
     return {"arm": HANDLER, "path": "handler.handler", "batch": aws.EVENTS, "gzip": True, "clients": 1,
             **_figures(done["saved"], done["events"], done["seconds"], sampler, out)}  # fmt: skip
 
