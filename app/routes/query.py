@@ -51,12 +51,6 @@ def router(settings: Settings, database: Database) -> APIRouter:
             raise ArchiveUnreadable(cold.UNAVAILABLE)
         return reader
 
-    async def render(rows: list[tuple[Any, ...]]) -> list[str]:
-        with database_errors():
-            pool = await database.pool()
-            async with pool.acquire(timeout=settings.db_acquire_timeout) as conn:
-                return await cold.render(conn, rows)
-
     @api.get(
         "/logs",
         response_model=LogPage,
@@ -89,7 +83,7 @@ def router(settings: Settings, database: Database) -> APIRouter:
         if parts and parts.paths and (len(hot) <= parsed.limit or hot[-1]["created_at"] < parts.newest_end):
             with narrow_on_timeout(settings.query_timeout):
                 rows = await cold_reader(parts).page(parts.paths, parsed, parts.newest_end)
-            docs = await render(rows)
+            docs = cold.render(rows)
             found += [(cold.moment(row[1]), row[0], doc) for row, doc in zip(rows, docs, strict=True)]
             found.sort(key=lambda row: (row[0], row[1]), reverse=True)
         page, more = found[: parsed.limit], len(found) > parsed.limit
@@ -117,7 +111,7 @@ def router(settings: Settings, database: Database) -> APIRouter:
                 if not parts or not parts.paths:
                     return
                 async for rows in cold_reader(parts).export(parts.paths, parsed):
-                    for row, doc in zip(rows, await cold.render(conn, rows), strict=True):
+                    for row, doc in zip(rows, cold.render(rows), strict=True):
                         yield (cold.moment(row[1]), row[0]), doc
 
             batch: list[str] = []
@@ -146,7 +140,7 @@ def router(settings: Settings, database: Database) -> APIRouter:
         if parts and parts.paths:
             with narrow_on_timeout(settings.query_timeout):
                 rows = await cold_reader(parts).trace(parts.paths, no_nul(trace_id), query.MAX_TRACE_LOGS)
-            docs = await render(rows)
+            docs = cold.render(rows)
             found += [(cold.moment(row[1]), row[0], doc) for row, doc in zip(rows, docs, strict=True)]
             found = sorted(found, key=lambda row: (row[0], row[1]))[: query.MAX_TRACE_LOGS]
         body = b'{"trace_id":' + orjson.dumps(trace_id) + b',"logs":['

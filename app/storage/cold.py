@@ -7,25 +7,34 @@ other row is read from PostgreSQL. A reader decides in the same REPEATABLE READ 
 query: a `DETACH … CONCURRENTLY` that commits after that snapshot is not seen by either, and the DROP that
 follows waits for the reader's lock on the partition.
 
-Files are opened through pyarrow.fs (the same code path for a directory and s3://) as one pyarrow dataset
-that DuckDB scans, pushing the filters and the columns it needs down to the Parquet reader, which skips row
-groups by their statistics (service, created_at).
+Files are opened through pyarrow.fs (the same code path for a directory and s3://). A page of GET /logs
+reads row groups newest first (each a slice of time, app/storage/archive.py) and stops as soon as no
+unread group can hold a newer match; other reads hand the files to DuckDB, which skips row groups by their
+statistics. Either way every filter is the same DuckDB WHERE clause (duckdb_where).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json.encoder
+import threading
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
 from app.models import LEVELS
-from app.query import DOCUMENT, Condition, Query
+from app.query import Condition, Query
+from app.storage import archive
 from app.storage.archive import Store, Unavailable, available
 from app.storage.partitions import day_of
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
 READABLE = """
 SELECT a.day, a.path FROM archive_parts a
@@ -120,29 +129,45 @@ ROW = (
     "session_id, error_type, message, stack_trace, path, method, action_type, function_name, file_path, "
     "duration_ms::VARCHAR, metadata"
 )
-# The archived rows as app/query.py's DOCUMENT over the same columns, so PostgreSQL writes each log's JSON
-# exactly as it does for its own rows (key order, numbers, escapes).
-RENDER = f"""
-SELECT {DOCUMENT} AS doc FROM (
-    SELECT id, 'epoch'::timestamptz + us * interval '1 microsecond' AS created_at, level, log_type, service, environment, service_version,
-           trace_id, user_id, session_id, error_type, message, stack_trace, path, method, action_type,
-           function_name, file_path, duration::numeric(10, 3) AS duration_ms, meta::jsonb AS metadata, n
-    FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],
-                $15::text[], $16::text[], $17::text[], $18::text[], $19::text[], $20::text[])
-         WITH ORDINALITY AS t(id, us, level, log_type, service, environment, service_version, trace_id, user_id,
-              session_id, error_type, message, stack_trace, path, method, action_type, function_name,
-              file_path, duration, meta, n)
-) rows ORDER BY n
-"""
+# The archived columns ROW holds, in its order.
+ARCHIVED = [name for name in archive.COLUMNS if name != "deleted"]
+# GET /logs's JSON for a log is PostgreSQL's `jsonb_build_object(...)::text` (app/query.py's DOCUMENT): keys
+# in jsonb's order (shorter first, then bytewise), ": " and ", " between them. An archived row is written the
+# same way here, byte for byte (tests/storage/test_cold.py checks it against PostgreSQL for generated rows):
+# asking PostgreSQL to render a page of archived rows cost a fifth of the page's time.
+_KEYS = sorted(ARCHIVED, key=lambda name: (len(name), name))
+_SLOTS = [(f'"{name}": ', ARCHIVED.index(name)) for name in _KEYS]
+_AS_IS = {ARCHIVED.index(name) for name in ("id", "duration_ms", "metadata")}  # numbers; jsonb's own text
+_CREATED = ARCHIVED.index("created_at")
 
 
-async def render(conn: asyncpg.Connection, rows: Sequence[tuple[Any, ...]]) -> list[str]:
-    """Each archived row (in ROW's columns) as the JSON text GET /logs answers, in the same order."""
-    if not rows:
-        return []
-    columns = [list(column) for column in zip(*rows, strict=True)]
-    return [r["doc"] for r in await conn.fetch(RENDER, *columns)]
+def render(rows: Sequence[tuple[Any, ...]]) -> list[str]:
+    """Each archived row (in ROW's columns) as the JSON text GET /logs answers for it."""
+    return [_document(row) for row in rows]
+
+
+def _document(row: tuple[Any, ...]) -> str:
+    parts = []
+    for key, slot in _SLOTS:
+        value = row[slot]
+        if value is None:
+            text = "null"
+        elif slot == _CREATED:
+            text = _timestamp(value)
+        elif slot in _AS_IS:
+            text = str(value)
+        else:
+            # PostgreSQL's escape_json: the two-character escapes, \u00xx for other control characters,
+            # everything else (non-ASCII included) as it is; json's encoder writes exactly that.
+            text = _string(value)
+        parts.append(key + text)
+    return "{" + ", ".join(parts) + "}"
+
+
+def _timestamp(us: int) -> str:
+    """to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')."""
+    t = moment(us)
+    return f'"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}.{t.microsecond:06d}Z"'
 
 
 def moment(us: int) -> datetime:
@@ -150,6 +175,52 @@ def moment(us: int) -> datetime:
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_string = json.encoder.encode_basestring  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Group:
+    """One row group of a part: where it is and the created_at range its statistics give (µs)."""
+
+    path: str
+    index: int
+    first: int
+    last: int
+
+
+def _us(moment: datetime) -> int:
+    return (moment - EPOCH) // timedelta(microseconds=1)
+
+
+def _rows(table: pa.Table) -> list[tuple[Any, ...]]:
+    """Archived rows as tuples of ROW's columns and types (created_at in µs, duration_ms as text)."""
+    import pyarrow as pa
+
+    columns = []
+    for name in ARCHIVED:
+        values = table.column(name)
+        if name == "created_at":
+            values = values.cast(pa.int64())
+        columns.append(values.to_pylist())
+    duration = ARCHIVED.index("duration_ms")
+    columns[duration] = [None if d is None else str(d) for d in columns[duration]]
+    return list(zip(*columns, strict=True))
+
+
+_positions_made: list[pa.Array] = []
+
+
+def _positions(count: int) -> pa.Array:
+    """0, 1, … count − 1 as an Arrow column (one made for the largest count so far, sliced)."""
+    import pyarrow as pa
+
+    if not _positions_made or len(_positions_made[0]) < count:
+        _positions_made[:] = [pa.array(range(max(count, 1 << 16)), pa.int64())]
+    return _positions_made[0].slice(0, count)
+
+
+def _newest(row: tuple[Any, ...]) -> tuple[int, int]:
+    return row[1], row[0]  # ROW's epoch_us(created_at), id
 
 
 class Cold:
@@ -164,6 +235,9 @@ class Cold:
         self._db = duckdb.connect(":memory:", config={"threads": 2, "memory_limit": "256MB"})
         self._db.execute("SET TimeZone = 'UTC'")
         self._db.execute("SET parquet_metadata_cache = true")
+        self._lock = threading.Lock()
+        self._known: dict[str, list[Group]] = {}
+        self._footers: OrderedDict[str, pq.FileMetaData] = OrderedDict()
 
     def _run(self, paths: Sequence[str], sql: str, args: Sequence[Any]) -> Any:
         import pyarrow.dataset as ds
@@ -199,12 +273,96 @@ class Cold:
             yield chunk
 
     async def page(self, paths: Sequence[str], query: Query, newest_end: datetime) -> list[tuple[Any, ...]]:
-        """GET /logs's page over the archive: up to limit + 1 rows (ROW's columns), newest first.
+        """GET /logs's page over the archive: up to limit + 1 rows (ROW's columns), newest first."""
+        if not paths:
+            return []
+        rows = await asyncio.to_thread(self._newest_first, paths, query)
+        return rows if rows is not None else await self._scan_page(paths, query, newest_end)
 
-        The files are sorted by service first, so a newest-first page would read every row group's times.
-        It looks back through growing windows instead (WINDOWS, then without one): a window that already
-        holds limit + 1 matches holds the newest ones, and its lower bound lets DuckDB skip every row group
-        that ends before it (by the statistics)."""
+    def _newest_first(self, paths: Sequence[str], query: Query) -> list[tuple[Any, ...]] | None:
+        """The page from row groups read newest first (by their last created_at), in growing batches, each
+        filtered by DuckDB: done once it holds limit + 1 matches and the next unread group ends before the
+        oldest of them (a group ending at that very microsecond may hold a larger id, so it is read too).
+        None when NEWEST_FIRST_GROUPS groups were not enough (a rare match): the scan then answers."""
+        import pyarrow as pa
+
+        assert query.limit is not None
+        want = query.limit + 1
+        since, until = query.bounds()
+        low, high = (_us(since) if since else None), (_us(until) if until else None)
+        groups = sorted(
+            (g for path in paths for g in self._groups(path)
+             if (low is None or g.last >= low) and (high is None or g.first <= high)),
+            key=lambda g: g.last, reverse=True,
+        )  # fmt: skip
+        where, args = duckdb_where(query.conditions)
+        # DuckDB picks the page's positions in the batch (reading only the columns the filters need); pyarrow
+        # takes those rows: converting whole row groups into DuckDB cost more than reading them.
+        sql = f"SELECT n FROM archived WHERE {where} ORDER BY created_at DESC, id DESC LIMIT {want}"
+        found: list[tuple[Any, ...]] = []
+        start, batch = 0, 1
+        while start < len(groups):
+            if start >= NEWEST_FIRST_GROUPS:
+                return None
+            chunk = groups[start : start + batch]
+            table = pa.concat_tables([self._read(g) for g in chunk])
+            cursor = self._db.cursor()
+            cursor.execute("SET TimeZone = 'UTC'")
+            cursor.register("archived", table.append_column("n", _positions(table.num_rows)))
+            picked = table.take(
+                pa.array([n for (n,) in cursor.execute(sql, list(args)).fetchall()], pa.int64())
+            )
+            cursor.close()
+            found = sorted([*found, *_rows(picked)], key=_newest, reverse=True)[:want]
+            start, batch = start + len(chunk), batch * 2
+            if len(found) == want and (start == len(groups) or groups[start].last < found[-1][1]):
+                break
+        return found
+
+    def _groups(self, path: str) -> list[Group]:
+        """A part's row groups and their time ranges (kept: parts never change once readable)."""
+        with self._lock:
+            known = self._known.get(path)
+        if known is None:
+            metadata = self._footer(path)
+            created = metadata.schema.to_arrow_schema().get_field_index("created_at")
+            known = []
+            for index in range(metadata.num_row_groups):
+                group = metadata.row_group(index)
+                stats = group.column(created).statistics
+                known.append(Group(path, index, stats.min_raw, stats.max_raw))
+            with self._lock:
+                self._known[path] = known
+        return known
+
+    def _footer(self, path: str) -> pq.FileMetaData:
+        """A part's parsed footer, the most recently used few kept (a day's is ~1 MB parsed)."""
+        import pyarrow.parquet as pq
+
+        with self._lock:
+            if path in self._footers:
+                self._footers.move_to_end(path)
+                return self._footers[path]
+        with self.store.fs.open_input_file(self.store.full(path)) as source:
+            metadata = pq.read_metadata(source)
+        with self._lock:
+            self._footers[path] = metadata
+            while len(self._footers) > FOOTERS_KEPT:
+                self._footers.popitem(last=False)
+        return metadata
+
+    def _read(self, group: Group) -> pa.Table:
+        import pyarrow.parquet as pq
+
+        with self.store.fs.open_input_file(self.store.full(group.path)) as source:
+            return pq.ParquetFile(source, metadata=self._footer(group.path)).read_row_group(group.index)
+
+    async def _scan_page(
+        self, paths: Sequence[str], query: Query, newest_end: datetime
+    ) -> list[tuple[Any, ...]]:
+        """The page by DuckDB scanning every part, looking back through growing windows (WINDOWS, then
+        without one): a window that already holds limit + 1 matches holds the newest ones, and its lower
+        bound lets DuckDB skip every row group that ends before it (by the statistics)."""
         assert query.limit is not None
         since, until = query.bounds()
         upper = min(until, newest_end) if until else newest_end
@@ -244,8 +402,12 @@ class Cold:
         return [(moment(us), level, n) for us, level, n in rows]
 
 
-# How far back a page over the archive looks first (see Cold.page).
+# How far back the scan for a page looks first (see Cold._scan_page).
 WINDOWS = (timedelta(minutes=15), timedelta(hours=4))
+# Row groups a page reads newest first (batches of 1, 2, 4, 8, …) before it leaves a rare match to the scan.
+NEWEST_FIRST_GROUPS = 15
+# Parsed footers kept by a reader.
+FOOTERS_KEPT = 8
 
 UNAVAILABLE = (
     "these logs are archived (ARCHIVE_URL) and this deployment cannot read Parquet: pyarrow and duckdb are not"
