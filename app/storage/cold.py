@@ -19,9 +19,10 @@ import asyncio
 import json.encoder
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import groupby
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -236,8 +237,7 @@ class Cold:
         self._db.execute("SET TimeZone = 'UTC'")
         self._db.execute("SET parquet_metadata_cache = true")
         self._lock = threading.Lock()
-        self._known: dict[str, list[Group]] = {}
-        self._footers: OrderedDict[str, pq.FileMetaData] = OrderedDict()
+        self._parts: OrderedDict[str, tuple[pq.FileMetaData, list[Group]]] = OrderedDict()
 
     def _run(self, paths: Sequence[str], sql: str, args: Sequence[Any]) -> Any:
         import pyarrow.dataset as ds
@@ -288,23 +288,19 @@ class Cold:
 
         assert query.limit is not None
         want = query.limit + 1
-        since, until = query.bounds()
-        low, high = (_us(since) if since else None), (_us(until) if until else None)
-        groups = sorted(
-            (g for path in paths for g in self._groups(path)
-             if (low is None or g.last >= low) and (high is None or g.first <= high)),
-            key=lambda g: g.last, reverse=True,
-        )  # fmt: skip
+        groups = self._newest_groups(paths, *query.bounds())
         where, args = duckdb_where(query.conditions)
         # DuckDB picks the page's positions in the batch (reading only the columns the filters need); pyarrow
         # takes those rows: converting whole row groups into DuckDB cost more than reading them.
         sql = f"SELECT n FROM archived WHERE {where} ORDER BY created_at DESC, id DESC LIMIT {want}"
         found: list[tuple[Any, ...]] = []
-        start, batch = 0, 1
-        while start < len(groups):
-            if start >= NEWEST_FIRST_GROUPS:
+        upcoming, read, batch = next(groups, None), 0, 1
+        while upcoming is not None:
+            if read >= NEWEST_FIRST_GROUPS:
                 return None
-            chunk = groups[start : start + batch]
+            chunk = []
+            while upcoming is not None and len(chunk) < batch:
+                chunk, upcoming = [*chunk, upcoming], next(groups, None)
             table = pa.concat_tables([self._read(g) for g in chunk])
             cursor = self._db.cursor()
             cursor.execute("SET TimeZone = 'UTC'")
@@ -314,48 +310,53 @@ class Cold:
             )
             cursor.close()
             found = sorted([*found, *_rows(picked)], key=_newest, reverse=True)[:want]
-            start, batch = start + len(chunk), batch * 2
-            if len(found) == want and (start == len(groups) or groups[start].last < found[-1][1]):
+            read, batch = read + len(chunk), batch * 2
+            if len(found) == want and (upcoming is None or upcoming.last < found[-1][1]):
                 break
         return found
 
-    def _groups(self, path: str) -> list[Group]:
-        """A part's row groups and their time ranges (kept: parts never change once readable)."""
-        with self._lock:
-            known = self._known.get(path)
-        if known is None:
-            metadata = self._footer(path)
-            created = metadata.schema.to_arrow_schema().get_field_index("created_at")
-            known = []
-            for index in range(metadata.num_row_groups):
-                group = metadata.row_group(index)
-                stats = group.column(created).statistics
-                known.append(Group(path, index, stats.min_raw, stats.max_raw))
-            with self._lock:
-                self._known[path] = known
-        return known
+    def _newest_groups(
+        self, paths: Sequence[str], since: datetime | None, until: datetime | None
+    ) -> Iterator[Group]:
+        """The parts' row groups that may hold rows in [since, until], by their last created_at, newest first.
+        Days do not overlap, so every group of a day ends after every group of the days before it: a day's
+        footers are read only when the page gets to it."""
+        low, high = (_us(since) if since else None), (_us(until) if until else None)
+        by_day = groupby(sorted(paths, reverse=True), key=lambda path: path.split("/", 1)[0])
+        for _, parts in by_day:
+            groups = [
+                g for path in parts for g in self._part(path)[1]
+                if (low is None or g.last >= low) and (high is None or g.first <= high)
+            ]  # fmt: skip
+            yield from sorted(groups, key=lambda g: g.last, reverse=True)
 
-    def _footer(self, path: str) -> pq.FileMetaData:
-        """A part's parsed footer, the most recently used few kept (a day's is ~1 MB parsed)."""
+    def _part(self, path: str) -> tuple[pq.FileMetaData, list[Group]]:
+        """A part's parsed footer and its row groups' time ranges; the most recently used PARTS_KEPT kept
+        (parts never change once readable; a 10 M-row day's footer is ~4 MB)."""
         import pyarrow.parquet as pq
 
         with self._lock:
-            if path in self._footers:
-                self._footers.move_to_end(path)
-                return self._footers[path]
+            if path in self._parts:
+                self._parts.move_to_end(path)
+                return self._parts[path]
         with self.store.fs.open_input_file(self.store.full(path)) as source:
             metadata = pq.read_metadata(source)
+        created = metadata.schema.to_arrow_schema().get_field_index("created_at")
+        groups = []
+        for index in range(metadata.num_row_groups):
+            stats = metadata.row_group(index).column(created).statistics
+            groups.append(Group(path, index, stats.min_raw, stats.max_raw))
         with self._lock:
-            self._footers[path] = metadata
-            while len(self._footers) > FOOTERS_KEPT:
-                self._footers.popitem(last=False)
-        return metadata
+            self._parts[path] = (metadata, groups)
+            while len(self._parts) > PARTS_KEPT:
+                self._parts.popitem(last=False)
+        return metadata, groups
 
     def _read(self, group: Group) -> pa.Table:
         import pyarrow.parquet as pq
 
         with self.store.fs.open_input_file(self.store.full(group.path)) as source:
-            return pq.ParquetFile(source, metadata=self._footer(group.path)).read_row_group(group.index)
+            return pq.ParquetFile(source, metadata=self._part(group.path)[0]).read_row_group(group.index)
 
     async def _scan_page(
         self, paths: Sequence[str], query: Query, newest_end: datetime
@@ -406,8 +407,8 @@ class Cold:
 WINDOWS = (timedelta(minutes=15), timedelta(hours=4))
 # Row groups a page reads newest first (batches of 1, 2, 4, 8, …) before it leaves a rare match to the scan.
 NEWEST_FIRST_GROUPS = 15
-# Parsed footers kept by a reader.
-FOOTERS_KEPT = 8
+# Parts whose footers a reader keeps parsed.
+PARTS_KEPT = 16
 
 UNAVAILABLE = (
     "these logs are archived (ARCHIVE_URL) and this deployment cannot read Parquet: pyarrow and duckdb are not"
