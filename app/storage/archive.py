@@ -11,8 +11,6 @@ maintenance loop's advisory lock, or `python -m app archive`):
    the rows (count, sum and sum of squares of the ids). Row groups are time slices so that a reader skips by
    time from their statistics and a newest-first page reads one of them: sorted by service across the whole
    day, that page read the last row group of every service (ten in the bench, 11-25x the hot page's time);
-   within a slice, rows of one service are contiguous, so its pages' statistics (the page index) skip by
-   service;
 3. read the file back (row count from its footer, every id from its pages) and compare with the
    fingerprint; 'verified', committed;
 4. `DETACH PARTITION … CONCURRENTLY` (ingest is not blocked), fingerprint the detached table again (rows
