@@ -177,6 +177,8 @@ def test_a_page_read_newest_first_equals_the_scan_when_times_tie_across_row_grou
         {},
         {"service": ["b"]},
         {"not.service": ["a"]},
+        {"q": ["m1"]},
+        {"q": ["m"], "not.service": ["c"]},
         {"cursor": [cursor(tied + timedelta(seconds=5), 10**9)]},
     ):
         for limit in (1, 3, 39, 40, 41, 120, 500):
