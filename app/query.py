@@ -59,7 +59,8 @@ DOCUMENT = """jsonb_build_object(
 @dataclass(frozen=True)
 class Condition:
     """One filter of GET /logs in no SQL dialect. `postgres()` below renders it for PostgreSQL and
-    app/storage/cold.py for DuckDB over the archive, so each filter's meaning is decided once, here.
+    app/storage/cold.py for the archive (DuckDB, and pyarrow for the kinds on typed columns), so each
+    filter's meaning is decided once, here.
 
     kind      column                      value
     since     created_at                  a datetime (>=)
