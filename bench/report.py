@@ -583,9 +583,11 @@ def limits_table(limits_data: dict[str, Any]) -> list[str]:
 
 def steps_table(steps_data: dict[str, Any]) -> list[str]:
     rows = [("| server at commit | `b10-c32` logs/s | group ÷ direct (b10, 32 clients) | `b1000-gzip-c8` logs/s "
-            "| of ceiling | `b1000-c1` p50 ÷ raw COPY p50 | rounds |"), "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+            "| of ceiling | server µs/log (b1000 gzip) | server ÷ PostgreSQL per log | `b1000-c1` p50 ÷ raw COPY p50 "
+            "| rounds |"), "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for step in steps_data["results"]:
-        measures: dict[str, list[float]] = {"group": [], "ratio": [], "big": [], "share": [], "latency": []}
+        measures: dict[str, list[float]] = {"group": [], "ratio": [], "big": [], "share": [], "latency": [],
+                                            "server": [], "server_pg": []}  # fmt: skip
         for run in step["runs"]:
             group, direct = _find(run, "b10-c32"), _find(run, "b10-c32-direct")
             big, single = _find(run, "b1000-gzip-c8"), _find(run, "b1000-c1")
@@ -597,11 +599,15 @@ def steps_table(steps_data: dict[str, Any]) -> list[str]:
             measures["big"].append(big["logs_per_s"])
             measures["share"].append(big["logs_per_s"] / ceiling["rows_per_s"])
             measures["latency"].append(single["p50_ms"] / raw["p50_ms"])
+            if big.get("postgres_cpu_us_per_log"):  # runs since round three's accounting
+                measures["server"].append(big["server_cpu_us_per_log"])
+                measures["server_pg"].append(big["server_cpu_us_per_log"] / big["postgres_cpu_us_per_log"])
         if not measures["group"]:
             continue
-        m = {key: statistics.median(values) for key, values in measures.items()}
+        m = {key: statistics.median(values) if values else None for key, values in measures.items()}
+        cpu = f"{m['server']:.1f} | {m['server_pg']:.2f} ×" if m["server"] is not None else "– | –"
         rows.append(f"| `{step['revision']}` {step['subject'].split(':')[0]} | {_n(m['group'])} | {m['ratio']:.2f} × "
-                    f"| {_n(m['big'])} | {m['share']:.0%} | {m['latency']:.2f} × | {len(measures['group'])} |")  # fmt: skip
+                    f"| {_n(m['big'])} | {m['share']:.0%} | {cpu} | {m['latency']:.2f} × | {len(measures['group'])} |")  # fmt: skip
     return rows
 
 

@@ -69,11 +69,23 @@ def test_steps_table_reads_each_step_against_its_own_ceiling(tmp_path: Path) -> 
         "ceilings": results["ceilings"],
     }
     step = {"revision": "abc1234", "subject": "Faster parsing: details", "runs": [run, slower, run]}
-    steps = {"meta": http["meta"], "parameters": {"warmup_s": 1.0, "duration_s": 5.0}, "results": [step]}
+    # Round three's accounting: server and PostgreSQL CPU per log beside the b1000 gzip arm (median of rounds).
+    accounted = [
+        {"arms": [{**a, "server_cpu_us_per_log": server, "postgres_cpu_us_per_log": 8.0}
+                  if a["arm"] == "b1000-gzip-c8" else a for a in results["arms"]], "ceilings": results["ceilings"]}
+        for server in (9.0, 10.0, 12.0)
+    ]  # fmt: skip
+    later = {"revision": "def5678", "subject": "Counted", "runs": accounted}
+    steps = {
+        "meta": http["meta"],
+        "parameters": {"warmup_s": 1.0, "duration_s": 5.0},
+        "results": [step, later],
+    }
     (tmp_path / "steps.json").write_text(json.dumps(steps))
     text = rendered(tmp_path)
     assert "## What each step bought" in text
-    assert "| `abc1234` Faster parsing | 30,000 | 4.00 × | 45,000 | 90% | 1.20 × | 3 |" in text
+    assert "| `abc1234` Faster parsing | 30,000 | 4.00 × | 45,000 | 90% | – | – | 1.20 × | 3 |" in text
+    assert "| `def5678` Counted | 30,000 | 4.00 × | 45,000 | 90% | 10.0 | 1.25 × | 1.20 × | 3 |" in text
 
 
 def test_http_table_shows_server_and_postgres_cpu_per_log() -> None:
