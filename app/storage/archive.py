@@ -5,13 +5,14 @@ maintenance loop's advisory lock, or `python -m app archive`):
 
 1. record the part as 'writing' in `archive_parts` (schema/0004_archive.sql), committed;
 2. stream the partition in time order (created_at, id) out as CSV (COPY TO STDOUT) and through pyarrow's
-   streaming CSV parser into `<ARCHIVE_URL>/day=YYYY-MM-DD/part-NNNN.parquet` (zstd; metadata as JSON
-   text): every ROW_GROUP_ROWS consecutive rows become a row group, sorted inside by service, created_at, id
+   streaming CSV parser into `<ARCHIVE_URL>/day=YYYY-MM-DD/part-NNNN.parquet`, then `part-NNNN.1.parquet`,
+   … every FILE_ROWS rows (zstd; metadata as JSON text): every ROW_GROUP_ROWS consecutive rows become a row
+   group, sorted inside by service, created_at, id
    (declared as the row group's sorting columns), under one REPEATABLE READ snapshot that also fingerprints
    the rows (count, sum and sum of squares of the ids). Row groups are time slices so that a reader skips by
    time from their statistics and a newest-first page reads one of them: sorted by service across the whole
    day, that page read the last row group of every service (ten in the bench, 11-25x the hot page's time);
-3. read the file back (row count from its footer, every id from its pages) and compare with the
+3. read the files back (row counts from their footers, every id from their pages) and compare with the
    fingerprint; 'verified', committed;
 4. `DETACH PARTITION … CONCURRENTLY` (ingest is not blocked), fingerprint the detached table again (rows
    that arrived after the snapshot would show), then drop it and set 'archived' in one transaction.
@@ -51,6 +52,9 @@ log = logging.getLogger(__name__)
 
 # Rows per row group: the bench archive suite's newest page reads one; smaller groups cost bytes per log.
 ROW_GROUP_ROWS = 5_000
+# Rows per file: a reader (and the pass's own check) parses a file's footer whole, ~22 kB of memory per row
+# group (21 column chunks each); in one file a day of 10 M rows took ~45 MB to open, and its writer as much.
+FILE_ROWS = 1_000_000
 # Every column of logs, in table order; enums as text, metadata as its JSON text.
 COLUMNS = (
     "id", "created_at", "level", "log_type", "service", "environment", "service_version", "trace_id",
@@ -142,6 +146,16 @@ class Store:
         if self.fs.get_file_info(self.full(relative)).type != pafs.FileType.NotFound:
             self.fs.delete_file(self.full(relative))
 
+    def delete_part(self, path: str) -> None:
+        """The part's first file and every sibling of it, however many a stopped pass left."""
+        import pyarrow.fs as pafs
+
+        directory, _, first = self.full(path).rpartition("/")
+        stem = first.removesuffix(".parquet") + "."
+        for info in self.fs.get_file_info(pafs.FileSelector(directory, allow_not_found=True)):
+            if info.base_name == first or info.base_name.startswith(stem):
+                self.fs.delete_file(info.path)
+
     def days(self) -> list[date]:
         """Days with a directory in the store (whatever the table says)."""
         import pyarrow.fs as pafs
@@ -161,7 +175,21 @@ class Store:
 
 
 def file_name(day: date, part: int) -> str:
+    """A part's path: its first file."""
     return f"day={day}/part-{part:04d}.parquet"
+
+
+def file_order(path: str) -> tuple[str, int]:
+    """A file's part (its first file's path without .parquet) and its place in it: 0 for the first."""
+    stem = path.removesuffix(".parquet")
+    head, _, tail = stem.rpartition(".")
+    return (head, int(tail)) if head and tail.isdigit() else (stem, 0)
+
+
+def part_files(path: str, files: int) -> list[str]:
+    """Every file of the part whose first file is `path`, oldest rows first."""
+    stem = path.removesuffix(".parquet")
+    return [path, *(f"{stem}.{k}.parquet" for k in range(1, files))]
 
 
 def cutoff(after_days: int, today: date | None = None) -> date:
@@ -211,7 +239,7 @@ async def archive_day(conn: asyncpg.Connection, store: Store, day: date, hook: H
     parts = await conn.fetch("SELECT * FROM archive_parts WHERE day = $1 ORDER BY part", day)
     for stale in [p for p in parts if p["state"] == "writing"]:
         # A pass died while writing this part: whatever file it left is incomplete.
-        await asyncio.to_thread(store.delete, stale["path"])
+        await asyncio.to_thread(store.delete_part, stale["path"])
         await conn.execute("DELETE FROM archive_parts WHERE day = $1 AND part = $2", day, stale["part"])
     verified = [p for p in parts if p["state"] == "verified"]
     if verified:
@@ -234,13 +262,13 @@ async def archive_day(conn: asyncpg.Connection, store: Store, day: date, hook: H
         relative,
     )
     hook("recorded")
-    fingerprint, row_groups = await _export(conn, store, table, relative)
+    fingerprint, row_groups, files = await _export(conn, store, table, relative)
     hook("written")
-    size = await asyncio.to_thread(_verify, store, relative, fingerprint)
+    size = await asyncio.to_thread(_verify, store, part_files(relative, files), fingerprint)
     await conn.execute(
         "UPDATE archive_parts SET state = 'verified', rows = $3, bytes = $4, row_groups = $5, id_sum = $6,"
-        " id_square_sum = $7, updated_at = now() WHERE day = $1 AND part = $2",
-        day, number, fingerprint.rows, size, row_groups, fingerprint.id_sum, fingerprint.id_square_sum,
+        " id_square_sum = $7, files = $8, updated_at = now() WHERE day = $1 AND part = $2",
+        day, number, fingerprint.rows, size, row_groups, fingerprint.id_sum, fingerprint.id_square_sum, files,
     )  # fmt: skip
     hook("verified")
     return await _drop(conn, store, day, number, relative, fingerprint, hook)
@@ -248,8 +276,9 @@ async def archive_day(conn: asyncpg.Connection, store: Store, day: date, hook: H
 
 async def _export(
     conn: asyncpg.Connection, store: Store, table: str, relative: str
-) -> tuple[Fingerprint, int]:
-    """Stream the partition into one Parquet file; the fingerprint of exactly the rows written.
+) -> tuple[Fingerprint, int, int]:
+    """Stream the partition into the part's Parquet files; the fingerprint of exactly the rows written, the
+    row groups and the files.
 
     PostgreSQL sorts and writes CSV (COPY … TO STDOUT, the cheapest way out of it), pyarrow's streaming CSV
     reader parses it in a thread in blocks, and every ROW_GROUP_ROWS rows become a row group: memory holds
@@ -273,7 +302,7 @@ async def _export(
             await writing
         raise
     await asyncio.to_thread(chunks.put, None)
-    return fingerprint, await writing
+    return (fingerprint, *await writing)
 
 
 def _abandon(chunks: queue.Queue[bytes | None]) -> None:
@@ -323,11 +352,10 @@ class _Chunks:
         self.closed = True
 
 
-def _write(store: Store, relative: str, chunks: queue.Queue[bytes | None]) -> int:
-    """The CSV stream → the Parquet file; returns how many row groups it has."""
+def _write(store: Store, relative: str, chunks: queue.Queue[bytes | None]) -> tuple[int, int]:
+    """The CSV stream → the part's Parquet files; how many row groups and files it wrote."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
 
     # jemalloc, returning freed pages at once, keeps the pass's RSS near what it holds (mimalloc, the default,
     # kept ~100 MB more at 1 M rows; glibc's malloc ~300 MB more: bench archive suite).
@@ -348,68 +376,96 @@ def _write(store: Store, relative: str, chunks: queue.Queue[bytes | None]) -> in
             true_values=["t"], false_values=["f"],
         ),
     )  # fmt: skip
-    path = store.full(relative)
-    store.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    row_groups = 0
-    with store.fs.open_output_stream(path) as sink:
-        # Dictionaries for the columns with few distinct values only: for ids, times and free text they would
-        # cost memory (their encoders' tables) and gain little over zstd.
-        writer = pq.ParquetWriter(
-            sink,
-            target,
-            compression="zstd",
-            write_statistics=STATISTICS,
-            write_page_index=True,
-            use_dictionary=DICTIONARY,
-            sorting_columns=pq.SortingColumn.from_ordering(
-                target, [(name, "ascending") for name in SORTED_BY]
-            ),
-        )
-        pending: list[pa.RecordBatch] = []
-        held = 0
-
-        def flush(table: pa.Table) -> None:
-            created = table.column("created_at").cast(target.field("created_at").type)
-            table = table.set_column(1, target.field("created_at"), created)
-            writer.write_table(
-                table.sort_by([(name, "ascending") for name in SORTED_BY]), row_group_size=ROW_GROUP_ROWS
-            )
-
+    store.fs.create_dir(store.full(relative).rsplit("/", 1)[0], recursive=True)
+    files = _Files(store, relative, target)
+    pending: list[pa.RecordBatch] = []
+    held = 0
+    try:
         for batch in reader:
             pending.append(batch)
             held += batch.num_rows
             while held >= ROW_GROUP_ROWS:
                 # Exactly ROW_GROUP_ROWS a group (each sorted on its own): the rest starts the next one.
                 table = pa.Table.from_batches(pending)
-                flush(table.slice(0, ROW_GROUP_ROWS))
-                row_groups += 1
+                files.write(table.slice(0, ROW_GROUP_ROWS))
                 rest = table.slice(ROW_GROUP_ROWS)
                 pending, held = rest.to_batches(), rest.num_rows
         if held:
-            flush(pa.Table.from_batches(pending))
-            row_groups += 1
-        writer.close()
-    return row_groups
+            files.write(pa.Table.from_batches(pending))
+        if not files.count:  # no row after all (deleted since the day was looked at): an empty file says so
+            files.next_file()
+    finally:
+        files.close()
+    return files.row_groups, files.count
 
 
-def _verify(store: Store, relative: str, expected: Fingerprint) -> int:
-    """Read the file back: its footer's row count and every id must match; returns its size in bytes."""
+class _Files:
+    """A part's files, written one row group at a time: a new file every FILE_ROWS rows."""
+
+    def __init__(self, store: Store, first: str, target: pa.Schema) -> None:
+        self.store, self.first, self.target = store, first, target
+        self.count, self.row_groups, self.rows_in_file = 0, 0, 0
+        self._sink: Any = None
+        self._writer: Any = None
+
+    def write(self, table: pa.Table) -> None:
+        """One row group: created_at typed, rows sorted by service, created_at, id."""
+        if self._writer is None or self.rows_in_file >= FILE_ROWS:
+            self.next_file()
+        created = table.column("created_at").cast(self.target.field("created_at").type)
+        table = table.set_column(1, self.target.field("created_at"), created)
+        self._writer.write_table(
+            table.sort_by([(name, "ascending") for name in SORTED_BY]), row_group_size=ROW_GROUP_ROWS
+        )
+        self.row_groups += 1
+        self.rows_in_file += table.num_rows
+
+    def next_file(self) -> None:
+        import pyarrow.parquet as pq
+
+        self.close()
+        self.count += 1
+        self._sink = self.store.fs.open_output_stream(self.store.full(part_files(self.first, self.count)[-1]))
+        # Dictionaries for the columns with few distinct values only: for ids, times and free text they would
+        # cost memory (their encoders' tables) and gain little over zstd.
+        self._writer = pq.ParquetWriter(
+            self._sink,
+            self.target,
+            compression="zstd",
+            write_statistics=STATISTICS,
+            use_dictionary=DICTIONARY,
+            sorting_columns=pq.SortingColumn.from_ordering(
+                self.target, [(name, "ascending") for name in SORTED_BY]
+            ),
+        )
+        self.rows_in_file = 0
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._sink.close()
+            self._writer = self._sink = None
+
+
+def _verify(store: Store, files: list[str], expected: Fingerprint) -> int:
+    """Read the part's files back: their footers' row counts and every id must match; their size in bytes."""
     import pyarrow.parquet as pq
 
-    with store.fs.open_input_file(store.full(relative)) as source:
-        size = source.size()
-        parquet = pq.ParquetFile(source)
-        rows, id_sum, square_sum = 0, 0, 0
-        for batch in parquet.iter_batches(columns=["id"], batch_size=ROW_GROUP_ROWS):
-            ids = batch.column(0).to_pylist()
-            rows += len(ids)
-            id_sum += sum(ids)
-            square_sum += sum(i * i for i in ids)
-        footer_rows = parquet.metadata.num_rows
+    size, footer_rows, rows, id_sum, square_sum = 0, 0, 0, 0, 0
+    for relative in files:
+        with store.fs.open_input_file(store.full(relative)) as source:
+            size += source.size()
+            parquet = pq.ParquetFile(source)
+            for batch in parquet.iter_batches(columns=["id"], batch_size=ROW_GROUP_ROWS):
+                ids = batch.column(0).to_pylist()
+                rows += len(ids)
+                id_sum += sum(ids)
+                square_sum += sum(i * i for i in ids)
+            footer_rows += parquet.metadata.num_rows
     got = (footer_rows, rows, Decimal(id_sum), Decimal(square_sum))
     want = (expected.rows, expected.rows, expected.id_sum, expected.id_square_sum)
     if got != want:
-        raise RuntimeError(f"archive file {relative} does not match its partition: {got} != {want}")
+        raise RuntimeError(f"archive files {files[0]} … do not match their partition: {got} != {want}")
     return size
 
 
@@ -438,7 +494,7 @@ async def _drop(
         async with conn.transaction():
             await _attach(conn, day)
             await conn.execute("DELETE FROM archive_parts WHERE day = $1 AND part = $2", day, part)
-        await asyncio.to_thread(store.delete, relative)
+        await asyncio.to_thread(store.delete_part, relative)
         log.warning("archive: %s changed while it was archived; it is done again next pass", table)
         return {"day": str(day), "partition": table, "redo": True}
     async with conn.transaction():

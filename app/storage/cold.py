@@ -16,13 +16,14 @@ statistics. Either way every filter is the same DuckDB WHERE clause (duckdb_wher
 from __future__ import annotations
 
 import asyncio
+import heapq
 import json.encoder
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from itertools import chain, groupby
+from itertools import groupby
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     import pyarrow.parquet as pq
 
 READABLE = """
-SELECT a.day, a.path FROM archive_parts a
+SELECT a.day, a.path, a.files FROM archive_parts a
 WHERE (a.state = 'archived' OR (a.state = 'verified' AND NOT EXISTS (
         SELECT FROM pg_inherits i WHERE i.inhparent = 'logs'::regclass AND NOT i.inhdetachpending
            AND i.inhrelid = to_regclass('logs_p' || to_char(a.day, 'YYYYMMDD')))))
@@ -65,7 +66,7 @@ class Parts:
             if newest
             else None
         )
-        return cls([r["path"] for r in rows], end)
+        return cls([f for r in rows for f in archive.part_files(r["path"], r["files"])], end)
 
 
 async def readable(conn: asyncpg.Connection) -> list[str]:
@@ -273,7 +274,7 @@ class Cold:
         self._db.execute("SET TimeZone = 'UTC'")
         self._db.execute("SET parquet_metadata_cache = true")
         self._lock = threading.Lock()
-        self._parts: OrderedDict[str, tuple[pq.FileMetaData, list[Group]]] = OrderedDict()
+        self._files: OrderedDict[str, tuple[pq.FileMetaData, list[Group]]] = OrderedDict()
 
     def _run(self, paths: Sequence[str], sql: str, args: Sequence[Any]) -> Any:
         import pyarrow.dataset as ds
@@ -372,49 +373,58 @@ class Cold:
         return by_duckdb
 
     def _newest_groups(
-        self, paths: Sequence[str], since: datetime | None, until: datetime | None
+        self, files: Sequence[str], since: datetime | None, until: datetime | None
     ) -> Iterator[Group]:
-        """The parts' row groups that may hold rows in [since, until], by their last created_at, newest first.
+        """The files' row groups that may hold rows in [since, until], by their last created_at, newest first.
         Days do not overlap, so every group of a day ends after every group of the days before it: a day's
-        footers are read only when the page gets to it."""
+        footers are read only when the page gets to it, and within a day heapq.merge takes each file's newest
+        group first (a part's later files hold later rows, so usually only the newest file is read)."""
         low, high = (_us(since) if since else None), (_us(until) if until else None)
-        by_day = groupby(sorted(paths, reverse=True), key=lambda path: path.split("/", 1)[0])
-        for _, parts in by_day:
-            # A part's groups are kept newest first: one part a day (the usual case) needs no sort here.
-            day = [self._part(path)[1] for path in parts]
-            groups = day[0] if len(day) == 1 else sorted(chain(*day), key=lambda g: g.last, reverse=True)
+        parts: dict[str, list[str]] = {}
+        for path in sorted(files, key=archive.file_order):
+            parts.setdefault(archive.file_order(path)[0], []).append(path)
+        by_day = groupby(sorted(parts.items(), reverse=True), key=lambda item: item[0].split("/", 1)[0])
+        for _, day in by_day:
+            groups = heapq.merge(*(self._groups(part) for _, part in day), key=lambda g: g.last, reverse=True)
             yield from (
                 g for g in groups if (low is None or g.last >= low) and (high is None or g.first <= high)
             )
 
-    def _part(self, path: str) -> tuple[pq.FileMetaData, list[Group]]:
-        """A part's parsed footer and its row groups' time ranges, newest first; the most recently used PARTS_KEPT kept
-        (parts never change once readable; a 10 M-row day's footer is ~4 MB)."""
+    def _groups(self, files: list[str]) -> Iterator[Group]:
+        """A part's row groups, newest first: its files hold consecutive slices of time, so the newest file's
+        groups come first, and an older file's footer is read only when the page gets to it."""
+        for path in reversed(files):
+            yield from self._file(path)[1]
+
+    def _file(self, path: str) -> tuple[pq.FileMetaData, list[Group]]:
+        """A file's parsed footer and its row groups' time ranges, newest first; the most recently used
+        FILES_KEPT kept (files never change once readable; a footer of 200 row groups is ~4 MB parsed)."""
         import pyarrow.parquet as pq
 
         with self._lock:
-            if path in self._parts:
-                self._parts.move_to_end(path)
-                return self._parts[path]
+            if path in self._files:
+                self._files.move_to_end(path)
+                return self._files[path]
         with self.store.fs.open_input_file(self.store.full(path)) as source:
             metadata = pq.read_metadata(source)
         created = metadata.schema.to_arrow_schema().get_field_index("created_at")
         groups = []
         for index in range(metadata.num_row_groups):
             stats = metadata.row_group(index).column(created).statistics
-            groups.append(Group(path, index, stats.min_raw, stats.max_raw))
+            if stats is not None and stats.has_min_max:  # an empty file has no group, nor statistics
+                groups.append(Group(path, index, stats.min_raw, stats.max_raw))
         groups.sort(key=lambda g: g.last, reverse=True)
         with self._lock:
-            self._parts[path] = (metadata, groups)
-            while len(self._parts) > PARTS_KEPT:
-                self._parts.popitem(last=False)
+            self._files[path] = (metadata, groups)
+            while len(self._files) > FILES_KEPT:
+                self._files.popitem(last=False)
         return metadata, groups
 
     def _read(self, group: Group) -> pa.Table:
         import pyarrow.parquet as pq
 
         with self.store.fs.open_input_file(self.store.full(group.path)) as source:
-            return pq.ParquetFile(source, metadata=self._part(group.path)[0]).read_row_group(group.index)
+            return pq.ParquetFile(source, metadata=self._file(group.path)[0]).read_row_group(group.index)
 
     async def _scan_page(
         self, paths: Sequence[str], query: Query, newest_end: datetime
@@ -465,8 +475,8 @@ class Cold:
 WINDOWS = (timedelta(minutes=15), timedelta(hours=4))
 # Row groups a page reads newest first (batches of 1, 2, 4, 8, …) before it leaves a rare match to the scan.
 NEWEST_FIRST_GROUPS = 15
-# Parts whose footers a reader keeps parsed.
-PARTS_KEPT = 16
+# Files whose footers a reader keeps parsed (~4 MB each at most).
+FILES_KEPT = 16
 
 UNAVAILABLE = (
     "these logs are archived (ARCHIVE_URL) and this deployment cannot read Parquet: pyarrow and duckdb are not"

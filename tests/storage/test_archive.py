@@ -193,6 +193,62 @@ def test_a_pass_that_dies_after_any_step_loses_and_doubles_nothing(
     assert archive_pass(db, fresh) == []
 
 
+def test_a_day_is_written_as_several_files_each_a_later_slice_of_time(
+    db: DB, fresh: archive.Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(archive, "ROW_GROUP_ROWS", 300)
+    monkeypatch.setattr(archive, "FILE_ROWS", 1000)  # a new file once one holds 1000 rows: 4 groups a file
+    before = all_rows(db, fresh)
+    archive_pass(db, fresh)
+    assert all_rows(db, fresh) == before
+    part = db.fetch("SELECT path, files, rows, row_groups, bytes FROM archive_parts WHERE day = $1", DAYS[0])[
+        0
+    ]
+    assert (part["files"], part["rows"], part["row_groups"]) == (3, ROWS_PER_DAY, 9)
+    files = archive.part_files(part["path"], part["files"])
+    assert files[1:] == [f"day={DAYS[0]}/part-0000.1.parquet", f"day={DAYS[0]}/part-0000.2.parquet"]
+    edges = []
+    for relative in files:
+        table = pq.read_table(fresh.fs.open_input_file(fresh.full(relative)), columns=["created_at", "id"])
+        keys = sorted(
+            zip(table.column("created_at").to_pylist(), table.column("id").to_pylist(), strict=True)
+        )
+        edges.append((keys[0], keys[-1]))
+    groups = [pq.ParquetFile(fresh.fs.open_input_file(fresh.full(f))).metadata.num_row_groups for f in files]
+    assert groups == [4, 4, 1]
+    assert all(edges[k][1] < edges[k + 1][0] for k in range(2))  # each file after the one before
+    assert part["bytes"] == sum(fresh.fs.get_file_info(fresh.full(f)).size for f in files)
+
+
+def test_a_pass_that_fails_between_files_leaves_none_of_them(
+    db: DB, fresh: archive.Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(archive, "ROW_GROUP_ROWS", 300)
+    monkeypatch.setattr(archive, "FILE_ROWS", 1000)
+    before = all_rows(db, fresh)
+    opened = archive._Files.next_file
+
+    def third_fails(self: Any) -> None:
+        if self.count == 2:
+            raise Crash("disk full")
+        opened(self)
+
+    monkeypatch.setattr(archive._Files, "next_file", third_fails)
+    with pytest.raises(Crash):
+        archive_pass(db, fresh)
+    listed = [info.base_name for info in fresh.fs.get_file_info(_selector(fresh)) if info.is_file]
+    assert sorted(listed) == ["part-0000.1.parquet", "part-0000.parquet"]  # two files of a 'writing' part
+    assert all_rows(db, fresh) == before
+    monkeypatch.setattr(archive._Files, "next_file", opened)
+    archive_pass(db, fresh)
+    assert all_rows(db, fresh) == before
+    listed = sorted(info.path for info in fresh.fs.get_file_info(_selector(fresh)) if info.is_file)
+    recorded = db.fetch("SELECT path, files FROM archive_parts WHERE state = 'archived' ORDER BY day")
+    assert listed == sorted(
+        fresh.full(f) for r in recorded for f in archive.part_files(r["path"], r["files"])
+    )
+
+
 def _selector(store: archive.Store) -> Any:
     import pyarrow.fs as pafs
 

@@ -106,13 +106,22 @@ def answers(client: TestClient) -> dict[str, Any]:
     return got
 
 
-# The default, and row groups so small that a day has ~26: a page then reads several newest first, merges
-# them, walks its cursor across their boundaries, and (rare matches) leaves the page to the scan.
-@pytest.mark.parametrize("group_rows", [archive.ROW_GROUP_ROWS, 97])
+# The defaults, and row groups so small that a day has ~26 in 4 files: a page then reads several newest
+# first across files, merges them, walks its cursor across their boundaries, and (rare matches) leaves the
+# page to the scan.
+@pytest.mark.parametrize(
+    ("group_rows", "file_rows"), [(archive.ROW_GROUP_ROWS, archive.FILE_ROWS), (97, 700)]
+)
 def test_every_read_answers_the_same_before_and_after_the_days_are_archived(
-    reads: TestClient, db: DB, fresh: archive.Store, group_rows: int, monkeypatch: pytest.MonkeyPatch
+    reads: TestClient,
+    db: DB,
+    fresh: archive.Store,
+    group_rows: int,
+    file_rows: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(archive, "ROW_GROUP_ROWS", group_rows)
+    monkeypatch.setattr(archive, "FILE_ROWS", file_rows)
     db.fetch(
         "INSERT INTO log_counts (hour, service, level, shard, n) SELECT date_trunc('hour', created_at), service, level, 0, count(*)"
         " FROM logs WHERE created_at < $1 AND NOT deleted GROUP BY 1, 2, 3",
