@@ -390,8 +390,8 @@ def archive_section(archive_data: dict[str, Any]) -> list[str]:
             "first layout sorted each day by service, so a newest page read the last row group of every "
             "service (ten here), through DuckDB, whose per-column cost per row group dominated (11–25× hot). "
             "Now row groups are slices of time (each sorted by service, created_at, id inside), a page reads "
-            "them newest first with pyarrow and stops when no unread group can hold a newer match — one group "
-            "of 5,000 rows for both pages here — and the JSON is written in Python exactly as PostgreSQL "
+            "them newest first with pyarrow and stops when no unread group can hold a newer match (with the "
+            "generator's mix, the newest group of 5,000 rows holds either page), and the JSON is written in Python exactly as PostgreSQL "
             "would (no round trip). Groups of 2,500 rows were tried by hand: larger files, no faster page."
         ),
     ]
