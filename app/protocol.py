@@ -1,17 +1,25 @@
-"""uvicorn's httptools protocol with a header timeout.
+"""uvicorn's httptools protocol with a header timeout, writing each response's head with its body.
 
 uvicorn closes idle keep-alive connections, but not one that sends nothing, nor one that has started a
 request and then sends its headers a byte at a time, or never finishes them: thousands of those would
 hold a worker's sockets and memory forever (slowloris). Here a connection must finish each request's
 headers within HEADER_TIMEOUT seconds of connecting or of that request's first byte, or it is closed.
+
+uvicorn writes a response's status line and headers when the app starts the response, and its body when
+the app sends it: two writes, two syscalls and two TCP segments for every small answer, which at batches of
+10 is a measurable part of a request's CPU (results/REPORT.md). `_OneWrite` holds the head of a response
+with a Content-Length until the body's first bytes and writes them together; the bytes on the wire are the
+same. A response without a Content-Length (streamed, chunked), with none to come (HEAD, an empty body)
+or an interim `100 Continue` is written as uvicorn writes it.
 """
 
 from __future__ import annotations
 
 import asyncio
 from functools import cache
+from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from app.config import Settings
 
@@ -35,7 +43,10 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._disarm()
+        cycle = self.cycle
         super().on_headers_complete()
+        if self.cycle is not cycle and self.cycle is not None:  # a new request (not an upgrade)
+            self.cycle.transport = _OneWrite(self.transport, self.cycle)  # type: ignore[assignment]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -54,3 +65,42 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         self._header_timer = None
         if not self.transport.is_closing():
             self.transport.close()
+
+
+class _OneWrite:
+    """One response's view of the connection's transport: the head of a response with a body of known
+    length waits for the body's first bytes, then both go in one write."""
+
+    __slots__ = ("_cycle", "_head", "_headed", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, cycle: RequestResponseCycle) -> None:
+        self._transport = transport
+        self._cycle = cycle
+        self._head: bytes | None = None
+        self._headed = False
+
+    def write(self, data: bytes) -> None:
+        if self._head is not None:
+            data, self._head = self._head + data, None
+        elif not self._headed and self._cycle.response_started:
+            # The first write once the response has started is its head (a 100 Continue comes before).
+            self._headed = True
+            cycle = self._cycle
+            if (
+                cycle.chunked_encoding is False
+                and cycle.expected_content_length
+                and cycle.scope["method"] != "HEAD"
+            ):
+                self._head = data
+                return
+        self._transport.write(data)
+
+    def close(self) -> None:
+        # An app that fails after starting its response: the head goes out before the close, as without us.
+        if self._head is not None:
+            self._transport.write(self._head)
+            self._head = None
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
