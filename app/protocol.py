@@ -31,39 +31,47 @@ def _header_timeout() -> float:
 
 
 class HeaderTimeoutProtocol(HttpToolsProtocol):
+    # One timer per connection, not one armed and cancelled for every request (a timer costs microseconds,
+    # at batches of 10 a visible part of a request): it fires at the deadline it was set for, then looks
+    # at the headers pending now, which may have arrived (nothing to do) or be a later request's (set for
+    # that one's deadline).
     _header_timer: asyncio.TimerHandle | None = None
+    _headers_due: float | None = None  # when the headers being received must be complete; None: none are
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm()
+        self._expect_headers()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._arm()
+        self._expect_headers()
 
     def on_headers_complete(self) -> None:
-        self._disarm()
+        self._headers_due = None
         cycle = self.cycle
         super().on_headers_complete()
         if self.cycle is not cycle and self.cycle is not None:  # a new request (not an upgrade)
             self.cycle.transport = _OneWrite(self.transport, self.cycle)  # type: ignore[assignment]
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
-
-    def _arm(self) -> None:
-        self._disarm()
-        self._header_timer = self.loop.call_later(_header_timeout(), self._expire)
-
-    def _disarm(self) -> None:
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
+        super().connection_lost(exc)
 
-    def _expire(self) -> None:
+    def _expect_headers(self) -> None:
+        self._headers_due = self.loop.time() + _header_timeout()
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_at(self._headers_due, self._check)
+
+    def _check(self) -> None:
         self._header_timer = None
-        if not self.transport.is_closing():
+        due = self._headers_due
+        if due is None:
+            return
+        if self.loop.time() < due:
+            self._header_timer = self.loop.call_at(due, self._check)
+        elif not self.transport.is_closing():
             self.transport.close()
 
 

@@ -93,6 +93,17 @@ def test_keep_alive_requests_are_unaffected(strict_server: tuple[str, int]) -> N
             time.sleep(0.5)  # idle, but under both the keep-alive and the header timeout
 
 
+def test_a_later_request_on_a_kept_alive_connection_is_cut_off_too(strict_server: tuple[str, int]) -> None:
+    _, port = strict_server
+    sock = connect(port)
+    for _ in range(3):  # answered requests, over more than HEADER_TIMEOUT in all
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 OK\r\n")
+        time.sleep(0.6)
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Padding: ")  # then nothing
+    assert closed_by_server(sock)
+
+
 def test_connections_past_max_connections_get_503(db: DB, database_url: str, tmp_path: Path) -> None:
     env = {"DATABASE_URL": database_url, "MAX_CONNECTIONS": "5"}
     process: subprocess.Popen[bytes]
