@@ -79,21 +79,22 @@ class _OneWrite:
     """One response's view of the connection's transport: the head of a response with a body of known
     length waits for the body's first bytes, then both go in one write."""
 
-    __slots__ = ("_cycle", "_head", "_headed", "_transport")
+    __slots__ = ("_cycle", "_head", "_transport")
 
     def __init__(self, transport: asyncio.Transport, cycle: RequestResponseCycle) -> None:
         self._transport = transport
-        self._cycle = cycle
+        # Until the response's head is written. Then let go: the cycle holds this wrapper, and as a reference
+        # cycle every request's scope, headers and state would wait for the garbage collector (measured: more
+        # user CPU than the write saves) instead of being freed at once.
+        self._cycle: RequestResponseCycle | None = cycle
         self._head: bytes | None = None
-        self._headed = False
 
     def write(self, data: bytes) -> None:
         if self._head is not None:
             data, self._head = self._head + data, None
-        elif not self._headed and self._cycle.response_started:
+        elif self._cycle is not None and self._cycle.response_started:
             # The first write once the response has started is its head (a 100 Continue comes before).
-            self._headed = True
-            cycle = self._cycle
+            cycle, self._cycle = self._cycle, None
             if (
                 cycle.chunked_encoding is False
                 and cycle.expected_content_length

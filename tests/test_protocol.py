@@ -4,6 +4,7 @@ and a response with a Content-Length leaves in one write."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import subprocess
 import threading
@@ -17,7 +18,7 @@ import pytest
 import uvicorn
 from uvicorn.server import ServerState
 
-from app.protocol import HeaderTimeoutProtocol
+from app.protocol import HeaderTimeoutProtocol, _OneWrite
 from tests.serverproc import start_server
 from tests.support import DB
 
@@ -264,3 +265,22 @@ def test_an_app_failing_after_its_head_still_sends_the_head_then_closes(
     assert received.startswith(b"HTTP/1.1 200 OK\r\n") and received.endswith(b"\r\n\r\n")
     assert b"content-length: 7\r\n" in received
     assert writes == [received]
+
+
+def test_answered_requests_are_freed_without_the_garbage_collector(recorded: tuple[int, list[bytes]]) -> None:
+    """A request's cycle holds its _OneWrite; were the wrapper to hold the cycle, every answered request's
+    scope and state would wait for a collection (more CPU than the saved write, measured)."""
+    port, _ = recorded
+    gc.collect()
+    gc.disable()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+            for _ in range(5):  # keep-alive: each request replaces the connection's cycle
+                sock.sendall(b"POST /logs HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
+                received = b""
+                while not received.endswith(b"got abc"):
+                    received += sock.recv(65536)
+            alive = sum(isinstance(thing, _OneWrite) for thing in gc.get_objects())
+    finally:
+        gc.enable()
+    assert alive <= 1  # the connection's current request's
