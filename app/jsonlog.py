@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is emitted as a field.
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName", "color_message"}
+# json.dumps(entry, default=str, ensure_ascii=False) builds this encoder anew for every line; one does.
+_ENCODE = json.JSONEncoder(default=str, ensure_ascii=False).encode
 
 
 class JsonFormatter(logging.Formatter):
@@ -23,11 +25,17 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        return _ENCODE(entry)
 
 
 def configure(level: str = "INFO") -> None:
     """Send the root logger and uvicorn's loggers through one JSON handler."""
+    # What the logging module would otherwise look up for every record (the calling frame, thread and
+    # process) and JsonFormatter never writes: at LOG_LEVEL=INFO every request logs a line.
+    logging._srcfile = None  # the documented switch (logging HOWTO, "Optimization")
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()

@@ -372,8 +372,9 @@ class GroupCommitWriter:
         metrics.QUEUE_ROWS.set(self._queued_rows)
         assert self._wakeup is not None
         self._wakeup.set()
-        # shield: a client that disconnects must not cancel a COPY that carries other requests' rows.
-        return await asyncio.shield(pending.done)
+        # Cancelling this request (its client went away) cancels only its own future, never the COPY in a
+        # writer task that carries other requests' rows: `_settle` passes over a future already done.
+        return await pending.done
 
     def _retry_after(self) -> int:
         """Seconds until the rows queued now are written, at the recent drain rate: 1 to 30."""

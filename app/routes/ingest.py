@@ -51,8 +51,10 @@ def router(settings: Settings, intake: Intake) -> tuple[APIRouter, Endpoint]:
         # checked before the body is read, and app/intake/rows.py validates straight from the decoded bytes.
         key = idempotency.key_from(request.headers.get(idempotency.HEADER))
         ndjson = check_content_type(request.headers.get("content-type"))
-        partial = _flag(request.query_params.get("partial"))
-        defaults = shippers.defaults(request.query_params)
+        # Most senders add no query string: then there is none to parse.
+        query = request.query_params if request.scope["query_string"] else _NO_QUERY
+        partial = _flag(query.get("partial"))
+        defaults = shippers.defaults(query)
         async with intake.decoded_body(request) as received:
             # A JSON array, NDJSON, or query defaults: made the native body first (app/formats/shippers.py).
             decoded = shippers.native(received, ndjson, defaults)
@@ -74,6 +76,9 @@ def router(settings: Settings, intake: Intake) -> tuple[APIRouter, Endpoint]:
             return await intake.store(request, batch, answer, claim=claim)
 
     return api, post_logs
+
+
+_NO_QUERY: dict[str, str] = {}
 
 
 def _flag(value: str | None) -> bool:

@@ -108,6 +108,22 @@ def test_group_commit_lets_a_lone_oversized_request_through(db: DB, database_url
     assert db.count() == 50
 
 
+def test_a_cancelled_waiter_leaves_its_group_and_the_writer_unharmed(db: DB, settings: Settings) -> None:
+    async def work(writer: GroupCommitWriter) -> None:
+        waiting = [asyncio.create_task(writer.write(batch(3, message=f"r{i}"))) for i in range(20)]
+        await asyncio.sleep(0)  # all queued; the writers have not taken them yet
+        waiting[5].cancel()  # as when a client goes away
+        answers = await asyncio.gather(*waiting, return_exceptions=True)
+        assert isinstance(answers[5], asyncio.CancelledError)
+        assert [a for i, a in enumerate(answers) if i != 5] == [Outcome(b"ok 3")] * 19
+        # The writer tasks go on serving.
+        assert await writer.write(batch(2)) == Outcome(b"ok 2")
+
+    asyncio.run(with_writer(settings, IngestMode.group, work))
+    # Rows once queued are written whoever waits for them, as a request cut off mid-COPY would be.
+    assert db.count() == 62
+
+
 def test_close_finishes_queued_work_then_refuses_new_work(db: DB, settings: Settings) -> None:
     async def work(writer: GroupCommitWriter) -> None:
         pending = [asyncio.create_task(writer.write(batch(10))) for _ in range(20)]
