@@ -99,3 +99,36 @@ def test_http_table_shows_server_and_postgres_cpu_per_log() -> None:
     )
     assert "| 11.0 | 10.5 | 1.05× |" in text
     assert "| – | – | – |" in text
+
+
+def test_round_three_target_and_what_the_server_cost_is_made_of() -> None:
+    from bench import report
+
+    arm = {
+        "arm": "b1000-gzip-c8",
+        "server_cpu_us_per_log": 12.0,
+        "postgres_cpu_us_per_log": 8.0,
+        "server_peak_rss_mb": 90,
+    }
+    http = {"results": {"arms": [arm], "ceilings": []}}
+    layers = [
+        {"layer": "parse, validate, build rows", "us_per_log": 5.0},
+        {"layer": "COPY: asyncpg's encoding and protocol", "us_per_log": 3.0},
+        {"layer": "event loop (asyncio, uvloop)", "us_per_log": 2.0},
+    ]
+    profile = {
+        "results": {"arms": [{"arm": "b1000-gzip-c8", "server_cpu_us_per_log": 11.0, "layers": layers}]}
+    }
+    rows = report.targets_table(http, profile)
+    assert (
+        "| server CPU per log at `b1000-gzip-c8` ≤ 0.5 × PostgreSQL's | 1.50 × (12.0 vs 8.0 µs) | no |"
+        in rows
+    )
+    (line,) = report.server_against_postgres(http, profile)
+    assert (
+        "the server spent 12.0 µs of CPU per log and PostgreSQL 8.0 µs (1.50 ×; target 0.5 ×, i.e. 4.0 µs)"
+        in line
+    )
+    # 11.0 − 5.0 − 3.0 = 3.0 µs elsewhere; 4.0 − 3.0 = 1.0 µs left of the 8.0 parse and COPY take now.
+    assert "everything else (HTTP, inflate, event loop, writer) 3.0 µs" in line
+    assert "leaves parse and COPY encoding 1.0 µs together, 88% less than now" in line
