@@ -30,12 +30,9 @@ class JsonFormatter(logging.Formatter):
 
 def configure(level: str = "INFO") -> None:
     """Send the root logger and uvicorn's loggers through one JSON handler."""
-    # What the logging module would otherwise look up for every record (the calling frame, thread and
-    # process) and JsonFormatter never writes: at LOG_LEVEL=INFO every request logs a line.
-    logging._srcfile = None  # the documented switch (logging HOWTO, "Optimization")
-    logging.logThreads = False
-    logging.logProcesses = False
-    logging.logMultiprocessing = False
+    # logging's caller/thread/process lookups stay on although JsonFormatter never writes them: they are
+    # process-wide switches, and other handlers in the same process (the OpenTelemetry SDK's, ecs-logging's)
+    # read funcName and lineno from every record.
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()

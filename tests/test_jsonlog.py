@@ -60,7 +60,10 @@ def test_configure_leaves_the_lines_as_they_were(capsys: pytest.CaptureFixture[s
     saved = root.handlers[:], root.level
     try:
         configure("INFO")
-        logging.getLogger("app").info("request", extra={"method": "POST", "path": "/logs", "saved": 3})
+        # A logger of its own: "app" may have been disabled by an earlier test's dictConfig in this process.
+        logging.getLogger("tests.jsonlog.lines").info(
+            "request", extra={"method": "POST", "path": "/logs", "saved": 3}
+        )
         line = capsys.readouterr().err
         entry = json.loads(line)
         assert list(entry) == ["time", "level", "logger", "message", "method", "path", "saved"]
@@ -68,3 +71,23 @@ def test_configure_leaves_the_lines_as_they_were(capsys: pytest.CaptureFixture[s
     finally:
         root.handlers[:], _ = saved
         root.setLevel(saved[1])
+
+
+def test_configure_keeps_the_caller_other_handlers_read() -> None:
+    """The OpenTelemetry SDK's and ecs-logging's handlers, in the same process, write funcName and lineno."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    records: list[logging.LogRecord] = []
+    collect = logging.Handler()
+    collect.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("tests.jsonlog.caller")
+    try:
+        configure("INFO")
+        logger.addHandler(collect)
+        logger.warning("seen")
+    finally:
+        logger.removeHandler(collect)
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+    assert [r.funcName for r in records] == ["test_configure_keeps_the_caller_other_handlers_read"]
+    assert records[0].thread is not None and records[0].process is not None
