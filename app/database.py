@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -107,6 +109,20 @@ class Database:
                     log.info("database: %s", self.source.description)
                 self._pool = await create_pool(self.settings, self.source.dsn)
         return self._pool
+
+    @asynccontextmanager
+    async def snapshot(self, statement_timeout: float | None = None) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection in one read-only REPEATABLE READ transaction, so that every read of a request
+        (rows, summary, which days are archived) sees the same moment; each statement limited to
+        statement_timeout seconds when given."""
+        pool = await self.pool()
+        async with (
+            pool.acquire(timeout=self.settings.db_acquire_timeout) as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            if statement_timeout is not None:
+                await conn.execute(f"SET LOCAL statement_timeout = {int(statement_timeout * 1000)}")
+            yield conn
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -43,7 +43,6 @@ HOUR = timedelta(hours=1)
 
 def router(settings: Settings, database: Database) -> APIRouter:
     api = APIRouter()
-    timeout_ms = int(settings.query_timeout * 1000)
 
     @api.get(
         "/logs/facets",
@@ -70,12 +69,7 @@ def router(settings: Settings, database: Database) -> APIRouter:
         parsed = query.parse(params, export=True)
         exact = set(params) <= SUMMARY_FILTERS
         with database_errors(), narrow_on_timeout(settings.query_timeout):
-            pool = await database.pool()
-            async with (
-                pool.acquire(timeout=settings.db_acquire_timeout) as conn,
-                conn.transaction(isolation="repeatable_read", readonly=True),
-            ):
-                await conn.execute(f"SET LOCAL statement_timeout = {timeout_ms}")
+            async with database.snapshot(settings.query_timeout) as conn:
                 sample = await conn.fetch(
                     f"SELECT service, level::text AS level, environment::text AS environment,"
                     f" metadata::text AS metadata FROM logs WHERE {' AND '.join(parsed.where)}"

@@ -26,7 +26,6 @@ NDJSON = "application/x-ndjson"
 
 def router(settings: Settings, database: Database) -> APIRouter:
     api = APIRouter()
-    timeout_ms = int(settings.query_timeout * 1000)
 
     # Days moved to Parquet (app/storage/archive.py) are read there, the rest from PostgreSQL (app/storage/cold.py).
     reader = cold.Cold(settings.archive_url) if settings.archive_url and archive.available() else None
@@ -37,12 +36,7 @@ def router(settings: Settings, database: Database) -> APIRouter:
         """PostgreSQL's rows, and (given bounds, with an archive) the archived parts of those days, decided in
         the same snapshot so that no day is read from both or neither."""
         with database_errors(), narrow_on_timeout(settings.query_timeout):
-            pool = await database.pool()
-            async with (
-                pool.acquire(timeout=settings.db_acquire_timeout) as conn,
-                conn.transaction(isolation="repeatable_read", readonly=True),
-            ):
-                await conn.execute(f"SET LOCAL statement_timeout = {timeout_ms}")
+            async with database.snapshot(settings.query_timeout) as conn:
                 parts = await cold.Parts.find(conn, *bounds) if bounds and settings.archive_url else None
                 return await conn.fetch(sql, *args), parts
 
@@ -95,12 +89,7 @@ def router(settings: Settings, database: Database) -> APIRouter:
     async def _export(parsed: query.Query) -> AsyncIterator[bytes]:
         # Server-side cursors: rows go out as PostgreSQL and DuckDB produce them, never all in memory; the two
         # streams (both newest first) are merged.
-        pool = await database.pool()
-        async with (
-            pool.acquire(timeout=settings.db_acquire_timeout) as conn,
-            conn.transaction(isolation="repeatable_read", readonly=True),
-        ):
-            await conn.execute(f"SET LOCAL statement_timeout = {timeout_ms}")
+        async with database.snapshot(settings.query_timeout) as conn:
             parts = await cold.Parts.find(conn, *parsed.bounds()) if settings.archive_url else None
 
             async def hot() -> AsyncIterator[tuple[tuple[datetime, int], str]]:

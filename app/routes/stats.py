@@ -41,11 +41,7 @@ def router(settings: Settings, database: Database) -> APIRouter:
         # Read from the query string directly: the parameters are documented by hand (_TIMELINE_PARAMETERS).
         start, end = _moments(request.query_params.get("since"), request.query_params.get("until"))
         with database_errors():
-            pool = await database.pool()
-            async with (
-                pool.acquire(timeout=settings.db_acquire_timeout) as conn,
-                conn.transaction(isolation="repeatable_read", readonly=True),
-            ):
+            async with database.snapshot() as conn:
                 archived: list[tuple[datetime, str, int]] = []
                 # Minutes are counted from the rows: those of archived days are in the files.
                 if settings.archive_url and end - start <= summary.MINUTES_UP_TO:

@@ -479,13 +479,7 @@ async def _drop(
     hook: Hook,
 ) -> dict[str, Any]:
     table = partitions.name(day)
-    pending = await conn.fetchval(
-        "SELECT inhdetachpending FROM pg_inherits WHERE inhrelid = to_regclass($1)", table
-    )
-    if pending:
-        await conn.execute(f"ALTER TABLE logs DETACH PARTITION {table} FINALIZE")
-    elif pending is not None:
-        await conn.execute(f"ALTER TABLE logs DETACH PARTITION {table} CONCURRENTLY")
+    await partitions.detach(conn, table)
     hook("detached")
     # Detached, no row can arrive any more: the table must still hold exactly the rows of the file.
     exists = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table)
@@ -518,7 +512,7 @@ async def _attach(conn: asyncpg.Connection, day: date) -> None:
 
 
 async def _drop_empty(conn: asyncpg.Connection, table: str) -> None:
-    await conn.execute(f"ALTER TABLE logs DETACH PARTITION {table} CONCURRENTLY")
+    await partitions.detach(conn, table)
     await conn.execute(f"DROP TABLE IF EXISTS {table}")
 
 

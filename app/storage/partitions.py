@@ -109,3 +109,16 @@ class Partitions:
     def forget_names(self, names: Iterable[str]) -> None:
         """Partitions dropped: made again on demand if a row for their day ever arrives."""
         self.known -= {datetime.strptime(n.removeprefix(PREFIX), "%Y%m%d").date() for n in names}
+
+
+async def detach(conn: asyncpg.Connection, table: str) -> None:
+    """Take a partition out of logs without blocking ingest (`DETACH … CONCURRENTLY`, which cannot run in a
+    transaction); one whose detach was interrupted is left "pending" and is finished instead. A table that
+    is no partition (already detached, or gone) is left as it is."""
+    pending = await conn.fetchval(
+        "SELECT inhdetachpending FROM pg_inherits WHERE inhrelid = to_regclass($1)", table
+    )
+    if pending:
+        await conn.execute(f"ALTER TABLE logs DETACH PARTITION {table} FINALIZE")
+    elif pending is not None:
+        await conn.execute(f"ALTER TABLE logs DETACH PARTITION {table} CONCURRENTLY")

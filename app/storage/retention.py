@@ -40,14 +40,7 @@ async def run(
     if dry_run:
         return list(old.values())
     for day, name in old.items():
-        # A detach interrupted earlier leaves the partition "pending": finish that one instead.
-        pending = await conn.fetchval(
-            "SELECT inhdetachpending FROM pg_inherits WHERE inhrelid = to_regclass($1)", name
-        )
-        if pending:
-            await conn.execute(f"ALTER TABLE logs DETACH PARTITION {name} FINALIZE")
-        elif pending is not None:
-            await conn.execute(f"ALTER TABLE logs DETACH PARTITION {name} CONCURRENTLY")
+        await partitions.detach(conn, name)
         start = datetime(day.year, day.month, day.day, tzinfo=UTC)
         async with conn.transaction():
             await conn.execute(f"DROP TABLE IF EXISTS {name}")
