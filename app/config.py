@@ -91,6 +91,12 @@ class Settings(BaseSettings):
     archive_after_days: int | None = Field(None, ge=1)
     # Seconds a query (GET /logs, /traces) may run before it is stopped with a 422 asking to narrow it.
     query_timeout: float = Field(10.0, gt=0)
+    search_index: bool = True
+    """The search index (app/search/, docs/search.md): on, the writer adds a bloom filter of each COPY group's
+    words in the same transaction (a few % more server CPU per log) and GET /logs' `q=` and `meta.` read only
+    candidate rows; off, nothing is indexed and every search scans. Answers are the same either way. Every
+    server writing to one database should agree: rows written with it off switch the index off for every
+    reader until the housekeeping's backfill has re-indexed their days."""
     # GET /logs/stream (app/routes/stream.py): live streams open at once per worker (0: off, Lambda's default),
     # and seconds each lasts before it ends (the client reconnects with Last-Event-ID and carries on).
     stream_max_clients: int = Field(32, ge=0)

@@ -71,6 +71,8 @@ class Condition:
     contains  message                     text, matched case-insensitively anywhere
     meta      metadata                    (path, value): the value at that path of the metadata
     before    (created_at, id)            the keyset cursor's (created_at, id)
+    within    created_at                  [(low, high), …]: in one of these closed ranges (the search
+                                          index's candidates, app/search/lookup.py; PostgreSQL only)
 
     A negated condition keeps the logs where it is not true, those without the field included.
     """
@@ -141,6 +143,9 @@ def postgres(conditions: list[Condition]) -> tuple[list[str], list[Any]]:
             clause = f"metadata @> {param(json.dumps(meta_document(*c.value)))}::jsonb"
         elif c.kind == "before":
             clause = f"(created_at, id) < ({param(c.value[0])}, {param(c.value[1])})"
+        elif c.kind == "within":
+            ranges = [f"created_at BETWEEN {param(low)} AND {param(high)}" for low, high in c.value]
+            clause = f"({' OR '.join(ranges)})" if ranges else "FALSE"
         else:
             raise ValueError(f"unknown condition {c.kind}")
         # IS NOT TRUE: a log without the field (a NULL trace_id, no metadata) is not excluded.

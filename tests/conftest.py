@@ -43,7 +43,9 @@ async def _migrate(url: str) -> None:
 @pytest.fixture
 def db(database_url: str) -> DB:
     database = DB(database_url)
-    database.fetch("TRUNCATE logs, idempotency_keys, log_counts, bulk_ids, alert_rules")
+    database.fetch(
+        "TRUNCATE logs, idempotency_keys, log_counts, bulk_ids, alert_rules, search_blocks, search_dirty"
+    )
     return database
 
 

@@ -41,6 +41,7 @@ from app.database import Database
 from app.errors import Busy, IngestError, InvalidLogs, ServiceUnavailable
 from app.intake import documents, idempotency
 from app.intake.rows import COLUMNS, LazyRows, Unsettled
+from app.search import build
 from app.storage import partitions, summary
 
 log = logging.getLogger(__name__)
@@ -150,7 +151,7 @@ async def commit(database: Database, batches: Sequence[Batch]) -> list[Outcome |
         outcomes, rows = await _claim(conn, batches, database.settings.idempotency_ttl)
         if rows:
             await conn.copy_records_to_table("logs", records=rows, columns=COLUMNS)
-            await summary.add(conn, summary.counts(rows))
+            await summary.add(conn, summary.counts(rows), _blocks(database, rows))
     _committed(len(rows))
     return outcomes
 
@@ -171,10 +172,11 @@ async def stream(database: Database, batch: Batch) -> Outcome | IngestError:
         await database.partitions.ensure(pool, _days(first))
         async with _transaction(database) as conn:
             (outcome,), claimed = await _claim(conn, [batch], database.settings.idempotency_ttl)
-            counted = await _copy_chunks(database, conn, first, chunks) if claimed else Counter()
+            blocks = build.Blocks() if database.settings.search_index else None
+            counted = await _copy_chunks(database, conn, first, chunks, blocks) if claimed else Counter()
             written = counted.total()
             if written:
-                await summary.add(conn, counted)
+                await summary.add(conn, counted, blocks)
     except (Unsettled, _Unwritable):
         try:
             rows = lazy.build()
@@ -202,9 +204,14 @@ def _days(rows: Sequence[Row]) -> list[date]:
 
 
 async def _copy_chunks(
-    database: Database, conn: asyncpg.Connection, first: list[Row], rest: Iterator[list[Row]]
+    database: Database,
+    conn: asyncpg.Connection,
+    first: list[Row],
+    rest: Iterator[list[Row]],
+    blocks: build.Blocks | None,
 ) -> Counter[tuple[int, str, str]]:
-    """COPY every chunk; the summary's counts of what was written (a chunk's rows are let go once sent)."""
+    """COPY every chunk; the summary's counts of what was written, and its search blocks when `blocks` is
+    given (a chunk's rows are let go once sent)."""
     counted: Counter[tuple[int, str, str]] = Counter()
     copying: asyncio.Task[str] | None = None
     try:
@@ -215,6 +222,8 @@ async def _copy_chunks(
                 raise _Unwritable
             copying = asyncio.create_task(conn.copy_records_to_table("logs", records=chunk, columns=COLUMNS))
             counted.update(summary.counts(chunk))
+            if blocks is not None:
+                blocks.add(chunk)
             # Let the COPY send its rows before this task goes back to building the next chunk.
             await asyncio.sleep(0)
         if copying is not None:
@@ -226,6 +235,15 @@ async def _copy_chunks(
                 await copying
         raise
     return counted
+
+
+def _blocks(database: Database, rows: Sequence[Row]) -> build.Blocks | None:
+    """The search index's blocks of these rows (app/search/build.py), unless SEARCH_INDEX is off."""
+    if not database.settings.search_index:
+        return None
+    blocks = build.Blocks()
+    blocks.add(rows)
+    return blocks
 
 
 def _committed(rows: int) -> None:

@@ -19,6 +19,7 @@ from app.errors import ArchiveUnreadable, QueryTimeout
 from app.intake.writer import database_errors
 from app.models import ENVIRONMENTS, LEVELS, LogPage, TraceLogs
 from app.routes.errors import responses
+from app.search import lookup
 from app.storage import archive, cold
 
 NDJSON = "application/x-ndjson"
@@ -31,14 +32,26 @@ def router(settings: Settings, database: Database) -> APIRouter:
     reader = cold.Cold(settings.archive_url) if settings.archive_url and archive.available() else None
 
     async def run(
-        sql: str, args: list[Any], bounds: tuple[datetime | None, datetime | None] | None = None
+        sql: str | query.Query,
+        args: list[Any],
+        bounds: tuple[datetime | None, datetime | None] | None = None,
     ) -> tuple[list[asyncpg.Record], cold.Parts | None]:
         """PostgreSQL's rows, and (given bounds, with an archive) the archived parts of those days, decided in
-        the same snapshot so that no day is read from both or neither."""
+        the same snapshot so that no day is read from both or neither. Given a Query, its page, reading only
+        the search index's candidates when it has some (app/search/lookup.py), in that same snapshot."""
         with database_errors(), narrow_on_timeout(settings.query_timeout):
             async with database.snapshot(settings.query_timeout) as conn:
                 parts = await cold.Parts.find(conn, *bounds) if bounds and settings.archive_url else None
+                if isinstance(sql, query.Query):
+                    hot = await searched(conn, sql)
+                    sql, args = hot.page_sql(), hot.args
                 return await conn.fetch(sql, *args), parts
+
+    async def searched(conn: asyncpg.Connection, parsed: query.Query) -> query.Query:
+        """The query PostgreSQL runs: with the index's candidates as one more condition when it has some."""
+        if not settings.search_index:
+            return parsed
+        return await lookup.narrow(conn, parsed) or parsed
 
     def cold_reader(parts: cold.Parts) -> cold.Cold:
         if reader is None:
@@ -70,7 +83,7 @@ def router(settings: Settings, database: Database) -> APIRouter:
         parsed = query.parse(params, export=export)
         if export:
             return StreamingResponse(_export(parsed), media_type=NDJSON)
-        hot, parts = await run(parsed.page_sql(), parsed.args, parsed.bounds())
+        hot, parts = await run(parsed, [], parsed.bounds())
         assert parsed.limit is not None
         found = [(r["created_at"], r["id"], r["doc"]) for r in hot]
         # The archive holds older days: it is read only when they could still make this page.
@@ -92,8 +105,10 @@ def router(settings: Settings, database: Database) -> APIRouter:
         async with database.snapshot(settings.query_timeout) as conn:
             parts = await cold.Parts.find(conn, *parsed.bounds()) if settings.archive_url else None
 
+            narrowed = await searched(conn, parsed)
+
             async def hot() -> AsyncIterator[tuple[tuple[datetime, int], str]]:
-                async for record in conn.cursor(parsed.page_sql(), *parsed.args, prefetch=500):
+                async for record in conn.cursor(narrowed.page_sql(), *narrowed.args, prefetch=500):
                     yield (record["created_at"], record["id"]), record["doc"]
 
             async def archived() -> AsyncIterator[tuple[tuple[datetime, int], str]]:

@@ -5,6 +5,7 @@
 * cold storage: closed days older than ARCHIVE_AFTER_DAYS moved to Parquet, archived days past RETENTION_DAYS
   removed (app/storage/archive.py),
 * /stats's summary compacted (app/storage/summary.py),
+* the search index rebuilt for days written around it (app/search/build.py),
 * idempotency keys and bulk document ids past IDEMPOTENCY_TTL forgotten (app/intake/idempotency.py,
   app/intake/documents.py).
 
@@ -21,6 +22,7 @@ from typing import Any
 
 from app.database import Database
 from app.intake import documents, idempotency
+from app.search import build
 from app.storage import archive, retention, summary
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,7 @@ async def run_once(database: Database) -> dict[str, Any]:
             cold = await archive.housekeeping(conn, settings)
             database.partitions.forget_names(m["partition"] for m in cold.get("archived", []))
             compacted = await summary.compact(conn)
+            reindexed = await build.backfill(conn)
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
     pruned = await idempotency.prune(pool, settings.idempotency_ttl)
@@ -53,9 +56,10 @@ async def run_once(database: Database) -> dict[str, Any]:
         "summary_rows_compacted": compacted,
         "idempotency_keys_pruned": pruned,
         "bulk_ids_pruned": ids_pruned,
+        "search_reindexed": reindexed,
         **cold,
     }
-    if dropped or pruned or ids_pruned or cold.get("archived") or cold.get("archive_expired"):
+    if dropped or pruned or ids_pruned or reindexed or cold.get("archived") or cold.get("archive_expired"):
         log.info("housekeeping", extra=done)
     return done
 

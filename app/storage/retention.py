@@ -1,7 +1,7 @@
 """Retention: whole daily partitions older than RETENTION_DAYS are dropped, never deleted row by row.
 
 A pass detaches each old partition with `DETACH PARTITION … CONCURRENTLY` (ingest is not blocked), then
-drops it and removes its days from /stats's summary in one transaction. It takes milliseconds whatever
+drops it and removes its days from /stats's summary and the search index in one transaction. It takes milliseconds whatever
 the partitions hold. Run by the maintenance loop (one process at a time: app/storage/maintenance.py), by
 Lambda's schedule, or by hand: `python -m app retention [--dry-run]`.
 """
@@ -47,5 +47,6 @@ async def run(
             await conn.execute(
                 "DELETE FROM log_counts WHERE hour >= $1 AND hour < $2", start, start + timedelta(days=1)
             )
+            await conn.execute("DELETE FROM search_blocks WHERE day = $1", day)
         log.info("partition dropped", extra={"partition": name})
     return list(old.values())

@@ -21,6 +21,7 @@ from typing import Any
 import asyncpg
 
 from app.models import ServiceCount, Stats, Timeline, TimelinePoint
+from app.search import build
 
 SHARDS = 16
 
@@ -37,16 +38,22 @@ def counts(rows: Sequence[tuple[Any, ...]]) -> Counter[tuple[int, str, str]]:
     return Counter((int(row[0].timestamp()) // 3600, row[3], row[1]) for row in rows)
 
 
-async def add(conn: asyncpg.Connection, counted: Counter[tuple[int, str, str]]) -> None:
-    """Add `counts(rows)` of the rows this transaction wrote."""
+async def add(
+    conn: asyncpg.Connection, counted: Counter[tuple[int, str, str]], blocks: build.Blocks | None = None
+) -> None:
+    """Add `counts(rows)` of the rows this transaction wrote; with `blocks`, record their search index in
+    the same statement (app/search/build.py: no round trip of its own)."""
     keys = sorted(counted.items())
-    await conn.execute(
-        _ADD,
+    columns = [
         [k[0] for k, _ in keys],
         [k[1] for k, _ in keys],
         [k[2] for k, _ in keys],
         [n for _, n in keys],
-    )
+    ]
+    if blocks is None:
+        await conn.execute(_ADD, *columns)
+    else:
+        await conn.execute(build.RECORD + _ADD, *columns, *blocks.params())
 
 
 _TOTALS = "SELECT service, level::text AS level, sum(n) AS n FROM log_counts GROUP BY 1, 2 HAVING sum(n) <> 0"

@@ -1,0 +1,143 @@
+"""Making the index's blocks: the writer's, in each COPY's transaction (`Blocks`, `RECORD`), and the
+housekeeping's backfill, which re-indexes days written around the index (`backfill`).
+
+A writer's group becomes one block per UTC hour its rows fall in (a late row from hours ago does not stretch
+a block of the present over those hours). Rows arrive in COPY column order (app/intake/rows.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+import asyncpg
+
+from app.search import bloom, tokens
+from app.storage import partitions
+
+log = logging.getLogger(__name__)
+
+_CREATED, _MESSAGE, _METADATA = 0, 10, 18
+# Rows per block when a day is rebuilt from its rows (in time order): a candidate block costs reading this
+# many rows, a block costs its row in search_blocks and a lookup's test.
+BACKFILL_ROWS = 5_000
+
+# Prepended to the writer's /stats statement (app/storage/summary.py): the group's blocks, and its own
+# transaction's mark from the trigger removed (it indexed what it wrote). $5.. are the blocks' columns.
+RECORD = """WITH search_block AS (
+    INSERT INTO search_blocks (day, min_at, max_at, rows, bloom)
+    SELECT * FROM unnest($5::date[], $6::timestamptz[], $7::timestamptz[], $8::int[], $9::bytea[])
+), search_clean AS (DELETE FROM search_dirty WHERE xid = pg_current_xact_id())
+"""
+
+
+@dataclass
+class _Block:
+    min_at: datetime
+    max_at: datetime
+    rows: int = 0
+    texts: list[str] = field(default_factory=list)
+
+
+class Blocks:
+    """The blocks of the rows added so far, one per UTC hour."""
+
+    def __init__(self) -> None:
+        self._by_hour: dict[int, _Block] = {}
+
+    def add(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        by_hour = self._by_hour
+        for row in rows:
+            at = row[_CREATED]
+            hour = int(at.timestamp()) // 3600
+            block = by_hour.get(hour)
+            if block is None:
+                block = by_hour[hour] = _Block(at, at)
+            elif at < block.min_at:
+                block.min_at = at
+            elif at > block.max_at:
+                block.max_at = at
+            block.rows += 1
+            block.texts.append(row[_MESSAGE])
+            if row[_METADATA] is not None:
+                block.texts.append(tokens.metadata_text(row[_METADATA]))
+
+    def params(self) -> list[list[Any]]:
+        """RECORD's $5.. arrays."""
+        out: list[list[Any]] = [[], [], [], [], []]
+        for block in self._by_hour.values():
+            out[0].append(partitions.day_of(block.min_at))
+            out[1].append(block.min_at)
+            out[2].append(block.max_at)
+            out[3].append(block.rows)
+            out[4].append(filter_of(block.texts))
+        return out
+
+
+def filter_of(texts: list[str]) -> bytes:
+    found = tokens.entries(tokens.words("\n".join(texts)))
+    return bloom.build(found, len(found))
+
+
+async def backfill(conn: asyncpg.Connection) -> list[str]:
+    """If rows were written around the index: in one REPEATABLE READ snapshot, rebuild every day whose row
+    count differs from its blocks' (from its rows, deleting exactly the blocks that snapshot sees: a block
+    committed since covers rows committed since), then remove the marks that snapshot saw. A pass stopped
+    half way rolls back and leaves the marks: readers keep scanning, and the next pass starts again.
+    Returns the partitions rebuilt."""
+    if not await conn.fetchval("SELECT EXISTS (SELECT FROM search_dirty)"):
+        return []
+    rebuilt = []
+    async with conn.transaction(isolation="repeatable_read"):
+        marks = [r["xid"] for r in await conn.fetch("SELECT xid::text FROM search_dirty")]
+        for day, table in sorted((await partitions.existing(conn)).items()):
+            rows = await conn.fetchval(f"SELECT count(*) FROM {table}")
+            indexed = await conn.fetchval(
+                "SELECT coalesce(sum(rows), 0) FROM search_blocks WHERE day = $1", day
+            )
+            if rows != indexed:
+                await _rebuild(conn, day, table)
+                rebuilt.append(table)
+        await conn.execute("DELETE FROM search_dirty WHERE xid = ANY($1::text[]::xid8[])", marks)
+    if rebuilt:
+        log.info("search index rebuilt", extra={"partitions": rebuilt})
+    return rebuilt
+
+
+async def _rebuild(conn: asyncpg.Connection, day: date, table: str) -> None:
+    await conn.execute("DELETE FROM search_blocks WHERE day = $1", day)
+    block: list[tuple[datetime, str, str | None]] = []
+    pending: list[tuple[date, datetime, datetime, int, bytes]] = []
+
+    def close() -> None:
+        texts = [text for _, message, metadata in block for text in _texts(message, metadata)]
+        pending.append((day, block[0][0], block[-1][0], len(block), filter_of(texts)))
+        block.clear()
+
+    sql = f"SELECT created_at, message, metadata::text FROM {table} ORDER BY created_at, id"
+    async for record in conn.cursor(sql, prefetch=BACKFILL_ROWS):
+        block.append((record[0], record[1], record[2]))
+        if len(block) == BACKFILL_ROWS:
+            close()
+            if len(pending) >= 20:
+                await _insert(conn, pending)
+    if block:
+        close()
+    await _insert(conn, pending)
+
+
+def _texts(message: str, metadata: str | None) -> list[str]:
+    return [message] if metadata is None else [message, tokens.metadata_text(metadata)]
+
+
+async def _insert(
+    conn: asyncpg.Connection, blocks: list[tuple[date, datetime, datetime, int, bytes]]
+) -> None:
+    if blocks:
+        await conn.executemany(
+            "INSERT INTO search_blocks (day, min_at, max_at, rows, bloom) VALUES ($1, $2, $3, $4, $5)", blocks
+        )
+        blocks.clear()

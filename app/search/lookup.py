@@ -1,0 +1,82 @@
+"""A query's candidates: the time ranges of the blocks whose filters hold every entry its needles guarantee
+(app/search/tokens.py), as one more condition on created_at. The rows in them are checked by the very same
+conditions as without the index, so an answer is the same, byte for byte; the index only decides how many
+rows PostgreSQL reads.
+
+No candidates are proposed (None: the scan answers) when a query has nothing to look up, when the index does
+not cover every row (a mark in search_dirty), or when the candidates are so many that reading them in time
+order is cheaper (MAX_ROWS, MAX_RANGES).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+import asyncpg
+
+from app.query import Condition, Query
+from app.search import bloom, tokens
+from app.storage.partitions import day_of
+
+# Above this many candidate rows the newest-first scan (which stops at a page) is left to answer.
+MAX_ROWS = 200_000
+MAX_RANGES = 500
+
+_WORD = (
+    "('x' || encode(substring(bloom FROM ((${h}::bigint % (length(bloom) / 8)) * 8 + 1)::int FOR 8), 'hex'))"
+)
+_TEST = "(" + _WORD + "::bit(64)::bigint & ${m}::bigint) = ${m}::bigint"
+
+
+def entries(query: Query) -> list[str]:
+    """What every matching row's block holds: the guaranteed words of `q=` and of `meta.` string values."""
+    found: list[str] = []
+    for c in query.conditions:
+        if c.negated:
+            continue
+        if c.kind == "contains":
+            found += tokens.needle_entries(c.value)
+        elif c.kind == "meta":
+            found += tokens.value_entries(c.value[1])
+    return list(dict.fromkeys(found))
+
+
+def sql(probes: int) -> str:
+    tests = " AND ".join(_TEST.format(h=3 + 2 * i, m=4 + 2 * i) for i in range(probes))
+    return (
+        "SELECT min_at, max_at, rows FROM search_blocks"
+        " WHERE ($1::date IS NULL OR day >= $1) AND ($2::date IS NULL OR day <= $2) AND " + tests
+    )
+
+
+async def narrow(conn: asyncpg.Connection, query: Query) -> Query | None:
+    """`query` with the candidates' ranges as one more condition, or None when the scan should answer.
+    Runs in the caller's snapshot, which also reads the rows: blocks and rows are committed together."""
+    wanted = entries(query)
+    if not wanted:
+        return None
+    if await conn.fetchval("SELECT EXISTS (SELECT FROM search_dirty)"):
+        return None
+    since, until = query.bounds()
+    args: list[object] = [day_of(since) if since else None, day_of(until) if until else None]
+    for entry in wanted:
+        h, mask = bloom.probe(entry)
+        args += [h, bloom.signed(mask)]
+    blocks = await conn.fetch(sql(len(wanted)), *args)
+    found = sorted(
+        (b["min_at"], b["max_at"], b["rows"])
+        for b in blocks
+        if (since is None or b["max_at"] >= since) and (until is None or b["min_at"] <= until)
+    )
+    if sum(rows for _, _, rows in found) > MAX_ROWS:
+        return None
+    ranges: list[tuple[datetime, datetime]] = []
+    for low, high, _ in found:
+        if ranges and low <= ranges[-1][1]:
+            ranges[-1] = (ranges[-1][0], max(ranges[-1][1], high))
+        else:
+            ranges.append((low, high))
+    if len(ranges) > MAX_RANGES:
+        return None
+    return replace(query, conditions=[*query.conditions, Condition("within", "created_at", ranges)])

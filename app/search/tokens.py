@@ -1,0 +1,104 @@
+"""Words: runs of letters, digits and `_` (Unicode aware, Python's `\\w`), folded to lower case.
+
+What a block's filter holds (`entries`): every word of its messages and of its metadata's strings (keys and
+values), and for a word longer than AFFIX characters also its first and last AFFIX characters.
+
+What a query may look up (`needle_entries`), so that no matching row is ever missed. `q=` is a
+case-insensitive *substring* of the message (PostgreSQL's ILIKE), so a needle's words are not always whole
+words of the row: `eq-7f3a` is found in `req-7f3a9c2e`, whose words are `req` and `7f3a9c2e`. Inside the
+needle, a word is bounded on a side when the needle has a character there (which is then a separator, since
+words are maximal runs). A row that contains the needle contains, for each needle word w:
+
+* bounded on both sides: w as a whole word of the row: the entry w;
+* bounded on the left only (the needle's last word, when the needle does not end with a separator): a row
+  word that starts with w; if len(w) >= AFFIX, the entry w[:AFFIX] (a row word's first AFFIX characters);
+* bounded on the right only (the first word): a row word that ends with w: w[-AFFIX:] when long enough;
+* bounded on neither (a needle that is one fragment, `7f3a9c2e`): any row word containing it: nothing to
+  look up, the scan answers.
+
+So `req-7f3a9c2e1b4d` looks up `7f3a9c2e` (the prefix of its last word); `connection reset by` looks up
+`reset` and `nnection`; `timeout` alone scans (it also matches `timeouts`).
+
+Case folding must agree with PostgreSQL's `lower()`, which ILIKE applies and which depends on the database's
+collation (libc or ICU). For ASCII both agree, so a message needle takes the fast path only when it is all
+ASCII; a row's characters are folded one to one (the length never changes), with the two non-ASCII letters
+that libc lowers to ASCII (U+0130 İ -> i, U+212A Kelvin K -> k) folded to them, so that a row PostgreSQL
+matches always holds the needle's words. A metadata value is compared exactly (`@>`), never lowered by
+PostgreSQL, so any value's words can be looked up, Unicode included: both sides fold it the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import orjson
+
+AFFIX = 8
+WORD = re.compile(r"\w+")
+_ASCII_WORD = re.compile(r"[A-Za-z0-9_]+")
+# One character in, one out: str.lower() would turn İ into two characters.
+_FOLD = {0x130: "i", 0x212A: "k"}
+# JSON text escapes only quotes, backslashes and control characters (orjson and jsonb's output alike), none of
+# them word characters: each escape becomes a separator. \uXXXX may hide a letter: that text is decoded.
+_ESCAPE = re.compile(r"\\.")
+
+
+def fold(text: str) -> str:
+    if text.isascii():
+        return text.lower()
+    return "".join(_FOLD.get(ord(c)) or (low if len(low := c.lower()) == 1 else c) for c in text)
+
+
+def words(text: str) -> list[str]:
+    return WORD.findall(fold(text))
+
+
+def metadata_text(json_text: str) -> str:
+    """Metadata's JSON text as plain text whose words are those of its keys and strings (and numbers)."""
+    if "\\u" in json_text:
+        return " ".join(_strings(orjson.loads(json_text)))
+    if "\\" in json_text:
+        return _ESCAPE.sub(" ", json_text)
+    return json_text
+
+
+def _strings(value: object) -> Iterable[str]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    else:
+        yield str(value)
+
+
+def entries(found: Iterable[str]) -> set[str]:
+    """A block's filter entries for these (distinct) words."""
+    out = set(found)
+    out.update([w[:AFFIX] for w in out if len(w) > AFFIX] + [w[-AFFIX:] for w in out if len(w) > AFFIX])
+    return out
+
+
+def needle_entries(needle: str) -> list[str]:
+    """The entries every row whose message contains `needle` (case-insensitively) has: see the module."""
+    if not needle.isascii():
+        return []
+    lowered = needle.lower()
+    out = []
+    for match in _ASCII_WORD.finditer(lowered):
+        word, left, right = match.group(), match.start() > 0, match.end() < len(lowered)
+        if left and right:
+            out.append(word)
+        elif left and len(word) >= AFFIX:
+            out.append(word[:AFFIX])
+        elif right and len(word) >= AFFIX:
+            out.append(word[-AFFIX:])
+    return out
+
+
+def value_entries(value: object) -> list[str]:
+    """The entries every row whose metadata holds the string `value` somewhere has (its words, whole)."""
+    return words(value) if isinstance(value, str) else []
