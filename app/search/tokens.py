@@ -22,7 +22,7 @@ So `req-7f3a9c2e1b4d` looks up `7f3a9c2e` (the prefix of its last word); `connec
 Case folding must agree with PostgreSQL's `lower()`, which ILIKE applies and which depends on the database's
 collation (libc or ICU). For ASCII both agree, so a message needle takes the fast path only when it is all
 ASCII; a row's characters are folded one to one (the length never changes), with the two non-ASCII letters
-that libc lowers to ASCII (U+0130 İ -> i, U+212A Kelvin K -> k) folded to them, so that a row PostgreSQL
+that libc lowers to ASCII (U+0130 İ -> i, U+212A Kelvin K -> k) folded to them (`fold`), so that a row PostgreSQL
 matches always holds the needle's words. A metadata value is compared exactly (`@>`), never lowered by
 PostgreSQL, so any value's words can be looked up, Unicode included: both sides fold it the same way.
 """
@@ -37,17 +37,17 @@ import orjson
 AFFIX = 8
 WORD = re.compile(r"\w+")
 _ASCII_WORD = re.compile(r"[A-Za-z0-9_]+")
-# One character in, one out: str.lower() would turn İ into two characters.
-_FOLD = {0x130: "i", 0x212A: "k"}
 # JSON text escapes only quotes, backslashes and control characters (orjson and jsonb's output alike), none of
 # them word characters: each escape becomes a separator. \uXXXX may hide a letter: that text is decoded.
 _ESCAPE = re.compile(r"\\.")
+# A JSON string's content once its escapes are gone (keys and values alike).
+_STRING = re.compile(r'"([^"]*)"')
 
 
 def fold(text: str) -> str:
-    if text.isascii():
-        return text.lower()
-    return "".join(_FOLD.get(ord(c)) or (low if len(low := c.lower()) == 1 else c) for c in text)
+    """Lower case, one character for one: U+0130 İ is the one character str.lower() makes two of (and the
+    one libc lowers to ASCII i); U+212A Kelvin K already becomes k."""
+    return text.replace("\u0130", "i").lower()
 
 
 def words(text: str) -> list[str]:
@@ -55,12 +55,13 @@ def words(text: str) -> list[str]:
 
 
 def metadata_text(json_text: str) -> str:
-    """Metadata's JSON text as plain text whose words are those of its keys and strings (and numbers)."""
+    """Metadata's JSON text as plain text whose words are those of its keys and string values (numbers, which
+    `meta.` lookups never need, are left out: they are most of the distinct words of typical metadata)."""
     if "\\u" in json_text:
         return " ".join(_strings(orjson.loads(json_text)))
     if "\\" in json_text:
-        return _ESCAPE.sub(" ", json_text)
-    return json_text
+        json_text = _ESCAPE.sub(" ", json_text)
+    return " ".join(_STRING.findall(json_text))
 
 
 def _strings(value: object) -> Iterable[str]:
@@ -71,8 +72,8 @@ def _strings(value: object) -> Iterable[str]:
     elif isinstance(value, list):
         for item in value:
             yield from _strings(item)
-    else:
-        yield str(value)
+    elif isinstance(value, str):
+        yield value
 
 
 def entries(found: Iterable[str]) -> set[str]:
