@@ -8,6 +8,7 @@ a block of the present over those hours). Rows arrive in COPY column order (app/
 from __future__ import annotations
 
 import logging
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -80,6 +81,42 @@ class Blocks:
 def filter_of(texts: list[str]) -> bytes:
     found = tokens.entries(tokens.words("\n".join(texts)))
     return bloom.build(found, len(found))
+
+
+def filter_of_columns(messages: Any, metadata: Any) -> bytes:
+    """An archived row group's filter, from its Arrow message and metadata (JSON text) columns."""
+    texts = [m for m in messages.to_pylist() if m is not None]
+    texts += [tokens.metadata_text(m) for m in metadata.to_pylist() if m is not None]
+    return filter_of(texts)
+
+
+_MAGIC = b"LSSEARCH1\n"
+
+
+def sidecar(filters: list[bytes]) -> bytes:
+    """A file's row groups' filters as one blob: a magic line, the count, then each length and filter."""
+    out = [_MAGIC, struct.pack("<I", len(filters))]
+    for one in filters:
+        out += [struct.pack("<I", len(one)), one]
+    return b"".join(out)
+
+
+def read_sidecar(blob: bytes, row_groups: int) -> list[bytes] | None:
+    """The filters of a file with `row_groups` row groups, or None when the blob is not whole (then its row
+    groups are all read, as without an index)."""
+    if not blob.startswith(_MAGIC) or len(blob) < len(_MAGIC) + 4:
+        return None
+    (count,) = struct.unpack_from("<I", blob, len(_MAGIC))
+    at, filters = len(_MAGIC) + 4, []
+    for _ in range(count):
+        if at + 4 > len(blob):
+            return None
+        (size,) = struct.unpack_from("<I", blob, at)
+        filters.append(blob[at + 4 : at + 4 + size])
+        at += 4 + size
+    if count != row_groups or at != len(blob) or any(len(f) % 8 or not f for f in filters):
+        return None
+    return filters
 
 
 async def backfill(conn: asyncpg.Connection, hook: Callable[[str], None] | None = None) -> list[str]:

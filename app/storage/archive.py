@@ -8,7 +8,8 @@ maintenance loop's advisory lock, or `python -m app archive`):
    streaming CSV parser into `<ARCHIVE_URL>/day=YYYY-MM-DD/part-NNNN.parquet`, then `part-NNNN.1.parquet`,
    … every FILE_ROWS rows (zstd; metadata as JSON text): every ROW_GROUP_ROWS consecutive rows become a row
    group, sorted inside by service, created_at, id
-   (declared as the row group's sorting columns), under one REPEATABLE READ snapshot that also fingerprints
+   (declared as the row group's sorting columns), with a search filter per row group beside each file
+   (`search_file`), under one REPEATABLE READ snapshot that also fingerprints
    the rows (count, sum and sum of squares of the ids). Row groups are time slices so that a reader skips by
    time from their statistics and a newest-first page reads one of them: sorted by service across the whole
    day, that page read the last row group of every service (ten in the bench, 11-25x the hot page's time);
@@ -42,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from app.search import build
 from app.storage import partitions
 
 if TYPE_CHECKING:
@@ -190,6 +192,12 @@ def part_files(path: str, files: int) -> list[str]:
     """Every file of the part whose first file is `path`, oldest rows first."""
     stem = path.removesuffix(".parquet")
     return [path, *(f"{stem}.{k}.parquet" for k in range(1, files))]
+
+
+def search_file(path: str) -> str:
+    """The search index of a part's file: one filter per row group (app/search/build.py's `sidecar`), deleted
+    with the part (its name starts with the part's stem)."""
+    return path + ".search"
 
 
 def cutoff(after_days: int, today: date | None = None) -> date:
@@ -407,9 +415,12 @@ class _Files:
         self.count, self.row_groups, self.rows_in_file = 0, 0, 0
         self._sink: Any = None
         self._writer: Any = None
+        self._path = ""
+        # The search filter of each row group of the file being written (app/search/build.py).
+        self._filters: list[bytes] = []
 
     def write(self, table: pa.Table) -> None:
-        """One row group: created_at typed, rows sorted by service, created_at, id."""
+        """One row group: created_at typed, rows sorted by service, created_at, id; and its search filter."""
         if self._writer is None or self.rows_in_file >= FILE_ROWS:
             self.next_file()
         created = table.column("created_at").cast(self.target.field("created_at").type)
@@ -417,6 +428,7 @@ class _Files:
         self._writer.write_table(
             table.sort_by([(name, "ascending") for name in SORTED_BY]), row_group_size=ROW_GROUP_ROWS
         )
+        self._filters.append(build.filter_of_columns(table.column("message"), table.column("metadata")))
         self.row_groups += 1
         self.rows_in_file += table.num_rows
 
@@ -425,7 +437,8 @@ class _Files:
 
         self.close()
         self.count += 1
-        self._sink = self.store.fs.open_output_stream(self.store.full(part_files(self.first, self.count)[-1]))
+        self._path = part_files(self.first, self.count)[-1]
+        self._sink = self.store.fs.open_output_stream(self.store.full(self._path))
         # Dictionaries for the columns with few distinct values only: for ids, times and free text they would
         # cost memory (their encoders' tables) and gain little over zstd.
         self._writer = pq.ParquetWriter(
@@ -445,6 +458,10 @@ class _Files:
             self._writer.close()
             self._sink.close()
             self._writer = self._sink = None
+            # Beside the file, before the part can be verified (a part still 'writing' is deleted whole).
+            with self.store.fs.open_output_stream(self.store.full(search_file(self._path))) as sink:
+                sink.write(build.sidecar(self._filters))
+            self._filters = []
 
 
 def _verify(store: Store, files: list[str], expected: Fingerprint) -> int:

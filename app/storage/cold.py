@@ -8,8 +8,9 @@ query: a `DETACH … CONCURRENTLY` that commits after that snapshot is not seen 
 follows waits for the reader's lock on the partition.
 
 Files are opened through pyarrow.fs (the same code path for a directory and s3://). A page of GET /logs
-reads row groups newest first (each a slice of time, app/storage/archive.py) and stops as soon as no
-unread group can hold a newer match; other reads hand the files to DuckDB, which skips row groups by their
+reads row groups newest first (each a slice of time, app/storage/archive.py), skips those whose search
+filter lacks a word every match has (app/search/), and stops as soon as no unread group can hold a newer
+match; other reads hand the files to DuckDB, which skips row groups by their
 statistics. Either way every filter is the same DuckDB WHERE clause (duckdb_where).
 """
 
@@ -30,6 +31,7 @@ import asyncpg
 
 from app.models import LEVELS
 from app.query import Condition, Query
+from app.search import bloom, build, lookup
 from app.storage import archive
 from app.storage.archive import Store, Unavailable, available
 from app.storage.partitions import day_of
@@ -275,6 +277,7 @@ class Cold:
         self._db.execute("SET parquet_metadata_cache = true")
         self._lock = threading.Lock()
         self._files: OrderedDict[str, tuple[pq.FileMetaData, list[Group]]] = OrderedDict()
+        self._filters: dict[str, list[bytes] | None] = {}
 
     def _run(self, paths: Sequence[str], sql: str, args: Sequence[Any]) -> Any:
         import pyarrow.dataset as ds
@@ -326,6 +329,10 @@ class Cold:
         assert query.limit is not None
         want = query.limit + 1
         groups = self._newest_groups(paths, *query.bounds())
+        probes = [bloom.probe(entry) for entry in lookup.entries(query)]
+        if probes:
+            # Row groups whose search filter lacks a word every match has are never read.
+            groups = (g for g in groups if self._may_hold(g, probes))
         pick = self._picker(query.conditions, want)
         found: list[tuple[Any, ...]] = []
         upcoming, read, batch = next(groups, None), 0, 1
@@ -414,17 +421,33 @@ class Cold:
             if stats is not None and stats.has_min_max:  # an empty file has no group, nor statistics
                 groups.append(Group(path, index, stats.min_raw, stats.max_raw))
         groups.sort(key=lambda g: g.last, reverse=True)
+        filters = self._search_filters(path, metadata.num_row_groups)
         with self._lock:
             self._files[path] = (metadata, groups)
+            self._filters[path] = filters
             while len(self._files) > FILES_KEPT:
-                self._files.popitem(last=False)
+                self._filters.pop(self._files.popitem(last=False)[0], None)
         return metadata, groups
+
+    def _may_hold(self, group: Group, probes: list[tuple[int, int]]) -> bool:
+        filters = self._filters.get(group.path)
+        return filters is None or bloom.contains(filters[group.index], probes)
 
     def _read(self, group: Group) -> pa.Table:
         import pyarrow.parquet as pq
 
         with self.store.fs.open_input_file(self.store.full(group.path)) as source:
             return pq.ParquetFile(source, metadata=self._file(group.path)[0]).read_row_group(group.index)
+
+    def _search_filters(self, path: str, row_groups: int) -> list[bytes] | None:
+        """The file's row groups' search filters, or None (parts archived before the index, or a file
+        without a whole sidecar: every row group may hold a match)."""
+        try:
+            with self.store.fs.open_input_stream(self.store.full(archive.search_file(path))) as source:
+                blob = source.read()
+        except (FileNotFoundError, OSError):
+            return None
+        return build.read_sidecar(blob, row_groups)
 
     async def _scan_page(
         self, paths: Sequence[str], query: Query, newest_end: datetime
