@@ -1,5 +1,6 @@
 """Making the index's blocks: the writer's, in each COPY's transaction (`Blocks`, `RECORD`), and the
-housekeeping's backfill, which re-indexes days written around the index (`backfill`).
+housekeeping's: the backfill, which re-indexes days written around the index (`backfill`), and the
+compaction of closed days' many small blocks into fewer large ones (`compact`).
 
 A writer's group becomes one block per UTC hour its rows fall in (a late row from hours ago does not stretch
 a block of the present over those hours). Rows arrive in COPY column order (app/intake/rows.py).
@@ -11,7 +12,7 @@ import logging
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import asyncpg
@@ -144,6 +145,28 @@ async def backfill(conn: asyncpg.Connection, hook: Callable[[str], None] | None 
     if rebuilt:
         log.info("search index rebuilt", extra={"partitions": rebuilt})
     return rebuilt
+
+
+async def compact(conn: asyncpg.Connection, today: date | None = None) -> list[str]:
+    """Closed days (before today, UTC) whose blocks are many and small (a writer's groups of a few rows; a
+    lookup tests every block) rebuilt from their rows into blocks of BACKFILL_ROWS, each day in one
+    REPEATABLE READ transaction that deletes exactly the blocks its snapshot sees: a late row committed
+    meanwhile keeps its own block. Returns the partitions compacted."""
+    today = today or datetime.now(UTC).date()
+    days = await conn.fetch(
+        "SELECT day FROM search_blocks WHERE day < $1 GROUP BY day"
+        " HAVING count(*) > 2 * ceil(sum(rows)::numeric / $2) + 1 ORDER BY day",
+        today,
+        BACKFILL_ROWS,
+    )
+    done = []
+    for record in days:
+        table = partitions.name(record["day"])
+        async with conn.transaction(isolation="repeatable_read"):
+            if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table):
+                await _rebuild(conn, record["day"], table)
+                done.append(table)
+    return done
 
 
 async def _rebuild(conn: asyncpg.Connection, day: date, table: str) -> None:

@@ -5,7 +5,8 @@
 * cold storage: closed days older than ARCHIVE_AFTER_DAYS moved to Parquet, archived days past RETENTION_DAYS
   removed (app/storage/archive.py),
 * /stats's summary compacted (app/storage/summary.py),
-* the search index rebuilt for days written around it (app/search/build.py),
+* the search index rebuilt for days written around it, and closed days' small blocks compacted
+  (app/search/build.py),
 * idempotency keys and bulk document ids past IDEMPOTENCY_TTL forgotten (app/intake/idempotency.py,
   app/intake/documents.py).
 
@@ -47,6 +48,7 @@ async def run_once(database: Database) -> dict[str, Any]:
             database.partitions.forget_names(m["partition"] for m in cold.get("archived", []))
             compacted = await summary.compact(conn)
             reindexed = await build.backfill(conn)
+            reindexed += await build.compact(conn)
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
     pruned = await idempotency.prune(pool, settings.idempotency_ttl)

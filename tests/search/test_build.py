@@ -162,3 +162,56 @@ def test_retention_drops_a_days_blocks_with_its_partition(apps: tuple[TestClient
 
     assert f"logs_p{today:%Y%m%d}" in run(expire())
     assert db.fetch("SELECT count(*) AS n FROM search_blocks WHERE day <= $1", today)[0]["n"] == 0
+
+
+def test_compaction_merges_a_closed_days_blocks_and_late_rows_keep_theirs(
+    apps: tuple[TestClient, TestClient, DB],
+) -> None:
+    on, off, db = apps
+    # Twelve hours of yesterday, one log in each: twelve blocks.
+    yesterday = datetime.combine(NOW.date() - timedelta(days=1), datetime.min.time(), UTC) + timedelta(
+        hours=1
+    )
+    for n in range(12):
+        message = f"call {n} for {NEEDLE}" if n == 5 else f"call {n} done"
+        log = {"level": "INFO", "service": "api", "message": message, "metadata": {"order_id": f"ord-{n}"}}
+        log["created_at"] = (yesterday + timedelta(minutes=70 * n)).isoformat()
+        assert on.post("/logs", content=json.dumps({"logs": [log]})).status_code == 200
+    day = yesterday.date()
+
+    def blocks() -> int:
+        return db.fetch("SELECT count(*) AS n FROM search_blocks WHERE day = $1", day)[0]["n"]
+
+    before = blocks()
+    assert before >= 4
+
+    async def compact() -> list[str]:
+        conn = await asyncpg.connect(db.url)
+        try:
+            return await build.compact(conn, today=day + timedelta(days=1))
+        finally:
+            await conn.close()
+
+    assert run(compact()) == [f"logs_p{day:%Y%m%d}"]
+    assert blocks() == 1
+    _same_for(on, off, [{"q": NEEDLE}, {"meta.order_id": "ord-7"}])
+    assert _narrowed(db, {"q": NEEDLE}) is not None
+    # A row arriving late for the compacted day: its own block, found.
+    late = {
+        "level": "INFO",
+        "service": "api",
+        "message": f"late {NEEDLE} again",
+        "created_at": yesterday.isoformat(),
+    }
+    assert on.post("/logs", content=json.dumps({"logs": [late]})).status_code == 200
+    assert blocks() == 2
+    assert len(on.get("/logs", params={"q": NEEDLE}).json()["logs"]) == 2
+    _same_for(on, off, [{"q": NEEDLE}])
+    assert run(compact()) == []  # two blocks for the day's rows: nothing to gain
+
+
+def _same_for(on: TestClient, off: TestClient, queries: list[dict[str, str]]) -> None:
+    for params in queries:
+        a, b = on.get("/logs", params=params), off.get("/logs", params=params)
+        assert a.status_code == b.status_code == 200
+        assert a.content == b.content and a.json()["logs"], params
