@@ -1,5 +1,5 @@
-"""GET /logs with the search index and without it: the same bytes (rows, order, cursors) for random corpora
-and random needles, and the index really narrows what PostgreSQL reads."""
+"""GET /logs with the search index and without it: the same bytes (rows, order, cursors, the export) for
+random corpora and random needles, and the index really narrows what PostgreSQL reads."""
 
 from __future__ import annotations
 
@@ -110,6 +110,12 @@ def test_pages_are_identical_with_and_without_the_index(
     for needle in _needles(corpus + late, data):
         for params in (needle, {**needle, "since": (NOW - timedelta(hours=3)).isoformat()}):
             assert _pages(on, params) == _pages(off, params), params
+        # The NDJSON export (every match, one stream) likewise.
+        ndjson = {"accept": "application/x-ndjson"}
+        assert (
+            on.get("/logs", params=needle, headers=ndjson).content
+            == off.get("/logs", params=needle, headers=ndjson).content
+        )
 
 
 def test_a_needle_reads_only_its_blocks(apps: tuple[TestClient, TestClient, DB]) -> None:

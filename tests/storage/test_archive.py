@@ -189,7 +189,9 @@ def test_a_pass_that_dies_after_any_step_loses_and_doubles_nothing(
     states = db.fetch("SELECT day, part, state FROM archive_parts ORDER BY day")
     assert [tuple(s) for s in states] == [(d, 0, "archived") for d in DAYS]
     files = sorted(info.path for info in fresh.fs.get_file_info(_selector(fresh)) if info.is_file)
-    assert files == [fresh.full(archive.file_name(d, 0)) for d in DAYS]  # a half-written file was deleted
+    # A half-written file was deleted (with its search filters, app/search/).
+    written = [archive.file_name(d, 0) for d in DAYS]
+    assert files == sorted(fresh.full(f) for f in [*written, *map(archive.search_file, written)])
     assert archive_pass(db, fresh) == []
 
 
@@ -237,7 +239,13 @@ def test_a_pass_that_fails_between_files_leaves_none_of_them(
     with pytest.raises(Crash):
         archive_pass(db, fresh)
     listed = [info.base_name for info in fresh.fs.get_file_info(_selector(fresh)) if info.is_file]
-    assert sorted(listed) == ["part-0000.1.parquet", "part-0000.parquet"]  # two files of a 'writing' part
+    # Two files of a 'writing' part, each with its search filters (app/search/).
+    assert sorted(listed) == [
+        "part-0000.1.parquet",
+        "part-0000.1.parquet.search",
+        "part-0000.parquet",
+        "part-0000.parquet.search",
+    ]
     assert all_rows(db, fresh) == before
     monkeypatch.setattr(archive._Files, "next_file", opened)
     archive_pass(db, fresh)
@@ -245,7 +253,10 @@ def test_a_pass_that_fails_between_files_leaves_none_of_them(
     listed = sorted(info.path for info in fresh.fs.get_file_info(_selector(fresh)) if info.is_file)
     recorded = db.fetch("SELECT path, files FROM archive_parts WHERE state = 'archived' ORDER BY day")
     assert listed == sorted(
-        fresh.full(f) for r in recorded for f in archive.part_files(r["path"], r["files"])
+        fresh.full(g)
+        for r in recorded
+        for f in archive.part_files(r["path"], r["files"])
+        for g in (f, archive.search_file(f))
     )
 
 
