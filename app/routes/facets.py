@@ -28,6 +28,7 @@ from app.intake.writer import database_errors
 from app.models import Facet, Facets, FacetValue
 from app.routes.errors import responses
 from app.routes.query import filters, narrow_on_timeout, parameters
+from app.search import lookup
 
 SAMPLE = 5_000
 TOP_VALUES = 10
@@ -70,11 +71,13 @@ def router(settings: Settings, database: Database) -> APIRouter:
         exact = set(params) <= SUMMARY_FILTERS
         with database_errors(), narrow_on_timeout(settings.query_timeout):
             async with database.snapshot(settings.query_timeout) as conn:
+                # The search index's candidates in the same snapshot, when it has some (app/search/lookup.py).
+                sampled = (await lookup.narrow(conn, parsed) if settings.search_index else None) or parsed
                 sample = await conn.fetch(
                     f"SELECT service, level::text AS level, environment::text AS environment,"
-                    f" metadata::text AS metadata FROM logs WHERE {' AND '.join(parsed.where)}"
+                    f" metadata::text AS metadata FROM logs WHERE {' AND '.join(sampled.where)}"
                     f" ORDER BY created_at DESC, id DESC LIMIT {SAMPLE}",
-                    *parsed.args,
+                    *sampled.args,
                 )
                 summed = await _summed(conn, params, parsed, since, until) if exact else None
         # Counting parses every sampled log's metadata: on a thread, so that the worker's other requests

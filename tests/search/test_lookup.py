@@ -119,7 +119,7 @@ def test_pages_are_identical_with_and_without_the_index(
 
 
 def test_a_needle_reads_only_its_blocks(apps: tuple[TestClient, TestClient, DB]) -> None:
-    on, _, db = apps
+    on, off, db = apps
     for hour in range(6):
         body = [
             {"minutes": 60 * hour + 5, "service": "api", "metadata": {"order_id": f"ord-{hour}{n}"},
@@ -133,6 +133,10 @@ def test_a_needle_reads_only_its_blocks(apps: tuple[TestClient, TestClient, DB])
     # One hour's block of the six (a false positive of the filter is possible but, with these words, not seen).
     assert len(within.value) == 1
     assert within.value[0][0] <= NOW - timedelta(minutes=185) <= within.value[0][1]
+    # GET /logs/facets samples the candidates too: the same counts.
+    window = {"since": (NOW - timedelta(days=1)).isoformat(), "until": (NOW + timedelta(hours=1)).isoformat()}
+    for params in ({"q": "req-300077f3a9c2e", **window}, {"meta.order_id": "ord-30007", **window}):
+        assert on.get("/logs/facets", params=params).content == off.get("/logs/facets", params=params).content
     page = on.get("/logs", params={"q": "req-300077f3a9c2e"}).json()["logs"]
     assert [log["message"] for log in page] == ["payment declined for req-300077f3a9c2e after retry"]
     assert _narrow(db, {"meta.order_id": "ord-30007"}) is not None
