@@ -121,17 +121,20 @@ def read_sidecar(blob: bytes, row_groups: int) -> list[bytes] | None:
 
 
 async def backfill(conn: asyncpg.Connection, hook: Callable[[str], None] | None = None) -> list[str]:
-    """If rows were written around the index: in one REPEATABLE READ snapshot, rebuild every day whose row
-    count differs from its blocks' (from its rows, deleting exactly the blocks that snapshot sees: a block
-    committed since covers rows committed since), then remove the marks that snapshot saw. A pass stopped
-    half way rolls back and leaves the marks: readers keep scanning, and the next pass starts again.
-    Returns the partitions rebuilt."""
-    if not await conn.fetchval("SELECT EXISTS (SELECT FROM search_dirty)"):
+    """If rows were written around the index: take the marks there are now, then, each day in a REPEATABLE
+    READ transaction of its own (a later snapshot, which holds every row of those marks' transactions),
+    rebuild the day from its rows when its row count differs from its blocks' (deleting exactly the blocks
+    that snapshot sees: a block committed since covers rows committed since); then remove those marks. A
+    pass stopped half way leaves the marks: readers keep scanning, and the next pass skips the days already
+    rebuilt (their counts agree). Returns the partitions rebuilt."""
+    marks = [r["xid"] for r in await conn.fetch("SELECT xid::text FROM search_dirty")]
+    if not marks:
         return []
     rebuilt = []
-    async with conn.transaction(isolation="repeatable_read"):
-        marks = [r["xid"] for r in await conn.fetch("SELECT xid::text FROM search_dirty")]
-        for day, table in sorted((await partitions.existing(conn)).items()):
+    for day, table in sorted((await partitions.existing(conn)).items()):
+        async with conn.transaction(isolation="repeatable_read"):
+            if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table):
+                continue
             rows = await conn.fetchval(f"SELECT count(*) FROM {table}")
             indexed = await conn.fetchval(
                 "SELECT coalesce(sum(rows), 0) FROM search_blocks WHERE day = $1", day
@@ -140,8 +143,8 @@ async def backfill(conn: asyncpg.Connection, hook: Callable[[str], None] | None 
                 await _rebuild(conn, day, table)
                 rebuilt.append(table)
                 if hook:
-                    hook(table)  # tests stop the pass here
-        await conn.execute("DELETE FROM search_dirty WHERE xid = ANY($1::text[]::xid8[])", marks)
+                    hook(table)  # tests stop the pass here, before the day's transaction commits
+    await conn.execute("DELETE FROM search_dirty WHERE xid = ANY($1::text[]::xid8[])", marks)
     if rebuilt:
         log.info("search index rebuilt", extra={"partitions": rebuilt})
     return rebuilt

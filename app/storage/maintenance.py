@@ -47,8 +47,10 @@ async def run_once(database: Database) -> dict[str, Any]:
             cold = await archive.housekeeping(conn, settings)
             database.partitions.forget_names(m["partition"] for m in cold.get("archived", []))
             compacted = await summary.compact(conn)
-            reindexed = await build.backfill(conn)
-            reindexed += await build.compact(conn)
+            # Off, nothing is indexed and no reader looks: rebuilding would only be undone by the next write.
+            reindexed = (
+                await build.backfill(conn) + await build.compact(conn) if settings.search_index else []
+            )
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
     pruned = await idempotency.prune(pool, settings.idempotency_ttl)
