@@ -10,8 +10,9 @@ import os
 from datetime import timedelta
 from enum import Enum
 from pathlib import Path
+from typing import Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -96,6 +97,33 @@ class Settings(BaseSettings):
     stream_max_clients: int = Field(32, ge=0)
     stream_max_seconds: float = Field(300.0, gt=0)
 
+    # Syslog listeners (app/syslog/, docs/syslog.md): each is off until its port is set; never on the Lambda.
+    syslog_host: str | None = None
+    """Address the syslog listeners bind to; unset: SERVER_HOST."""
+    syslog_tcp_port: int | None = Field(None, ge=1, le=65535)
+    """TCP port for syslog (RFC 6587: octet-counted or LF-terminated, detected per message); unset: off."""
+    syslog_udp_port: int | None = Field(None, ge=1, le=65535)
+    """UDP port for syslog, one message per datagram; unset: off. UDP loses messages by nature: what cannot
+    be stored (PostgreSQL away, queue full) is dropped and counted in logsave_syslog_dropped_total."""
+    syslog_tls_port: int | None = Field(None, ge=1, le=65535)
+    """TLS port for syslog (RFC 5425, octet-counted); needs SYSLOG_TLS_CERT and SYSLOG_TLS_KEY; unset: off."""
+    syslog_tls_cert: Path | None = None
+    """PEM certificate (chain) the syslog TLS listener presents."""
+    syslog_tls_key: Path | None = None
+    """PEM private key of SYSLOG_TLS_CERT."""
+    syslog_tls_ca: Path | None = None
+    """PEM CA certificate(s): when set, the TLS listener requires client certificates signed by them."""
+    syslog_relp_port: int | None = Field(None, ge=1, le=65535)
+    """TCP port for RELP (rsyslog's omrelp): each message acknowledged only once committed; unset: off."""
+    syslog_service: str = Field("syslog", min_length=1, max_length=100)
+    """Service of a syslog message that names no APP-NAME or tag."""
+    syslog_max_message: int = Field(64 * 1024, ge=480, le=16 * 1024 * 1024)
+    """Bytes of one syslog message kept; longer ones are cut there, flagged `truncated` in metadata."""
+    syslog_max_connections: int = Field(1000, ge=1)
+    """Syslog TCP, TLS and RELP connections per worker; more are closed as soon as they connect."""
+    syslog_idle_timeout: float = Field(600.0, gt=0)
+    """Seconds a syslog connection may send nothing before it is closed (senders reconnect)."""
+
     # Seconds an Idempotency-Key is remembered (app/intake/idempotency.py); pruned in the background after that.
     idempotency_ttl: float = Field(86_400, gt=0)
     # API keys, comma-separated. None set: no authentication. API_KEYS may do everything; INGEST_API_KEYS
@@ -119,6 +147,12 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: str) -> str:
         return value.upper()
+
+    @model_validator(mode="after")
+    def _syslog_tls(self) -> Self:
+        if self.syslog_tls_port is not None and not (self.syslog_tls_cert and self.syslog_tls_key):
+            raise ValueError("SYSLOG_TLS_PORT needs SYSLOG_TLS_CERT and SYSLOG_TLS_KEY")
+        return self
 
     @property
     def archive_enabled(self) -> bool:
