@@ -5,7 +5,8 @@
   `\\\\` and `\\]` escaped in values.
 * RFC 3164 / BSD: `<PRI>Mmm dd hh:mm:ss HOSTNAME TAG[PID]: MSG`, every part after the PRI optional as
   senders have it: the year is the one that puts the date nearest the time received, and a time without
-  a zone is UTC. rsyslog's high-precision form puts an RFC 3339 time where the BSD one goes
+  a zone is UTC. After a whole header (time and host) the next word is the tag, with or without its
+  colon (`TAG:` or `TAG MSG`, as rsyslog reads it); without one, only a word ending in `:` is. rsyslog's high-precision form puts an RFC 3339 time where the BSD one goes
   (`RSYSLOG_ForwardFormat`); some devices write the year after the day (`Dec  6 2026 10:00:00`). A first
   word that ends in `:` or holds `[` is the tag, not a host (local senders leave the host out).
 * Anything else (no `<PRI>`, a PRI above 191) is not syslog: the whole text is the message, and
@@ -36,6 +37,8 @@ _BSD_TIME = re.compile(
 )
 _ISO_TIME = re.compile(rb"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+(?:Z|[+-][0-9]{2}:[0-9]{2})?)(?: |$)")
 _TAG = re.compile(rb"([^\s:\[\]]{1,48})(?:\[([^\]\s]{0,128})\])?:(?: |$)")
+# After a whole BSD header (time and host) the next word is the tag, its colon optional (as rsyslog reads it).
+_HEADER_TAG = re.compile(rb"([^\s:\[\]]{1,48})(?:\[([^\]\s]{0,128})\])?:?(?: |$)")
 _WORD = re.compile(rb"(\S{1,255})(?: |$)")
 
 
@@ -129,13 +132,15 @@ def _rfc3164(data: bytes, pos: int, message: Message, received: datetime) -> Non
             if message.timestamp is None:
                 message.bad_timestamp = iso[1].decode("ascii", "replace")
             pos = iso.end()
+    tag_pattern = _TAG
     if message.timestamp is not None or message.bad_timestamp is not None:
         # After a time comes the host, unless the word is a tag (local senders leave the host out).
         word = _WORD.match(data, pos)
         if word is not None and not word[1].endswith(b":") and b"[" not in word[1]:
             message.hostname = word[1].decode("utf-8", "replace")
             pos = word.end()
-    tag = _TAG.match(data, pos)
+            tag_pattern = _HEADER_TAG
+    tag = tag_pattern.match(data, pos)
     if tag is not None:
         message.app_name = tag[1].decode("utf-8", "replace")
         if tag[2]:

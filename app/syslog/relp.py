@@ -33,8 +33,8 @@ from app.syslog.tcp import HIGH_WATER, Connection, StreamServer
 log = logging.getLogger(__name__)
 
 _HEADER = re.compile(rb"([0-9]{1,9}) ([A-Za-z]{1,32}) ([0-9]{1,9})")
-# The longest header: two 9-digit numbers, a 32-letter command, two spaces and what follows.
-_LONGEST_HEADER = 9 + 1 + 32 + 1 + 9 + 1
+# What the start of a header may look like while the rest has not arrived.
+_PARTIAL_HEADER = re.compile(rb"[0-9]{1,9}(?: [A-Za-z]{0,32}(?: [0-9]{0,9})?)?")
 OFFERS = b"200 OK\nrelp_version=0\nrelp_software=log-save-server\ncommands=syslog"
 SERVERCLOSE = b"0 serverclose 0\n"
 
@@ -83,7 +83,7 @@ class RelpFramer:
                 continue
             header = _HEADER.match(buffer, pos)
             if header is None or header.end() >= size:
-                if size - pos >= _LONGEST_HEADER:
+                if header is None and _PARTIAL_HEADER.fullmatch(buffer, pos) is None:
                     raise FramingError(f"not a RELP frame header: {bytes(buffer[pos : pos + 40])!r}")
                 break
             txnr, command, length = int(header[1]), bytes(header[2]).lower(), int(header[3])

@@ -57,8 +57,10 @@ def start_syslog(database_url: str, cwd: Path, **env: str) -> SyslogServer:
         "SYSLOG_RELP_PORT": str(ports["relp"]),
         **env,
     }
+    cwd.mkdir(parents=True, exist_ok=True)
     process, url = start_server(settings, cwd)
-    return SyslogServer(process, url, ports["tcp"], ports["udp"], ports["relp"], settings, cwd)
+    port = {name: int(settings[f"SYSLOG_{name.upper()}_PORT"]) for name in ports}
+    return SyslogServer(process, url, port["tcp"], port["udp"], port["relp"], settings, cwd)
 
 
 @pytest.fixture

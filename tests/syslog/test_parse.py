@@ -99,3 +99,10 @@ def test_what_is_not_syslog_is_a_plain_message(raw: bytes) -> None:
 
 def test_invalid_utf8_is_replaced() -> None:
     assert parse(b"<13>1 - h a - - - caf\xe9", NOW).msg == "caf\ufffd"
+
+
+def test_rfc3164_tag_without_colon_after_a_whole_header() -> None:
+    message = parse(b"<156>Dec  6 16:20:00 vm shop order 7 shipped", NOW)
+    assert (message.hostname, message.app_name, message.msg) == ("vm", "shop", "order 7 shipped")
+    # Without a header a first word is only a tag with its colon.
+    assert parse(b"<14>order 7 shipped", NOW).app_name is None
