@@ -7,13 +7,15 @@ connection with RELP's frames and an acknowledgement per message once committed.
               it has committed, in the order the commands came (RELP requires it)
     close     answered `TXNR rsp 0`, then the connection is closed
 
-When PostgreSQL is away the connection is closed with the messages not acknowledged (after a
-`0 serverclose 0` hint): librelp keeps every unacknowledged frame and sends them all again on its next
-connection. An error response (`rsp … 500`) would not do that: librelp's rsp handler (src/scrsp.c) drops the
-frame it answers from its unacknowledged list, so the message would be lost. A full write queue is waited
-out without reading (librelp's window, 128 frames, then stops the sender). At shutdown what was read is
-written and acknowledged before the hint and the close. Messages read on a connection that breaks before
-they are written are not written: the sender has them and sends them again.
+When PostgreSQL is away, or the write queue is full, the messages read are held unacknowledged and the
+connection is not read (librelp's window, 128 frames, then stops the sender) while the write is retried;
+once PostgreSQL is back they are committed and acknowledged. No error response is sent: librelp's rsp
+handler (src/scrsp.c) drops a frame answered with an error from its unacknowledged list and rsyslog does
+not send it again (observed with rsyslog 8.2302: a `500` to one message, and that message never came back).
+If the sender gives up first (omrelp's timeout, 90 s by default) and breaks the session, the held messages
+are not written: librelp keeps every unacknowledged frame and sends them all again when it reconnects
+(which it does when it next has a message to send). At shutdown what was read is written and acknowledged
+before a `0 serverclose 0` hint and the close; with PostgreSQL away it is left unacknowledged instead.
 
 A frame RELP cannot be (a header that does not parse, DATA not followed by LF) closes the connection, as the
 protocol says; a DATALEN above SYSLOG_MAX_MESSAGE is read to its end and the message cut and flagged.
@@ -203,11 +205,12 @@ class RelpConnection(Connection):
         rows = self.sink.rows((data, cut) for _, _, data, cut in taken)
         if self.broken:
             return
-        if not await self.sink.write(rows, wait_while_down=False):
-            log.warning("syslog relp: PostgreSQL unavailable; closing a connection with %d messages "
-                        "unacknowledged (the sender keeps and resends them)", len(rows))  # fmt: skip
-            if self.transport is not None:
-                self.transport.write(SERVERCLOSE)
+        if not await self.sink.write(rows, wait_while_down=True, wanted=lambda: not self.broken):
+            # The sender broke the session, or the server stops with PostgreSQL away: the sender keeps the
+            # unacknowledged messages and sends them again.
+            log.warning(
+                "syslog relp: %d messages left unacknowledged for the sender to send again", len(rows)
+            )
             self._break()
             return
         if self.transport is not None and not self.transport.is_closing():

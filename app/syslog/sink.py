@@ -4,14 +4,14 @@ every HTTP front door's logs are.
 
 What a listener does when the write cannot happen now is its own (`write` says which happened): a full
 write queue is waited out (the connection is not read meanwhile: backpressure); PostgreSQL away is waited
-out by TCP and TLS (stop reading), answered by RELP, and makes UDP drop.
+out by TCP, TLS and RELP (not read meanwhile; RELP's messages stay unacknowledged), and makes UDP drop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -87,13 +87,18 @@ class Sink:
         except InvalidLogs as exc:
             return [], exc.errors
 
-    async def write(self, rows: list[Row], *, wait_while_down: bool) -> bool:
+    async def write(
+        self, rows: list[Row], *, wait_while_down: bool, wanted: Callable[[], bool] | None = None
+    ) -> bool:
         """Write `rows`, waiting while the write queue is full. True once committed; False when PostgreSQL
-        is away (at once unless `wait_while_down`, else only when the server is stopping)."""
+        is away (at once unless `wait_while_down`, else only when the server is stopping), or when
+        `wanted()` turns false while waiting (a RELP sender that gave up and will send them again)."""
         if not rows:
             return True
         pause = 0.05
         while True:
+            if wanted is not None and not wanted():
+                return False
             try:
                 await self.writer.write(Batch(rows, b""))
             except Busy:

@@ -96,8 +96,8 @@ def rsyslogd() -> str:
 class Rsyslog:
     """`rsyslogd -n` with its own config, work directory and pid file, stopped by `stop`."""
 
-    def __init__(self, tmp_path: Path, actions: str) -> None:
-        self.dir = tmp_path / "rsyslog"
+    def __init__(self, tmp_path: Path, actions: str, name: str = "rsyslog") -> None:
+        self.dir = tmp_path / name
         self.dir.mkdir()
         (self.dir / "work").mkdir()
         self.input = self.dir / "app.log"
