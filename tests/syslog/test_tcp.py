@@ -136,3 +136,22 @@ def test_rsyslog_omfwd_tcp_octet_counted_rfc5424(syslog_server: SyslogServer, db
     assert {(r["service"], r["level"], r["metadata"]["facility"]) for r in rows} == {
         ("shop", "WARN", "local3")
     }
+
+
+def test_two_workers_share_the_ports(db: DB, database_url: str, tmp_path: Path) -> None:
+    server = start_syslog(database_url, tmp_path, WEB_CONCURRENCY="2")
+    try:
+        for connection in range(8):
+            with socket.create_connection(("127.0.0.1", server.tcp)) as sock:
+                for n in range(100):
+                    message = b"<13>1 - h worker - - - c%d m%d" % (connection, n)
+                    sock.sendall(b"%d %s" % (len(message), message))
+        assert wait_for_rows(db, 800) == 800
+        assert sorted(r["message"] for r in stored(db)) == sorted(
+            f"c{c} m{n}" for c in range(8) for n in range(100)
+        )
+        # Each worker counts its own; /metrics adds them up.
+        assert server.metric("logsave_syslog_stored_total", transport="tcp") == 800
+    finally:
+        server.stop()
+    assert server.process.returncode == 0
