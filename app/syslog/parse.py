@@ -27,9 +27,11 @@ DEFAULT_PRI = 13
 
 _PRI = re.compile(rb"<([0-9]{1,3})>")
 _HEADER_5424 = re.compile(rb"1 (\S{1,64}) (\S{1,255}) (\S{1,48}) (\S{1,128}) (\S{1,32}) ")
-_SD_ELEMENT = re.compile(rb'\[([^ =\]"]{1,32})((?: [^ =\]"]{1,32}="(?:[^"\\]|\\.)*")*) ?\]', re.DOTALL)
-_SD_PARAM = re.compile(rb' ([^ =\]"]{1,32})="((?:[^"\\]|\\.)*)"', re.DOTALL)
-_SD_ESCAPE = re.compile(rb'\\([\\"\]])')
+# A quoted value is `"` (run of plain characters, then escape + run)* `"`, written so that the engine never
+# tries alternatives per character.
+_SD_ELEMENT = re.compile(rb'\[([^ =\]"]{1,32})((?: [^ =\]"]{1,32}="[^"\\]*(?:\\.[^"\\]*)*")*) ?\]', re.DOTALL)
+_SD_PARAM = re.compile(r' ([^ =\]"]{1,32})="([^"\\]*(?:\\.[^"\\]*)*)"', re.DOTALL)
+_SD_ESCAPE = re.compile(r'\\([\\"\]])')
 _MONTHS = {name: number for number, name in enumerate(
     (b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"), 1)}  # fmt: skip
 _BSD_TIME = re.compile(
@@ -98,16 +100,18 @@ def _rfc5424(data: bytes, header: re.Match[bytes], message: Message) -> None:
         elements: dict[str, dict[str, str]] = {}
         while (element := _SD_ELEMENT.match(data, pos)) is not None:
             params = elements.setdefault(element[1].decode("utf-8", "replace"), {})
-            for name, raw in _SD_PARAM.findall(element[2]):
-                params[name.decode("utf-8", "replace")] = _SD_ESCAPE.sub(rb"\1", raw).decode(
-                    "utf-8", "replace"
-                )
+            for name, value in _SD_PARAM.findall(element[2].decode("utf-8", "replace")):
+                params[name] = _SD_ESCAPE.sub(_unescaped, value) if "\\" in value else value
             pos = element.end()
         # Structured data that does not parse is left in the message, where nothing of it is lost.
         message.structured_data = elements or None
     if data[pos : pos + 1] == b" ":
         pos += 1
     message.msg = _text(data[pos:])
+
+
+def _unescaped(escape: re.Match[str]) -> str:
+    return escape[1]
 
 
 def _iso(stamp: bytes) -> datetime | None:

@@ -170,7 +170,8 @@ class RelpConnection(Connection):
             self.transport.abort()
         self.wakeup.set()
 
-    async def _run(self) -> None:
+    async def _serve(self) -> None:
+        # One batch at a time: RELP answers in the order the commands came.
         try:
             while not self.broken:
                 if not self.commands:

@@ -1,10 +1,11 @@
 """Syslog over TCP (RFC 6587), and the connection TLS (tls.py) runs on too.
 
-Each connection reads frames (framing.py) into a list while a task of its own writes what has been read
-(sink.py) and the next messages accumulate: a busy sender's messages go out in batches as large as one
-commit takes to write. Memory is bounded per connection: past BATCH messages or HIGH_WATER bytes waiting,
-the connection stops being read until the write is done, and that is also how a full write queue, or
-PostgreSQL away, pushes back on the sender (TCP's own flow control; nothing is dropped).
+Each connection reads frames (framing.py) into a list while DEPTH tasks of its own write what has been read
+(sink.py), each a batch at a time, and the next messages accumulate: a busy sender's messages go out in
+batches as large as one commit takes to write. Memory is bounded per connection: past BATCH messages or
+HIGH_WATER bytes waiting (besides the DEPTH batches being written) the connection stops being read until a
+write is done, and that is also how a full write queue, or PostgreSQL away, pushes back on the sender
+(TCP's own flow control; nothing is dropped).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 
 # Bytes read and not yet written, per connection, past which it is not read.
 HIGH_WATER = 1024 * 1024
+# Batches of one connection being written at once.
+DEPTH = 2
 
 
 class StreamServer:
@@ -95,7 +98,7 @@ class Connection(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         self.last_read = loop.time()
         self.idle = loop.call_later(self.idle_timeout, self._check_idle)
-        self.task = loop.create_task(self._run())
+        self.task = loop.create_task(self._serve())
 
     def data_received(self, data: bytes) -> None:
         self.last_read = asyncio.get_running_loop().time()
@@ -141,36 +144,41 @@ class Connection(asyncio.Protocol):
         else:
             self.idle = loop.call_later(max(self.idle_timeout - quiet, 1.0), self._check_idle)
 
-    async def _run(self) -> None:
+    async def _serve(self) -> None:
+        """DEPTH writers drain the connection's messages: while one batch is being committed the next is
+        built and queued, so a connection keeps the group commit fed as an HTTP client with DEPTH requests
+        in flight would (order between batches does not matter on TCP: no acknowledgements)."""
         try:
-            while True:
-                if not self.pending:
-                    if self.ended:
-                        return
-                    self.wakeup.clear()
-                    await self.wakeup.wait()
-                    continue
-                frames = self.pending[:BATCH]
-                del self.pending[:BATCH]
-                self.pending_bytes -= sum(len(frame[0]) for frame in frames)
-                rows = self.sink.rows(frames)
-                if not await self.sink.write(rows, wait_while_down=True):
-                    # Only when stopping with PostgreSQL away: nothing left to do with what was read.
-                    self.sink.dropped(len(rows) + len(self.pending), "unavailable")
-                    log.error("syslog %s: PostgreSQL unavailable at shutdown, %d messages not stored",
-                              self.sink.transport, len(rows) + len(self.pending))  # fmt: skip
-                    self.pending.clear()
-                    return
-                if self.paused and not self.ended and self._below_low_water():
-                    self.paused = False
-                    self.transport.resume_reading()  # type: ignore[union-attr]
+            await asyncio.gather(*(self._drain() for _ in range(DEPTH)))
         except Exception:
             # A bug, not the sender's doing: the connection is closed rather than left unread forever.
             log.exception("syslog %s: connection failed", self.sink.transport)
-            self.ended = True
         finally:
-            if self.ended:
-                self.close()
+            self.ended = True
+            self.close()
+
+    async def _drain(self) -> None:
+        while True:
+            if not self.pending:
+                if self.ended:
+                    return
+                self.wakeup.clear()
+                await self.wakeup.wait()
+                continue
+            frames = self.pending[:BATCH]
+            del self.pending[:BATCH]
+            self.pending_bytes -= sum(len(frame[0]) for frame in frames)
+            rows = self.sink.rows(frames)
+            if not await self.sink.write(rows, wait_while_down=True):
+                # Only when stopping with PostgreSQL away: nothing left to do with what was read.
+                self.sink.dropped(len(rows) + len(self.pending), "unavailable")
+                log.error("syslog %s: PostgreSQL unavailable at shutdown, %d messages not stored",
+                          self.sink.transport, len(rows) + len(self.pending))  # fmt: skip
+                self.pending.clear()
+                return
+            if self.paused and not self.ended and self._below_low_water():
+                self.paused = False
+                self.transport.resume_reading()  # type: ignore[union-attr]
 
     def _below_low_water(self) -> bool:
         return len(self.pending) < BATCH // 2 and self.pending_bytes < HIGH_WATER // 2
