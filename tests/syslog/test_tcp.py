@@ -3,6 +3,7 @@ raw bytes that are not syslog, and messages over SYSLOG_MAX_MESSAGE."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import logging.handlers
 import socket
@@ -155,3 +156,47 @@ def test_two_workers_share_the_ports(db: DB, database_url: str, tmp_path: Path) 
     finally:
         server.stop()
     assert server.process.returncode == 0
+
+
+def test_connections_over_the_limit_are_closed_and_not_read(
+    db: DB, database_url: str, tmp_path: Path
+) -> None:
+    server = start_syslog(database_url, tmp_path, SYSLOG_MAX_CONNECTIONS="2")
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", server.tcp), timeout=30) as first,
+            socket.create_connection(("127.0.0.1", server.tcp), timeout=30) as second,
+        ):
+            first.sendall(b"<13>one: open\n")
+            second.sendall(b"<13>two: open\n")
+            assert wait_for_rows(db, 2) == 2  # both are being read
+            with (
+                socket.create_connection(("127.0.0.1", server.tcp), timeout=30) as third,
+                contextlib.suppress(OSError),
+            ):
+                third.sendall(b"<13>three: refused\n")
+                assert third.recv(10) == b""  # closed as soon as it connected (or reset)
+        # Once the server has seen the two close, a new connection is read again (tried until it is).
+        for attempt in range(100):
+            with socket.create_connection(("127.0.0.1", server.tcp), timeout=30) as again:
+                again.sendall(b"<13>four: after %d\n" % attempt)
+            if wait_for_rows(db, 3, seconds=0.5) >= 3:
+                break
+        messages = [r["message"] for r in stored(db)]
+        assert messages[:2] == ["open", "open"] and messages[2].startswith("after")
+        assert "refused" not in messages
+    finally:
+        server.stop()
+
+
+def test_a_silent_connection_is_closed_after_the_idle_timeout(
+    db: DB, database_url: str, tmp_path: Path
+) -> None:
+    server = start_syslog(database_url, tmp_path, SYSLOG_IDLE_TIMEOUT="1")
+    try:
+        with socket.create_connection(("127.0.0.1", server.tcp), timeout=60) as sock:
+            sock.sendall(b"<13>app: then silence\n")
+            assert sock.recv(10) == b""  # the server's end of stream, once it has been silent long enough
+        assert wait_for_rows(db, 1) == 1
+    finally:
+        server.stop()
