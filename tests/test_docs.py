@@ -1,5 +1,5 @@
 """README.md and docs/: the configuration page is the one the code generates, and every relative link (and
-its #anchor, with GitHub's heading ids) leads somewhere."""
+its #anchor, with GitHub's heading ids) in them and in the other hand-written pages leads somewhere."""
 
 from __future__ import annotations
 
@@ -13,7 +13,12 @@ import pytest
 from app import settings_doc
 
 ROOT = Path(__file__).parent.parent
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [
+    ROOT / "README.md",
+    *sorted((ROOT / "docs").glob("*.md")),
+    *sorted((ROOT / "deploy").glob("*.md")),
+    ROOT / "client" / "README.md",
+]
 
 FENCE = re.compile(r"^(```|~~~).*?^\1", re.MULTILINE | re.DOTALL)
 CODE = re.compile(r"`[^`\n]*`")
