@@ -142,7 +142,7 @@ class Settings(BaseSettings):
     """Seconds an Idempotency-Key (or a bulk document's `_id`) is remembered (app/intake/idempotency.py);
     pruned in the background after that, when the key is new again."""
     # API keys (app/auth.py; docs/limits.md). None set: no authentication. Set either and every route but
-    # GET /, GET /health/ready and GET /loki/ready needs a key.
+    # GET /, GET /health/ready, GET /loki/ready and the web view's page (it asks for a key) needs a key.
     api_keys: str = ""
     """Comma-separated keys that may do everything."""
     ingest_api_keys: str = ""
