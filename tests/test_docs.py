@@ -92,6 +92,13 @@ def test_every_relative_link_resolves(page: Path) -> None:
     assert not broken, f"{page.relative_to(ROOT)}: " + "; ".join(broken)
 
 
+def test_the_front_page_keeps_the_two_commands() -> None:
+    # What a newcomer copies first; .ci/run runs the second one as it is written here.
+    readme = (ROOT / "README.md").read_text()
+    assert "pip install -r requirements.txt && python -m app\n" in readme
+    assert "pip install -r requirements-dev.txt && pytest\n" in readme
+
+
 def test_the_configuration_page_is_what_the_code_generates() -> None:
     generated = subprocess.run(
         [sys.executable, "-m", "app", "config", "--markdown"],
