@@ -50,7 +50,7 @@ def create_app(
             maintenance.run_forever(database, min(settings.idempotency_ttl, 300))
         )
         # Alert rules (app/alerts/): evaluated every ALERT_INTERVAL; deliveries still running at shutdown
-        # are dropped (at most once, README "Alerts").
+        # are dropped (at most once, docs/alerts.md).
         alert_loop = asyncio.create_task(alerting.run_forever(database, settings.alert_interval))
         # Syslog listeners (app/syslog/), those configured; stopped before the writer they write through.
         await syslog.start()
