@@ -76,7 +76,7 @@ def test_kill_9_of_the_main_process_ends_every_worker_after_it_drains(
     process, url = start_server({"DATABASE_URL": database_url, "WEB_CONCURRENCY": "2"}, tmp_path)
     load, tree = _kill_9_under_load(process, url, clients=6)
     try:
-        assert len(tree) == 3  # two workers and multiprocessing's resource tracker
+        assert len(tree) >= 3  # two workers and multiprocessing's resource tracker
         assert _still_alive_after(tree, 5) == set(), (tmp_path / "server.log").read_text()[-3000:]
     finally:
         _kill(tree)
@@ -97,7 +97,7 @@ def test_kill_9_of_the_main_process_stops_the_embedded_postgresql(tmp_path: Path
     postgres = {postmaster.pid} | {child.pid for child in postmaster.children()}
     load, tree = _kill_9_under_load(process, url, clients=4)
     try:
-        assert len(tree) == 4  # the workers, the resource tracker and the embedded server's watchdog
+        assert len(tree) >= 4  # the workers, the resource tracker and the embedded server's watchdog
         # Bounded by the watchdog's smart shutdown, which waits for the draining workers' sessions.
         leftover = _still_alive_after(tree | postgres, 60)
         assert leftover == set(), (tmp_path / "server.log").read_text()[-3000:]
@@ -105,6 +105,7 @@ def test_kill_9_of_the_main_process_stops_the_embedded_postgresql(tmp_path: Path
         _kill(tree | postgres)
     assert not (pgdata / "postmaster.pid").exists(), "the embedded PostgreSQL did not shut down cleanly"
     assert len(load.acknowledged) >= 20
+    assert set(load.statuses) <= {200, 503}
 
     # A new server on the same port and data directory finds every acknowledged batch there exactly once.
     process, url = start_server(env, tmp_path, port=_port(url))
