@@ -21,7 +21,7 @@ import tempfile
 import asyncpg
 from fastapi import FastAPI
 
-from app import database, heap, jsonlog, metrics, settings_doc
+from app import database, heap, jsonlog, lifeline, metrics, settings_doc
 from app.config import Settings
 from app.storage import archive, maintenance, migrations, retention
 
@@ -155,6 +155,7 @@ def _drained(signum: int, frame: object) -> None:
 
 def serve() -> FastAPI:
     """The app as each uvicorn worker process builds it, logging JSON lines like the parent."""
+    lifeline.follow_parent()
     settings = Settings()
     jsonlog.configure(settings.log_level)
     from app.main import create_app
