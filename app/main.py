@@ -26,6 +26,7 @@ from app.intake.intake import Intake
 from app.requestlog import RequestLog
 from app.routes import alerts, bulk, facets, firehose, health, ingest, loki, otlp, query, stats, stream, ui
 from app.storage import maintenance
+from app.syslog.listeners import Listeners
 
 log = logging.getLogger("app")
 
@@ -39,6 +40,7 @@ def create_app(
     settings = settings or Settings()
     database = Database(settings, allow_embedded=allow_embedded)
     log_writer = writer.create(settings, database, ingest_mode)
+    syslog = Listeners(settings, log_writer)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -48,9 +50,12 @@ def create_app(
             maintenance.run_forever(database, min(settings.idempotency_ttl, 300))
         )
         # Alert rules (app/alerts/): evaluated every ALERT_INTERVAL; deliveries still running at shutdown
-        # are dropped (at most once, README "Alerts").
+        # are dropped (at most once, docs/alerts.md).
         alert_loop = asyncio.create_task(alerting.run_forever(database, settings.alert_interval))
+        # Syslog listeners (app/syslog/), those configured; stopped before the writer they write through.
+        await syslog.start()
         yield
+        await syslog.stop()
         housekeeping.cancel()
         alert_loop.cancel()
         await asyncio.gather(alert_loop, return_exceptions=True)

@@ -60,6 +60,26 @@ CLOUDWATCH_REJECTED = Counter(
     ["source", "reason"],
 )
 
+# Syslog listeners (app/syslog/), by transport (tcp, udp, tls, relp). `dropped` counts messages read and
+# not stored, by reason: a UDP datagram while PostgreSQL is away or the listener's queue is full
+# (`unavailable`, `queue_full`), or rows PostgreSQL itself refused (`refused`); TCP, TLS and RELP stop
+# reading instead of dropping.
+SYSLOG_RECEIVED = Counter("logsave_syslog_received", "Syslog messages received, by transport.", ["transport"])
+SYSLOG_STORED = Counter("logsave_syslog_stored", "Syslog messages committed, by transport.", ["transport"])
+SYSLOG_TRUNCATED = Counter(
+    "logsave_syslog_truncated", "Syslog messages cut at SYSLOG_MAX_MESSAGE, by transport.", ["transport"]
+)
+SYSLOG_UNPARSED = Counter(
+    "logsave_syslog_unparsed",
+    "Messages that were not syslog, stored as plain text, by transport.",
+    ["transport"],
+)
+SYSLOG_DROPPED = Counter(
+    "logsave_syslog_dropped",
+    "Syslog messages read but not stored, by transport and reason.",
+    ["transport", "reason"],
+)
+
 # What a refused write request counts as in logsave_rejected_total.
 REASONS = {
     400: "validation",

@@ -1,4 +1,4 @@
-"""`python -m bench [all|db|http|otlp|agents|aws|limits|scale|archive|client|profile|coldstart|alerts|steps REV...|report] [--quick] [--out DIR]`: measure, save raw JSON, render
+"""`python -m bench [all|db|http|otlp|agents|syslog|aws|limits|scale|archive|client|profile|coldstart|alerts|steps REV...|report] [--quick] [--out DIR]`: measure, save raw JSON, render
 the report."""
 
 from __future__ import annotations
@@ -33,13 +33,14 @@ from bench import (
     report,
     scale,
     steps,
+    syslog,
 )
 from bench.data import LogFactory, body
 
 ROOT = Path(__file__).parent.parent
 
 # Every suite that measures ("report" only renders what they wrote).
-SUITES = ("all", "db", "http", "otlp", "agents", "aws", "limits", "scale", "archive", "client", "profile", "coldstart",
+SUITES = ("all", "db", "http", "otlp", "agents", "syslog", "aws", "limits", "scale", "archive", "client", "profile", "coldstart",
           "alerts", "steps")  # fmt: skip
 # (batch sizes, warm-up s, measured s) per suite
 FULL = {
@@ -132,6 +133,14 @@ def main(argv: list[str] | None = None) -> int:
                 _save(args.out / "agents.json", meta, {"warmup_s": warmup, "duration_s": duration, "batch": agents.BATCH,
                                                        "clients": agents.CLIENTS, "workers": 1, "rounds": rounds,
                                                        "target": agents.TARGET}, results)  # fmt: skip
+            if args.suite in ("all", "syslog"):
+                warmup, duration = plan["http"]
+                rounds = 1 if args.quick else syslog.ROUNDS
+                results = syslog.run(source.dsn, warmup, duration, progress, rounds)
+                _save(args.out / "syslog.json", meta, {"warmup_s": warmup, "duration_s": duration, "batch": syslog.BATCH,
+                                                       "clients": syslog.CLIENTS, "workers": 1, "rounds": rounds,
+                                                       "relp_window": syslog.WINDOW, "target": syslog.TARGET},
+                      results)  # fmt: skip
             if args.suite in ("all", "aws"):
                 results = aws.run(source.dsn, progress, args.quick)
                 _save(args.out / "aws.json", meta, {"events": aws.EVENTS, "records": aws.RECORDS,
@@ -203,6 +212,8 @@ def _count_steps(suite: str, plan: dict[str, Any], revisions: list[str]) -> int:
         count += 3  # the parse stages, then two arms
     if suite in ("all", "agents"):
         count += 3 * (1 if plan is QUICK else agents.ROUNDS)  # JSON, Loki, Elasticsearch bulk, per round
+    if suite in ("all", "syslog"):
+        count += 4 * (1 if plan is QUICK else syslog.ROUNDS)  # JSON, TCP (two MSG forms), RELP, per round
     if suite in ("all", "aws"):
         count += 5  # the handler, then four arms
     if suite in ("all", "scale"):

@@ -86,14 +86,15 @@ def _free_port() -> int:
 
 
 @contextmanager
-def server(dsn: str, mode: str, workers: int = 1, root: Path = ROOT,
-           http_server: str = "uvicorn") -> Iterator[tuple[psutil.Process, int]]:  # fmt: skip
+def server(dsn: str, mode: str, workers: int = 1, root: Path = ROOT, http_server: str = "uvicorn",
+           extra_env: dict[str, str] | None = None) -> Iterator[tuple[psutil.Process, int]]:  # fmt: skip
     """`python -m app` (uvicorn) or Granian serving the same app factory, from `root` on 127.0.0.1, with a
     working directory of its own (no stray .env)."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "LOGSAVE_"))}
     env.update(DATABASE_URL=dsn, SERVER_HOST="127.0.0.1", SERVER_PORT=str(port), LOG_LEVEL="WARNING",
                INGEST_MODE=mode, WEB_CONCURRENCY=str(workers), PYTHONPATH=str(root))  # fmt: skip
+    env.update(extra_env or {})
     command = [sys.executable, "-m", "app"]
     if http_server == "granian":
         # The factory `python -m app` hands uvicorn, on uvloop, as uvicorn runs it.

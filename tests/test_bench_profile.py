@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import site
 import subprocess
 import sys
 import uuid
@@ -177,14 +178,23 @@ def test_the_subscription_arm_samples_handler_in_a_child(tmp_path: Path, db: DB,
 
 
 def _venv(root: Path, with_py_spy: bool) -> Path:
-    """A venv-like bin/: `python` there is this interpreter (sys.executable is then that path), and
-    `py-spy` beside it only if asked for."""
-    bin_dir = root / "venv" / "bin"
-    bin_dir.mkdir(parents=True)
-    (bin_dir / "python").symlink_to(sys.executable)
+    """A real venv (sys.executable is then its bin/python), and `py-spy` in its bin/ only if asked for.
+
+    It sees this interpreter's packages through a .pth file naming this interpreter's site directories:
+    --system-site-packages would give it the base Python's, which inside a venv are not these."""
+    venv = root / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        check=True, capture_output=True, text=True, timeout=60,
+    ).stdout.strip()  # fmt: skip
+    directories = site.getsitepackages() + ([site.getusersitepackages()] if site.ENABLE_USER_SITE else [])
+    lines = [f"import site; site.addsitedir({directory!r})\n" for directory in directories]
+    Path(purelib, "outer.pth").write_text("".join(lines))
     if with_py_spy:
-        _fake_py_spy(bin_dir)
-    return bin_dir / "python"
+        _fake_py_spy(venv / "bin")
+    return python
 
 
 def _fake_py_spy(directory: Path) -> Path:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from app import config
+from app import config, settings_doc
 from app.config import IngestMode, Settings
 
 
@@ -44,6 +44,15 @@ def test_env_example_lists_every_setting() -> None:
     example = (Path(__file__).parent.parent / ".env.example").read_text()
     names = {line.split("=")[0].lstrip("# ").strip() for line in example.splitlines() if "=" in line}
     assert names == {field.upper() for field in Settings.model_fields}
+
+
+def test_env_example_values_are_the_defaults() -> None:
+    # Lines that are not comments set a value: it must be the default, or copying the file changes behaviour.
+    example = (Path(__file__).parent.parent / ".env.example").read_text()
+    for line in example.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.split("=", 1)
+            assert settings_doc.default(Settings.model_fields[name.lower()]) == (value or "empty"), line
 
 
 def test_invalid_values_fail_at_start_up() -> None:

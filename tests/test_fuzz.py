@@ -4,11 +4,16 @@ answer is a success or a 4xx that names the problem, never an exception. Bounded
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import json
+import random
+import socket
+import time
 import uuid
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,12 +22,17 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app.config import Settings
 from app.errors import IngestError
 from app.intake.decode import decode
 from app.intake.rows import COLUMNS, parse, parse_partial
 from app.main import create_app
 from app.models import FIELDS
+from app.syslog.framing import Framer
+from app.syslog.relp import FramingError, RelpFramer
+from app.syslog.sink import Sink
 from tests.support import DB, make_settings
+from tests.syslog.conftest import start_syslog
 
 LIMIT = 1024 * 1024
 
@@ -351,3 +361,96 @@ def test_alert_rules_never_answer_5xx(client: TestClient, rule: Any) -> None:
         created = response.json()
         assert client.get(f"/alerts/{created['id']}").json()["query"] == created["query"]
         assert client.delete(f"/alerts/{created['id']}").status_code == 204
+
+
+# --- syslog (app/syslog/): framing, parsing, mapping, validation; and the real listeners ------------------
+
+syslog_pieces = st.sampled_from([
+    b"<13>", b"<191>", b"<192>", b"<0>", b"1 ", b"- ", b"2026-12-06T10:00:00.123456+01:00 ", b"Dec  6 10:00:00 ",
+    b"Feb 30 25:61:61 ", b"host ", b"app[12]: ", b"app: ", b"[id@1 a=\"b\\\"c\\]\"]", b"[x", b"\xef\xbb\xbf",
+    b'{"message": "m", "level": "loud", "service": ""}', b"@cee: {\"trace_id\": 5}", b"\n", b"\x00", b"\r\n",
+    b"12 ", b"9999999999 ", b"0 ", b" ", b"\xff\xfe", b"x" * 70,
+]) | st.binary(max_size=12)  # fmt: skip
+syslog_streams = st.lists(syslog_pieces, max_size=40).map(b"".join)
+
+
+@given(syslog_streams, st.lists(st.integers(0, 400), max_size=6))
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+def test_syslog_framing_parsing_and_rows_never_fail(stream: bytes, cuts: list[int]) -> None:
+    cap = 64
+    framer = Framer(cap)
+    frames = []
+    previous = 0
+    for cut in [*sorted(cuts), len(stream)]:
+        frames += framer.feed(stream[previous:cut])
+        previous = max(previous, cut)
+        assert framer.held() <= cap + 12
+    frames += framer.finish()
+    assert all(len(data) <= cap for data, _ in frames)
+    sink = Sink(Settings(_env_file=None), writer=None, transport="fuzz")  # type: ignore[arg-type,call-arg]
+    rows = sink.rows(frames)
+    assert len(rows) == len(frames)  # every message becomes exactly one row
+    assert all(len(row) == len(COLUMNS) for row in rows)
+
+
+@given(syslog_streams | st.binary(max_size=300))
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+def test_relp_framing_never_fails_but_with_a_framing_error(stream: bytes) -> None:
+    framer = RelpFramer(64)
+    try:
+        for start in range(0, len(stream), 7):
+            framer.feed(stream[start : start + 7])
+            assert len(framer.buffer) <= 64 + 64
+    except FramingError:
+        pass
+
+
+def _rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_syslog_listeners_survive_garbage_slow_senders_and_absurd_counts(
+    db: DB, database_url: str, tmp_path: Path
+) -> None:
+    server = start_syslog(database_url, tmp_path)
+    try:
+        rng = random.Random(31)
+        for port in (server.tcp, server.relp):
+            for _ in range(20):  # random bytes and truncated frames, then a hang-up
+                with (
+                    socket.create_connection(("127.0.0.1", port), timeout=30) as sock,
+                    contextlib.suppress(OSError),
+                ):
+                    sock.sendall(rng.randbytes(rng.randint(1, 3000)))
+                    sock.sendall(b"500 <13>1 - h cut - - - only part of it")
+        with socket.create_connection(("127.0.0.1", server.tcp), timeout=30) as slow:
+            for byte in b"<13>slow: one byte at a time\n":  # a slow sender is read like any other
+                slow.sendall(bytes([byte]))
+        before = _rss_kb(server.process.pid)
+        chunk = b"z" * 1024 * 1024
+        with socket.create_connection(("127.0.0.1", server.tcp), timeout=60) as absurd:
+            absurd.sendall(b"9999999999 <13>")
+            for _ in range(64):  # 64 MB into one frame: cut at SYSLOG_MAX_MESSAGE, the rest thrown away
+                absurd.sendall(chunk)
+        with socket.create_connection(("127.0.0.1", server.relp), timeout=60) as absurd:
+            absurd.sendall(b"1 syslog 999999999 <13>")
+            for _ in range(32):
+                absurd.sendall(chunk)
+        grown = _rss_kb(server.process.pid) - before
+        assert grown < 32 * 1024, f"the server grew by {grown} KiB"
+        with socket.create_connection(("127.0.0.1", server.tcp), timeout=30) as sock:
+            sock.sendall(b"<13>after: still here\n")
+        stored: set[str] = set()
+        for _ in range(600):  # bounded: 60 s
+            stored = {r["message"] for r in db.fetch("SELECT message FROM logs")}
+            if {"still here", "one byte at a time"} <= stored:
+                break
+            time.sleep(0.1)
+        assert {"still here", "one byte at a time"} <= stored
+        assert server.process.poll() is None
+    finally:
+        server.stop()
+    assert server.process.returncode == 0

@@ -25,7 +25,7 @@ partition no longer attached; otherwise from PostgreSQL: never both. A second pa
 
 Files go through pyarrow.fs, one code path for a local directory, file:// and s3:// (credentials and
 endpoint from the usual AWS variables, e.g. AWS_ENDPOINT_URL for an S3-compatible server). pyarrow and
-DuckDB are not in the Lambda package (too large together: README "Storage"); there the pass is skipped.
+DuckDB are not in the Lambda package (too large together: docs/storage.md); there the pass is skipped.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import math
 import traceback
 from typing import Any
 
-# The server's columns and their length limits (README "POST /logs"); longer text is cut to fit.
+# The server's columns and their length limits (docs/send-apps.md, "POST /logs"); longer text is cut to fit.
 LIMITS = {
     "service": 100, "service_version": 50, "trace_id": 32, "user_id": 255, "session_id": 100,
     "error_type": 200, "path": 500, "action_type": 50, "function_name": 300, "file_path": 1000,
