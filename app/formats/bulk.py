@@ -34,7 +34,7 @@ from __future__ import annotations
 import base64
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Any
@@ -115,6 +115,16 @@ class Item:
 def items(body: bytes, path_index: str | None, service: str | None, limit: int = 10_000) -> list[Item]:
     """Every action of an NDJSON bulk body; 400 for a body whose lines cannot be paired, 413 (as soon as it
     is seen) for one of more than `limit` actions."""
+    return [item for chunk in chunks(body, path_index, service, limit, limit) for item in chunk]
+
+
+def chunks(
+    body: bytes, path_index: str | None, service: str | None, limit: int = 10_000, size: int = 250
+) -> Iterator[list[Item]]:
+    """`items`, `size` at a time, each source read only when its chunk is asked for: the route turns a chunk's
+    entries into rows before the next chunk's documents are read, so a request's documents are not all held
+    (and walked by the garbage collector) at once. A body that cannot be paired, or holds more than `limit`
+    actions, raises when that is seen, before the last chunk: nothing is written until every chunk is read."""
     lines = [line for line in body.split(b"\n") if line.strip()]
     # Ids for actions without one: 20 URL-safe characters like Elasticsearch's, random per request (72 bits)
     # and numbered within it.
@@ -122,13 +132,17 @@ def items(body: bytes, path_index: str | None, service: str | None, limit: int =
     if not lines:
         raise BadRequest("the bulk body holds no actions: send NDJSON action/source pairs")
     out: list[Item] = []
+    count = 0
     # Agents repeat one action line (`{"create":{}}`, or one `_index`): each text is read once, to (action,
     # its `_index`, its `_id`).
     actions: dict[bytes, tuple[str, str | None, str | None]] = {}
     position = 0
     while position < len(lines):
-        if len(out) == limit:
+        if count == limit:
             raise PayloadTooLarge(f"the bulk request holds more than {limit} actions; send smaller bulks")
+        if len(out) == size:
+            yield out
+            out = []
         number = position + 1
         line = lines[position]
         read = actions.get(line)
@@ -138,8 +152,9 @@ def items(body: bytes, path_index: str | None, service: str | None, limit: int =
         position += 1
         index = named_index or path_index or ""
         given_id = given is not None
-        item = Item(action, index, given if given_id else f"{prefix}{len(out):08d}", given_id)
+        item = Item(action, index, given if given_id else f"{prefix}{count:08d}", given_id)
         out.append(item)
+        count += 1
         if problem := _bad_name(item):
             item.error = problem
             if action != "delete":
@@ -164,7 +179,7 @@ def items(body: bytes, path_index: str | None, service: str | None, limit: int =
             item.error = ("document_parsing_exception", f"line {position}: source must be a JSON object")
             continue
         item.entry = entry(source, service or _service_of(index), item.id if given_id else None)
-    return out
+    yield out
 
 
 # Elasticsearch's own limits (bytes of UTF-8); within them a name also fits the id table's btree index.

@@ -151,6 +151,50 @@ def test_a_source_that_is_not_an_object_is_its_items_error() -> None:
     assert good.id == "7" and good.given_id and not bad_json.given_id and len(bad_json.id) == 20
 
 
+def _mixed_body() -> bytes:
+    lines: list[Any] = []
+    for n in range(23):
+        kind = n % 5
+        if kind == 0:
+            lines += [{"create": {"_id": f"d{n}"}}, {"message": f"m{n}", "log.level": "warn"}]
+        elif kind == 1:
+            lines += [{"delete": {"_id": "x"}}]
+        elif kind == 2:
+            lines += [{"index": {"_index": "other-2026.11.30"}}, [n]]
+        elif kind == 3:
+            lines += [{"update": {}}, {"doc": {}}]
+        else:
+            lines += [{"index": {}}, {"msg": f"m{n}", "service": {"name": "s"}, "extra": n}]
+    return b"".join(orjson.dumps(line) + b"\n" for line in lines)
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 23, 100])
+def test_chunks_are_the_items_size_at_a_time(size: int) -> None:
+    body = _mixed_body()
+    chunks = list(bulk.chunks(body, "path", None, size=size))
+    assert [len(chunk) for chunk in chunks[:-1]] == [size] * (len(chunks) - 1) and 0 < len(chunks[-1]) <= size
+    whole = bulk.items(body, "path", None)
+
+    def seen(item: bulk.Item) -> tuple[Any, ...]:
+        # Generated ids are random per request: their number within it is what must agree.
+        return (item.action, item.index, item.id if item.given_id else item.id[12:], item.given_id, item.entry,
+                item.error)  # fmt: skip
+
+    assert [seen(item) for chunk in chunks for item in chunk] == [seen(item) for item in whole]
+
+
+def test_chunks_refuse_a_bad_body_before_the_last_chunk_is_given() -> None:
+    unpaired = b'{"index":{}}\n{"a":1}\n' * 3 + b'{"index":{}}\n'
+    read = bulk.chunks(unpaired, "i", None, size=2)
+    assert len(next(read)) == 2
+    with pytest.raises(BadRequest, match="line 7: the index action has no source line"):
+        next(read)
+    too_many = bulk.chunks(b'{"delete":{"_id":"1"}}\n' * 5, "i", None, limit=4, size=2)
+    assert len(next(too_many)) == 2
+    with pytest.raises(PayloadTooLarge, match="more than 4 actions"):
+        next(too_many)
+
+
 @pytest.fixture
 def ecs_line() -> dict[str, Any]:
     """One line of ecs-logging's StdlibFormatter, from a real logging call with an exception."""
