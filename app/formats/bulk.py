@@ -456,20 +456,27 @@ _OBJECTS = (
 
 
 def answer(listed: list[Item], took_ms: int, statuses: dict[int, tuple[int, dict[str, Any] | None]]) -> bytes:
-    """The bulk answer: an item per action, in order; `statuses` gives each position's status and error."""
-    out = []
+    """The bulk answer: an item per action, in order; `statuses` gives each position's status and error.
+
+    A stored document's item is written from its action and index's head (made once per pair), its id, and
+    the same tail: the bytes orjson writes for `{action: {"_index", "_id", **_CREATED}}`, without the two
+    dicts per document."""
+    parts = []
     errors = False
+    dumps = orjson.dumps
     for position, item in enumerate(listed):
         status, error = statuses[position]
-        result: dict[str, Any] = {"_index": item.index, "_id": item.id}
         if error is None:
-            result.update(_CREATED)
+            parts.append(_head(item.action, item.index) + dumps(item.id) + _CREATED_TAIL)
         else:
             errors = True
-            result["status"] = status
-            result["error"] = error
-        out.append({item.action: result})
-    return orjson.dumps({"took": took_ms, "errors": errors, "items": out})
+            result = {"_index": item.index, "_id": item.id, "status": status, "error": error}
+            parts.append(dumps({item.action: result}))
+    return b'{"took":%d,"errors":%s,"items":[%s]}' % (
+        took_ms,
+        b"true" if errors else b"false",
+        b",".join(parts),
+    )
 
 
 _CREATED = {
@@ -478,6 +485,13 @@ _CREATED = {
     "_shards": {"total": 1, "successful": 1, "failed": 0},
     "status": 201,
 }
+# What follows the `_id` of a stored document's item, as orjson writes `_CREATED` after it.
+_CREATED_TAIL = b"," + orjson.dumps(_CREATED)[1:] + b"}"
+
+
+@lru_cache(maxsize=256)
+def _head(action: str, index: str) -> bytes:
+    return b'{"' + action.encode() + b'":{"_index":' + orjson.dumps(index) + b',"_id":'
 
 
 def error(kind: str, reason: str, item: Item) -> dict[str, Any]:

@@ -195,6 +195,33 @@ def test_chunks_refuse_a_bad_body_before_the_last_chunk_is_given() -> None:
         next(too_many)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(bulk.ACTIONS), st.text(), st.text(), st.booleans(), st.integers(0, 2000)),
+        min_size=1, max_size=8,
+    ),
+)  # fmt: skip
+def test_the_answer_is_what_orjson_writes_for_the_items(spec: list[tuple[str, str, str, bool, int]]) -> None:
+    listed = [bulk.Item(action, index, id_, True) for action, index, id_, _, _ in spec]
+    statuses: dict[int, tuple[int, dict[str, Any] | None]] = {
+        position: (201, None) if stored else (400, bulk.error("some_exception", f'reason {n} \u0000"', item))
+        for position, ((_, _, _, stored, n), item) in enumerate(zip(spec, listed, strict=True))
+    }
+    created = {"_version": 1, "result": "created", "_shards": {"total": 1, "successful": 1, "failed": 0},
+               "status": 201}  # fmt: skip
+    expected = orjson.dumps({
+        "took": 12,
+        "errors": not all(stored for *_, stored, _ in spec),
+        "items": [
+            {item.action: {"_index": item.index, "_id": item.id, **(created if error is None else
+                                                                    {"status": status, "error": error})}}
+            for item, (status, error) in zip(listed, statuses.values(), strict=True)
+        ],
+    })  # fmt: skip
+    assert bulk.answer(listed, 12, statuses) == expected
+
+
 @pytest.fixture
 def ecs_line() -> dict[str, Any]:
     """One line of ecs-logging's StdlibFormatter, from a real logging call with an exception."""
