@@ -168,6 +168,25 @@ def _mixed_body() -> bytes:
     return b"".join(orjson.dumps(line) + b"\n" for line in lines)
 
 
+def test_every_action_on_a_bad_index_is_refused_and_a_good_index_stays_good() -> None:
+    long = "i" * 256
+    lines = [
+        {"index": {"_index": long}}, {"message": "1"},
+        {"index": {"_index": "ok"}}, {"message": "2"},
+        {"index": {"_index": long}}, {"message": "3"},
+        {"create": {"_index": "ok", "_id": "a" * 513}}, {"message": "4"},
+        {"create": {"_index": "ok", "_id": "x\u0000"}}, {"message": "5"},
+        {"index": {"_index": "ok"}}, {"message": "6"},
+        {"index": {"_index": "n\u0000"}}, {"message": "7"},
+        {"index": {"_index": "n\u0000"}}, {"message": "8"},
+    ]  # fmt: skip
+    listed = bulk.items(b"".join(orjson.dumps(line) + b"\n" for line in lines), None, "svc")
+    assert [item.error[0] if item.error else None for item in listed] == [
+        "invalid_index_name_exception", None, "invalid_index_name_exception", "illegal_argument_exception",
+        "illegal_argument_exception", None, "illegal_argument_exception", "illegal_argument_exception",
+    ]  # fmt: skip
+
+
 @pytest.mark.parametrize("size", [1, 2, 7, 23, 100])
 def test_chunks_are_the_items_size_at_a_time(size: int) -> None:
     body = _mixed_body()
