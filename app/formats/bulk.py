@@ -473,7 +473,8 @@ _ONE_FIELD = (
 
 
 def answer(listed: list[Item], took_ms: int, statuses: dict[int, tuple[int, dict[str, Any] | None]]) -> bytes:
-    """The bulk answer: an item per action, in order; `statuses` gives each position's status and error.
+    """The bulk answer: an item per action, in order; `statuses` gives the status and error of each position
+    not stored (a position absent from it was stored: 201).
 
     A stored document's item is written from its action and index's head (made once per pair), its id, and
     the same tail: the bytes orjson writes for `{action: {"_index", "_id", **_CREATED}}`, without the two
@@ -482,7 +483,7 @@ def answer(listed: list[Item], took_ms: int, statuses: dict[int, tuple[int, dict
     errors = False
     dumps = orjson.dumps
     for position, item in enumerate(listed):
-        status, error = statuses[position]
+        status, error = statuses.get(position, _STORED)
         if error is None:
             parts.append(_head(item.action, item.index) + dumps(item.id) + _CREATED_TAIL)
         else:
@@ -502,6 +503,7 @@ _CREATED = {
     "_shards": {"total": 1, "successful": 1, "failed": 0},
     "status": 201,
 }
+_STORED = (201, None)
 # What follows the `_id` of a stored document's item, as orjson writes `_CREATED` after it.
 _CREATED_TAIL = b"," + orjson.dumps(_CREATED)[1:] + b"}"
 

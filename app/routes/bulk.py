@@ -59,9 +59,11 @@ def router(settings: Settings, intake: Intake) -> APIRouter:
             # request's, as if its documents were validated at once.
             received = datetime.now(UTC)
             listed: list[bulk.Item] = []
-            statuses: dict[int, tuple[int, dict[str, Any] | None]] = {}
+            # The items not stored and why (400); an item absent from it is stored (201), or a 409 `answer` adds.
+            refusals: dict[int, tuple[int, dict[str, Any] | None]] = {}
             written: list[int] = []
             batch: list[rows.Row] = []
+            given_ids = False
             # A chunk's documents become rows before the next chunk's are read (bulk.chunks says why).
             for chunk in bulk.chunks(decoded, index, service, limit, CHUNK):
                 documents: list[int] = []
@@ -70,38 +72,47 @@ def router(settings: Settings, intake: Intake) -> APIRouter:
                     position = len(listed)
                     listed.append(item)
                     if item.error is not None:
-                        statuses[position] = (400, bulk.error(*item.error, item))
+                        refusals[position] = (400, bulk.error(*item.error, item))
                     elif item.entry is not None:
                         documents.append(position)
                         entries.append(item.entry)
                         # Let go once validated: not held (and walked by the collector) while rows are written.
                         item.entry = None
+                        given_ids = given_ids or item.given_id
                 built, refused = _validated(entries, limit, window, nul, received)
                 del entries
                 for number, reason in refused.items():
-                    statuses[documents[number]] = (
+                    refusals[documents[number]] = (
                         400,
                         bulk.error("document_parsing_exception", reason, listed[documents[number]]),
                     )
                 written += [position for number, position in enumerate(documents) if number not in refused]
                 batch += built
+            # The rows whose ids were taken (by number among the rows), as the last answer was given.
+            conflicts: list[frozenset[int]] = [frozenset()]
 
             def answer(taken: frozenset[int]) -> bytes:
-                for number, position in enumerate(written):
-                    item = listed[position]
-                    statuses[position] = (
-                        (409, bulk.error("version_conflict_engine_exception", _conflict(item), item))
-                        if number in taken
-                        else (201, None)
+                # Called again when a group is retried one request at a time: each answer from the refusals.
+                conflicts[0] = taken
+                statuses = dict(refusals)
+                for number in taken:
+                    item = listed[written[number]]
+                    statuses[written[number]] = (
+                        409,
+                        bulk.error("version_conflict_engine_exception", _conflict(item), item),
                     )
                 return bulk.answer(listed, _took(started), statuses)
 
             if not batch:
                 return Response(answer(frozenset()), media_type="application/json", headers=PRODUCT)
-            ids = [(listed[p].index, listed[p].id) if listed[p].given_id else None for p in written]
-            response = await intake.store(request, batch, b"", claim=None, ids=Documents(ids, answer))
+            if given_ids:
+                ids = [(listed[p].index, listed[p].id) if listed[p].given_id else None for p in written]
+                response = await intake.store(request, batch, b"", claim=None, ids=Documents(ids, answer))
+            else:
+                # No id to claim: the answer is known now, and sent, as always, only once committed.
+                response = await intake.store(request, batch, answer(frozenset()), claim=None)
             # What was written: the duplicates (409) were not.
-            request.state.saved = sum(1 for status, _ in statuses.values() if status == 201)
+            request.state.saved = len(written) - len(conflicts[0])
             response.headers.update(PRODUCT)
             return response
 

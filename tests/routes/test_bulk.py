@@ -8,6 +8,7 @@ import base64
 import concurrent.futures
 import gzip
 import json
+import logging
 import shutil
 import socket
 import subprocess
@@ -147,6 +148,29 @@ def test_a_bulk_of_several_chunks_answers_each_item_as_one_of_one_chunk(client: 
         f"m{n}" for n, (_, status) in enumerate(expected) if status == 201
     )
     assert len({r["created_at"] for r in stored}) == 1  # every chunk's default created_at: the request's
+
+
+def test_the_request_log_counts_what_was_written(
+    client: TestClient, db: DB, caplog: pytest.LogCaptureFixture
+) -> None:
+    without_ids = ndjson({"create": {}}, {"message": "a"}, {"create": {}}, {"message": "b", "trace.id": "x" * 40},
+                         {"index": {}}, {"message": "c"})  # fmt: skip
+    with_ids = ndjson({"create": {"_id": "1"}}, {"message": "d"}, {"create": {"_id": "1"}}, {"message": "e"},
+                      {"create": {"_id": "2"}}, {"message": "f"}, {"create": {}}, {"message": "g"})  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="app"):
+        first = client.post("/i/_bulk", content=without_ids, headers=NDJSON).json()
+        second = client.post("/i/_bulk", content=with_ids, headers=NDJSON).json()
+        third = client.post("/i/_bulk", content=with_ids, headers=NDJSON).json()
+    assert [s for _, s in statuses(first)] == [201, 400, 201]
+    assert [s for _, s in statuses(second)] == [201, 409, 201, 201]
+    assert [s for _, s in statuses(third)] == [409, 409, 409, 201]
+    saved = [
+        r.__dict__["saved"]
+        for r in caplog.records
+        if r.getMessage() == "request" and r.__dict__["path"] == "/i/_bulk"
+    ]
+    assert saved == [2, 3, 1]
+    assert db.count() == 6
 
 
 def test_ids_and_indices_postgresql_cannot_key_are_their_items_400(client: TestClient, db: DB) -> None:
