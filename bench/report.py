@@ -449,10 +449,10 @@ def bulk_gap(agents_data: dict[str, Any], profile_data: dict[str, Any] | None) -
                     reverse=True)  # fmt: skip
     target = agents_data["parameters"]["target"]
     out = ["### What stands between bulk and its target", "",
-           (f"Bulk is at {arm['vs_json']:.2f} × JSON here. The server is one process at about one core in both arms, "
-            f"so the ratio follows the server's CPU per log: {target} × needs bulk's at most "
+           (f"Bulk is at {arm['vs_json']:.2f} × JSON here. With one worker, when the server is what limits both "
+            f"arms, the ratio follows the server's CPU per log: {target} × needs bulk's at most "
             f"{1 / target:.2f} × JSON's. The profile suite's run (one worker, 8 clients, batch 1000, same bodies), "
-            f"µs of server CPU per log, layer by layer, the largest difference first:"), "",
+            "µs of server CPU per log, layer by layer, the largest difference first:"), "",
            "| layer | `POST /logs` | `POST /_bulk` | difference |", "|---|---:|---:|---:|"]  # fmt: skip
     for name in layers:
         a, b = ours.get(name, 0.0), theirs.get(name, 0.0)
@@ -466,12 +466,14 @@ def bulk_gap(agents_data: dict[str, Any], profile_data: dict[str, Any] | None) -
 
 
 BULK_GAP = (
-    "Nearly all of the difference is the parse layer. Our JSON is decoded by msgspec straight into structs "
+    "Most of the difference is the parse layer. Our JSON is decoded by msgspec straight into structs "
     "of our schema, in C. A bulk body is read three times over: orjson decodes each ECS source into dicts "
     "(in C, but a dict per object: about 10 per document), then Python maps each document onto our columns "
     "(`bulk.entry`: a look-up, a type check and a deletion per field, and what is left becomes `metadata`), "
-    "then msgspec validates the mapped entries as it validates JSON's. Rows, the COPY and the writer cost "
-    "what JSON's cost, and the garbage collector is no longer a large part of it (Also tried, below). What "
+    "then msgspec validates the mapped entries as it validates JSON's. The route's own share is its "
+    "bookkeeping per document (an item per action, each answered in order) and freeing each chunk's "
+    "documents once their rows are built. Rows, the COPY and the writer cost what JSON's cost, and the "
+    "garbage collector is no longer a large part of it (Also tried, below). What "
     "remains is Python work per field of every document: closing the gap needs the ECS mapping in C (a decoder "
     "that maps ECS names to our columns while it parses, and leaves the rest as `metadata` text), not "
     "more of the same changes."
