@@ -132,3 +132,30 @@ def test_round_three_target_and_what_the_server_cost_is_made_of() -> None:
     # 11.0 − 5.0 − 3.0 = 3.0 µs elsewhere; 4.0 − 3.0 = 1.0 µs left of the 8.0 parse and COPY take now.
     assert "everything else (HTTP, inflate, event loop, writer) 3.0 µs" in line
     assert "leaves parse and COPY encoding 1.0 µs together, 88% less than now" in line
+
+
+def test_bulk_below_its_target_gets_its_profile_beside_json_and_none_when_met() -> None:
+    def arm(name: str, parse: float, copy: float) -> dict[str, object]:
+        layers = [
+            {"layer": "parse, validate, build rows", "us_per_log": parse},
+            {"layer": "COPY: asyncpg's encoding and protocol", "us_per_log": copy},
+        ]
+        return {"arm": name, "server_cpu_us_per_log": parse + copy, "layers": layers,
+                "top_functions": [{"function": "app/formats/bulk.py chunks", "share": 0.2}]}  # fmt: skip
+
+    profile = {"results": {"arms": [arm("b1000-gzip-c8", 6.0, 2.5), arm(report.BULK_DOOR, 13.0, 2.0)]}}
+
+    def agents(ratio: float) -> dict[str, object]:
+        arms = [{"arm": "json b1000-gzip-c8", "vs_json": 1.0}, {"arm": report.BULK_ARM, "vs_json": ratio}]
+        return {"parameters": {"target": 0.7}, "results": {"arms": arms}}
+
+    text = "\n".join(report.bulk_gap(agents(0.62), profile))
+    assert "Bulk is at 0.62 × JSON here" in text and "at most 1.43 × JSON's" in text
+    lines = text.splitlines()
+    # The largest difference first: parse (+7.00), then COPY (-0.50).
+    parse = lines.index("| parse, validate, build rows | 6.00 | 13.00 | +7.00 |")
+    assert lines[parse + 1] == "| COPY: asyncpg's encoding and protocol | 2.50 | 2.00 | -0.50 |"
+    assert "| **all** | **8.50** | **15.00** | **+6.50** (1.76 ×) |" in lines
+    assert "`app/formats/bulk.py chunks` 20.0%" in text
+    assert report.bulk_gap(agents(0.71), profile) == []
+    assert report.bulk_gap(agents(0.62), None) == []

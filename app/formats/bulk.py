@@ -34,7 +34,7 @@ from __future__ import annotations
 import base64
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Any
@@ -115,6 +115,16 @@ class Item:
 def items(body: bytes, path_index: str | None, service: str | None, limit: int = 10_000) -> list[Item]:
     """Every action of an NDJSON bulk body; 400 for a body whose lines cannot be paired, 413 (as soon as it
     is seen) for one of more than `limit` actions."""
+    return [item for chunk in chunks(body, path_index, service, limit, limit) for item in chunk]
+
+
+def chunks(
+    body: bytes, path_index: str | None, service: str | None, limit: int = 10_000, size: int = 250
+) -> Iterator[list[Item]]:
+    """`items`, `size` at a time, each source read only when its chunk is asked for: the route turns a chunk's
+    entries into rows before the next chunk's documents are read, so a request's documents are not all held
+    (and walked by the garbage collector) at once. A body that cannot be paired, or holds more than `limit`
+    actions, raises when that is seen, before the last chunk: nothing is written until every chunk is read."""
     lines = [line for line in body.split(b"\n") if line.strip()]
     # Ids for actions without one: 20 URL-safe characters like Elasticsearch's, random per request (72 bits)
     # and numbered within it.
@@ -122,13 +132,18 @@ def items(body: bytes, path_index: str | None, service: str | None, limit: int =
     if not lines:
         raise BadRequest("the bulk body holds no actions: send NDJSON action/source pairs")
     out: list[Item] = []
+    count = 0
     # Agents repeat one action line (`{"create":{}}`, or one `_index`): each text is read once, to (action,
     # its `_index`, its `_id`).
     actions: dict[bytes, tuple[str, str | None, str | None]] = {}
+    good_indices: set[str] = set()
     position = 0
     while position < len(lines):
-        if len(out) == limit:
+        if count == limit:
             raise PayloadTooLarge(f"the bulk request holds more than {limit} actions; send smaller bulks")
+        if len(out) == size:
+            yield out
+            out = []
         number = position + 1
         line = lines[position]
         read = actions.get(line)
@@ -138,9 +153,15 @@ def items(body: bytes, path_index: str | None, service: str | None, limit: int =
         position += 1
         index = named_index or path_index or ""
         given_id = given is not None
-        item = Item(action, index, given if given_id else f"{prefix}{len(out):08d}", given_id)
+        item = Item(action, index, given if given_id else f"{prefix}{count:08d}", given_id)
         out.append(item)
-        if problem := _bad_name(item):
+        count += 1
+        # A generated id is always a good name: without a given one, only the index can be bad, and an index
+        # once found good is not looked at again.
+        problem = _bad_name(item) if given_id or index not in good_indices else None
+        if problem is None and not given_id:
+            good_indices.add(index)
+        if problem:
             item.error = problem
             if action != "delete":
                 position += 1  # its source line, unread
@@ -164,7 +185,7 @@ def items(body: bytes, path_index: str | None, service: str | None, limit: int =
             item.error = ("document_parsing_exception", f"line {position}: source must be a JSON object")
             continue
         item.entry = entry(source, service or _service_of(index), item.id if given_id else None)
-    return out
+    yield out
 
 
 # Elasticsearch's own limits (bytes of UTF-8); within them a name also fits the id table's btree index.
@@ -334,12 +355,13 @@ def _ecs(source: dict[str, Any]) -> dict[str, Any] | None:
     out: dict[str, Any] = {"message": message}
     del source["message"]
     value = source.get("@timestamp")
-    if _time(value):
+    # `_time` and `_text` written out for strings, what nearly every document has here.
+    if (value != "") if isinstance(value, str) else _time(value):
         out["created_at"] = value
         del source["@timestamp"]
     if "log.level" in source:  # the dotted form rules out the nested one, taken or not
         value = source["log.level"]
-        if _text(value):
+        if isinstance(value, str) and value != "":
             out["level"] = value
             del source["log.level"]
         if type(log) is dict:
@@ -352,10 +374,19 @@ def _ecs(source: dict[str, Any]) -> dict[str, Any] | None:
     elif _text(service):
         out["service"] = service
         del source["service"]
-    for head, fields in _OBJECTS:
+    # `_pick` written out for the objects of one text field each (trace.id, user.id, …): four calls fewer.
+    for head, column, key in _ONE_FIELD:
         inner = source.get(head)
         if type(inner) is dict:
-            _pick(source, head, inner, fields, out)
+            value = inner.get(key)
+            if isinstance(value, str) and value != "":
+                out[column] = value
+                del inner[key]
+                if not inner:
+                    del source[head]
+    inner = source.get("error")
+    if type(inner) is dict:
+        _pick(source, "error", inner, _ERROR, out)
     if type(http) is dict:
         request = http.get("request")
         if type(request) is dict:
@@ -431,30 +462,39 @@ _SERVICE = (
     ("service_version", "version", None),
     ("environment", "environment", _environment),
 )
-_OBJECTS = (
-    ("trace", (("trace_id", "id", None),)),
-    ("user", (("user_id", "id", None),)),
-    ("session", (("session_id", "id", None),)),
-    ("error", (("error_type", "type", None), ("stack_trace", "stack_trace", None))),
-    ("url", (("path", "path", None),)),
+_ERROR = (("error_type", "type", None), ("stack_trace", "stack_trace", None))
+# (object, column, key in it) for the objects of one text field.
+_ONE_FIELD = (
+    ("trace", "trace_id", "id"),
+    ("user", "user_id", "id"),
+    ("session", "session_id", "id"),
+    ("url", "path", "path"),
 )
 
 
 def answer(listed: list[Item], took_ms: int, statuses: dict[int, tuple[int, dict[str, Any] | None]]) -> bytes:
-    """The bulk answer: an item per action, in order; `statuses` gives each position's status and error."""
-    out = []
+    """The bulk answer: an item per action, in order; `statuses` gives the status and error of each position
+    not stored (a position absent from it was stored: 201).
+
+    A stored document's item is written from its action and index's head (made once per pair), its id, and
+    the same tail: the bytes orjson writes for `{action: {"_index", "_id", **_CREATED}}`, without the two
+    dicts per document."""
+    parts = []
     errors = False
+    dumps = orjson.dumps
     for position, item in enumerate(listed):
-        status, error = statuses[position]
-        result: dict[str, Any] = {"_index": item.index, "_id": item.id}
+        status, error = statuses.get(position, _STORED)
         if error is None:
-            result.update(_CREATED)
+            parts.append(_head(item.action, item.index) + dumps(item.id) + _CREATED_TAIL)
         else:
             errors = True
-            result["status"] = status
-            result["error"] = error
-        out.append({item.action: result})
-    return orjson.dumps({"took": took_ms, "errors": errors, "items": out})
+            result = {"_index": item.index, "_id": item.id, "status": status, "error": error}
+            parts.append(dumps({item.action: result}))
+    return b'{"took":%d,"errors":%s,"items":[%s]}' % (
+        took_ms,
+        b"true" if errors else b"false",
+        b",".join(parts),
+    )
 
 
 _CREATED = {
@@ -463,6 +503,14 @@ _CREATED = {
     "_shards": {"total": 1, "successful": 1, "failed": 0},
     "status": 201,
 }
+_STORED = (201, None)
+# What follows the `_id` of a stored document's item, as orjson writes `_CREATED` after it.
+_CREATED_TAIL = b"," + orjson.dumps(_CREATED)[1:] + b"}"
+
+
+@lru_cache(maxsize=256)
+def _head(action: str, index: str) -> bytes:
+    return b'{"' + action.encode() + b'":{"_index":' + orjson.dumps(index) + b',"_id":'
 
 
 def error(kind: str, reason: str, item: Item) -> dict[str, Any]:

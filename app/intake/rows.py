@@ -326,6 +326,16 @@ def _row(values: tuple[Any, ...], extras: dict[str, Any] | None, now: Received, 
         if type(created_at) is float and 0 <= created_at < SECONDS_BELOW:
             # Unix seconds, what most clients send: models.from_epoch's first case, without two calls.
             created_at = datetime.fromtimestamp(created_at, UTC)
+        elif type(created_at) is str:
+            # parse_created_at's case of a string, without its two calls when the text names an offset and a
+            # year that cannot be out of range (bulk's `@timestamp`); it settles every other text.
+            try:
+                parsed = datetime.fromisoformat(created_at)
+                if parsed.tzinfo is None or parsed.year in (1, 9999):
+                    parsed = parse_created_at(created_at)
+            except ValueError:
+                raise _Recheck from None
+            created_at = parsed
         elif type(created_at) is not datetime:
             try:
                 created_at = parse_created_at(created_at)

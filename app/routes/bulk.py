@@ -18,6 +18,7 @@ Agents that probe before they send get the same API under a prefix of our own, `
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -37,6 +38,10 @@ PREFIX = "/elasticsearch"
 MAX_DOCUMENTS = 10_000
 # Elastic's own clients check that the server says it is Elasticsearch.
 PRODUCT = {"X-Elastic-Product": "Elasticsearch"}
+# Documents read and turned into rows at a time: few enough that a request's documents, entries and
+# validated structs are not all alive at once (fewer collections, each walking less), enough that each
+# validation call's own cost stays small beside its documents.
+CHUNK = 250
 
 
 def router(settings: Settings, intake: Intake) -> APIRouter:
@@ -48,45 +53,66 @@ def router(settings: Settings, intake: Intake) -> APIRouter:
         started = time.monotonic()
         service = request.query_params.get("service") or None
         async with intake.decoded_body(request) as decoded:
-            listed = bulk.items(decoded, index, service, limit)
-            statuses: dict[int, tuple[int, dict[str, Any] | None]] = {}
-            documents: list[int] = []
-            entries: list[dict[str, Any]] = []
-            for position, item in enumerate(listed):
-                if item.error is not None:
-                    statuses[position] = (400, bulk.error(*item.error, item))
-                elif item.entry is not None:
-                    documents.append(position)
-                    entries.append(item.entry)
-                    # Let go once validated: not held (and walked by the collector) while the rows are written.
-                    item.entry = None
             # Decoded JSON holds U+0000 only where the text escapes it; ?service= may hold it anyway.
             nul = b"\\u0000" in decoded or (service is not None and "\x00" in service)
-            batch, refused = _validated(entries, limit, window, nul)
-            del entries
-            for number, reason in refused.items():
-                statuses[documents[number]] = (
-                    400,
-                    bulk.error("document_parsing_exception", reason, listed[documents[number]]),
-                )
-            written = [position for number, position in enumerate(documents) if number not in refused]
+            # One time received for every chunk: the created_at window and the default created_at are the
+            # request's, as if its documents were validated at once.
+            received = datetime.now(UTC)
+            listed: list[bulk.Item] = []
+            # The items not stored and why (400); an item absent from it is stored (201), or a 409 `answer` adds.
+            refusals: dict[int, tuple[int, dict[str, Any] | None]] = {}
+            written: list[int] = []
+            batch: list[rows.Row] = []
+            given_ids = False
+            # A chunk's documents become rows before the next chunk's are read (bulk.chunks says why).
+            for chunk in bulk.chunks(decoded, index, service, limit, CHUNK):
+                documents: list[int] = []
+                entries: list[dict[str, Any]] = []
+                for item in chunk:
+                    position = len(listed)
+                    listed.append(item)
+                    if item.error is not None:
+                        refusals[position] = (400, bulk.error(*item.error, item))
+                    elif item.entry is not None:
+                        documents.append(position)
+                        entries.append(item.entry)
+                        # Let go once validated: not held (and walked by the collector) while rows are written.
+                        item.entry = None
+                        given_ids = given_ids or item.given_id
+                built, refused = _validated(entries, limit, window, nul, received)
+                del entries
+                for number, reason in refused.items():
+                    refusals[documents[number]] = (
+                        400,
+                        bulk.error("document_parsing_exception", reason, listed[documents[number]]),
+                    )
+                written += [position for number, position in enumerate(documents) if number not in refused]
+                batch += built
+            # The rows whose ids were taken (by number among the rows), as the last answer was given.
+            conflicts: list[frozenset[int]] = [frozenset()]
 
             def answer(taken: frozenset[int]) -> bytes:
-                for number, position in enumerate(written):
-                    item = listed[position]
-                    statuses[position] = (
-                        (409, bulk.error("version_conflict_engine_exception", _conflict(item), item))
-                        if number in taken
-                        else (201, None)
+                # Called again when a group is retried one request at a time: each answer from the refusals.
+                conflicts[0] = taken
+                statuses = dict(refusals)
+                for number in taken:
+                    item = listed[written[number]]
+                    statuses[written[number]] = (
+                        409,
+                        bulk.error("version_conflict_engine_exception", _conflict(item), item),
                     )
                 return bulk.answer(listed, _took(started), statuses)
 
             if not batch:
                 return Response(answer(frozenset()), media_type="application/json", headers=PRODUCT)
-            ids = [(listed[p].index, listed[p].id) if listed[p].given_id else None for p in written]
-            response = await intake.store(request, batch, b"", claim=None, ids=Documents(ids, answer))
+            if given_ids:
+                ids = [(listed[p].index, listed[p].id) if listed[p].given_id else None for p in written]
+                response = await intake.store(request, batch, b"", claim=None, ids=Documents(ids, answer))
+            else:
+                # No id to claim: the answer is known now, and sent, as always, only once committed.
+                response = await intake.store(request, batch, answer(frozenset()), claim=None)
             # What was written: the duplicates (409) were not.
-            request.state.saved = sum(1 for status, _ in statuses.values() if status == 201)
+            request.state.saved = len(written) - len(conflicts[0])
             response.headers.update(PRODUCT)
             return response
 
@@ -163,14 +189,18 @@ def router(settings: Settings, intake: Intake) -> APIRouter:
 
 
 def _validated(
-    entries: list[dict[str, Any]], limit: int, window: Any, nul: bool = True
+    entries: list[dict[str, Any]],
+    limit: int,
+    window: Any,
+    nul: bool = True,
+    received: datetime | None = None,
 ) -> tuple[list[rows.Row], dict[int, str]]:
     """The valid entries' rows, and why each other entry (by its number among `entries`) was refused; `nul`:
-    whether a string may hold U+0000 (stored as U+FFFD)."""
+    whether a string may hold U+0000 (stored as U+FFFD); `received`: the time the request was received."""
     if not entries:
         return [], {}
     try:
-        batch, rejected = rows.parse_values(entries, limit, window=window, strip_nul=nul)
+        batch, rejected = rows.parse_values(entries, limit, received, window, nul)
     except InvalidLogs as exc:  # not one entry valid
         if not all(_number(e["field"]) is not None for e in exc.errors):
             raise  # a problem of the batch, not of an entry

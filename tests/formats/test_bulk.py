@@ -151,6 +151,96 @@ def test_a_source_that_is_not_an_object_is_its_items_error() -> None:
     assert good.id == "7" and good.given_id and not bad_json.given_id and len(bad_json.id) == 20
 
 
+def _mixed_body() -> bytes:
+    lines: list[Any] = []
+    for n in range(23):
+        kind = n % 5
+        if kind == 0:
+            lines += [{"create": {"_id": f"d{n}"}}, {"message": f"m{n}", "log.level": "warn"}]
+        elif kind == 1:
+            lines += [{"delete": {"_id": "x"}}]
+        elif kind == 2:
+            lines += [{"index": {"_index": "other-2026.11.30"}}, [n]]
+        elif kind == 3:
+            lines += [{"update": {}}, {"doc": {}}]
+        else:
+            lines += [{"index": {}}, {"msg": f"m{n}", "service": {"name": "s"}, "extra": n}]
+    return b"".join(orjson.dumps(line) + b"\n" for line in lines)
+
+
+def test_every_action_on_a_bad_index_is_refused_and_a_good_index_stays_good() -> None:
+    long = "i" * 256
+    lines = [
+        {"index": {"_index": long}}, {"message": "1"},
+        {"index": {"_index": "ok"}}, {"message": "2"},
+        {"index": {"_index": long}}, {"message": "3"},
+        {"create": {"_index": "ok", "_id": "a" * 513}}, {"message": "4"},
+        {"create": {"_index": "ok", "_id": "x\u0000"}}, {"message": "5"},
+        {"index": {"_index": "ok"}}, {"message": "6"},
+        {"index": {"_index": "n\u0000"}}, {"message": "7"},
+        {"index": {"_index": "n\u0000"}}, {"message": "8"},
+    ]  # fmt: skip
+    listed = bulk.items(b"".join(orjson.dumps(line) + b"\n" for line in lines), None, "svc")
+    assert [item.error[0] if item.error else None for item in listed] == [
+        "invalid_index_name_exception", None, "invalid_index_name_exception", "illegal_argument_exception",
+        "illegal_argument_exception", None, "illegal_argument_exception", "illegal_argument_exception",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 23, 100])
+def test_chunks_are_the_items_size_at_a_time(size: int) -> None:
+    body = _mixed_body()
+    chunks = list(bulk.chunks(body, "path", None, size=size))
+    assert [len(chunk) for chunk in chunks[:-1]] == [size] * (len(chunks) - 1) and 0 < len(chunks[-1]) <= size
+    whole = bulk.items(body, "path", None)
+
+    def seen(item: bulk.Item) -> tuple[Any, ...]:
+        # Generated ids are random per request: their number within it is what must agree.
+        return (item.action, item.index, item.id if item.given_id else item.id[12:], item.given_id, item.entry,
+                item.error)  # fmt: skip
+
+    assert [seen(item) for chunk in chunks for item in chunk] == [seen(item) for item in whole]
+
+
+def test_chunks_refuse_a_bad_body_before_the_last_chunk_is_given() -> None:
+    unpaired = b'{"index":{}}\n{"a":1}\n' * 3 + b'{"index":{}}\n'
+    read = bulk.chunks(unpaired, "i", None, size=2)
+    assert len(next(read)) == 2
+    with pytest.raises(BadRequest, match="line 7: the index action has no source line"):
+        next(read)
+    too_many = bulk.chunks(b'{"delete":{"_id":"1"}}\n' * 5, "i", None, limit=4, size=2)
+    assert len(next(too_many)) == 2
+    with pytest.raises(PayloadTooLarge, match="more than 4 actions"):
+        next(too_many)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(bulk.ACTIONS), st.text(), st.text(), st.booleans(), st.integers(0, 2000)),
+        min_size=1, max_size=8,
+    ),
+)  # fmt: skip
+def test_the_answer_is_what_orjson_writes_for_the_items(spec: list[tuple[str, str, str, bool, int]]) -> None:
+    listed = [bulk.Item(action, index, id_, True) for action, index, id_, _, _ in spec]
+    statuses: dict[int, tuple[int, dict[str, Any] | None]] = {
+        position: (201, None) if stored else (400, bulk.error("some_exception", f'reason {n} \u0000"', item))
+        for position, ((_, _, _, stored, n), item) in enumerate(zip(spec, listed, strict=True))
+    }
+    created = {"_version": 1, "result": "created", "_shards": {"total": 1, "successful": 1, "failed": 0},
+               "status": 201}  # fmt: skip
+    expected = orjson.dumps({
+        "took": 12,
+        "errors": not all(stored for *_, stored, _ in spec),
+        "items": [
+            {item.action: {"_index": item.index, "_id": item.id, **(created if error is None else
+                                                                    {"status": status, "error": error})}}
+            for item, (status, error) in zip(listed, statuses.values(), strict=True)
+        ],
+    })  # fmt: skip
+    assert bulk.answer(listed, 12, statuses) == expected
+
+
 @pytest.fixture
 def ecs_line() -> dict[str, Any]:
     """One line of ecs-logging's StdlibFormatter, from a real logging call with an exception."""

@@ -87,6 +87,9 @@ def test_created_at_accepts_unix_seconds_and_rfc3339(sent: Any, stored: datetime
     [
         ("2026-11-27T10:00:00", "need a UTC offset"),
         ("yesterday", "RFC 3339"),
+        # Offsets that put the first or last year outside the range in UTC.
+        ("0001-01-01T00:00:00+01:00", "outside 0001-01-01"),
+        ("9999-12-31T23:59:59-01:00", "outside 0001-01-01"),
         (-1, "from 0 (1970) below 1e20"),
         (1e20, "from 0 (1970) below 1e20"),
         (True, "Unix seconds"),
@@ -106,6 +109,8 @@ def test_bad_created_at_is_named(sent: Any, message: str) -> None:
     [
         (0, "1970-01-01T00:00:00+00:00"),  # a client whose clock never got set
         ("2999-01-01T00:00:00Z", "2999-01-01T00:00:00+00:00"),
+        ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00+00:00"),  # the first year, in range in UTC
+        ("9999-12-31T23:59:59+00:00", "9999-12-31T23:59:59+00:00"),
         ("2026-10-28T11:59:59Z", "2026-10-28T11:59:59+00:00"),  # just past the 30-day window
     ],
 )

@@ -8,6 +8,7 @@ import base64
 import concurrent.futures
 import gzip
 import json
+import logging
 import shutil
 import socket
 import subprocess
@@ -23,6 +24,7 @@ from fastapi.testclient import TestClient
 
 from app.config import IngestMode
 from app.main import create_app
+from app.routes.bulk import CHUNK
 from tests.serverproc import start_server
 from tests.support import DB, make_settings
 
@@ -113,6 +115,62 @@ def test_an_invalid_document_is_its_items_400_and_the_others_are_stored(client: 
     assert "created_at" in answer["items"][2]["index"]["error"]["reason"]
     assert "append-only" in answer["items"][3]["delete"]["error"]["reason"]
     assert sorted(r["message"] for r in db.fetch("SELECT message FROM logs")) == ["ok 1", "ok 3"]
+
+
+def test_a_bulk_of_several_chunks_answers_each_item_as_one_of_one_chunk(client: TestClient, db: DB) -> None:
+    # The route reads and validates CHUNK documents at a time: refusals, ids repeated across chunks and
+    # the request's one time received must come out as they would for one chunk.
+    count = 2 * CHUNK + 17
+    lines: list[dict[str, object]] = []
+    for n in range(count):
+        if n % 97 == 4:
+            lines += [{"delete": {"_id": "d"}}]
+            continue
+        document: dict[str, object] = {"message": f"m{n}"}
+        if n % 89 == 5:
+            document["trace.id"] = "x" * 40  # too long: this item's 400
+        action: dict[str, object] = {"_index": "shop"}
+        if n % 50 == 0:
+            action["_id"] = f"id{n % 200}"  # id0 at 0, 200 and 400: the later two are 409
+        lines += [{"create": action}, document]
+    answer = client.post("/_bulk", content=ndjson(*lines), headers=NDJSON).json()
+    expected = [
+        ("delete", 400) if n % 97 == 4
+        else ("create", 400) if n % 89 == 5
+        else ("create", 409) if n % 50 == 0 and n >= 200
+        else ("create", 201)
+        for n in range(count)
+    ]  # fmt: skip
+    assert statuses(answer) == expected
+    assert "trace_id" in answer["items"][5]["create"]["error"]["reason"]
+    stored = db.fetch("SELECT message, created_at FROM logs")
+    assert sorted(r["message"] for r in stored) == sorted(
+        f"m{n}" for n, (_, status) in enumerate(expected) if status == 201
+    )
+    assert len({r["created_at"] for r in stored}) == 1  # every chunk's default created_at: the request's
+
+
+def test_the_request_log_counts_what_was_written(
+    client: TestClient, db: DB, caplog: pytest.LogCaptureFixture
+) -> None:
+    without_ids = ndjson({"create": {}}, {"message": "a"}, {"create": {}}, {"message": "b", "trace.id": "x" * 40},
+                         {"index": {}}, {"message": "c"})  # fmt: skip
+    with_ids = ndjson({"create": {"_id": "1"}}, {"message": "d"}, {"create": {"_id": "1"}}, {"message": "e"},
+                      {"create": {"_id": "2"}}, {"message": "f"}, {"create": {}}, {"message": "g"})  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="app"):
+        first = client.post("/i/_bulk", content=without_ids, headers=NDJSON).json()
+        second = client.post("/i/_bulk", content=with_ids, headers=NDJSON).json()
+        third = client.post("/i/_bulk", content=with_ids, headers=NDJSON).json()
+    assert [s for _, s in statuses(first)] == [201, 400, 201]
+    assert [s for _, s in statuses(second)] == [201, 409, 201, 201]
+    assert [s for _, s in statuses(third)] == [409, 409, 409, 201]
+    saved = [
+        r.__dict__["saved"]
+        for r in caplog.records
+        if r.getMessage() == "request" and r.__dict__["path"] == "/i/_bulk"
+    ]
+    assert saved == [2, 3, 1]
+    assert db.count() == 6
 
 
 def test_ids_and_indices_postgresql_cannot_key_are_their_items_400(client: TestClient, db: DB) -> None:
