@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from app.errors import BadRequest, PayloadTooLarge
+from app.errors import BadRequest, InvalidQuery, PayloadTooLarge
 from app.formats import firehose
 
 
@@ -42,6 +42,9 @@ def test_defaults_from_the_query_and_common_attributes() -> None:
         firehose.defaults({"colour": "red"}, None)
     with pytest.raises(BadRequest, match="commonAttributes"):
         firehose.defaults({}, "not json")
+    # A query default no log could take is refused with the request, whatever its records hold.
+    with pytest.raises(InvalidQuery, match="query.service_version: String should have at most 50"):
+        firehose.defaults({"service_version": "x" * 51}, None)
 
 
 def test_records_of_every_kind() -> None:
