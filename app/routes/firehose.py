@@ -53,13 +53,14 @@ def router(settings: Settings, intake: Intake) -> APIRouter:
     async def post_firehose(request: Request) -> Response:
         request_id = request.headers.get(firehose.REQUEST_ID) or ""
         try:
-            values, metadata = firehose.defaults(
-                request.query_params, request.headers.get(firehose.COMMON_ATTRIBUTES)
-            )
-            values.setdefault("service", _stream_name(request.headers.get(firehose.SOURCE_ARN)))
             async with intake.decoded_body(request) as decoded:
                 delivery = firehose.delivery(decoded, request_id or None)
                 request_id = delivery.request_id
+                # After the envelope: an error answer carries the body's requestId, as Firehose reads it.
+                values, metadata = firehose.defaults(
+                    request.query_params, request.headers.get(firehose.COMMON_ATTRIBUTES)
+                )
+                values.setdefault("service", _stream_name(request.headers.get(firehose.SOURCE_ARN)))
                 created_at = delivery.timestamp / 1000 if delivery.timestamp else None
                 mapped = firehose.entries(
                     delivery.records, values, metadata, created_at, settings.max_body_bytes
