@@ -12,20 +12,26 @@ import base64
 import binascii
 import json
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
 from app.errors import InvalidQuery
-from app.models import ENVIRONMENTS, LEVELS, MAX_EPOCH, in_range, normalize_level, parse_created_at
+from app.models import ENVIRONMENTS, EPOCH_UNITS, LEVELS, in_range, normalize_level, parse_created_at
 
-# How since/until are documented wherever a time is a query parameter (GET /logs, /stats/timeline).
+# A Unix time in a query string: decimal digits and an optional fraction, the unit read from the magnitude
+# of the whole part. Twenty digits at most keep it below 1e20 (nanoseconds up to the year 5138). No sign,
+# exponent, spaces or underscores, which float() would take: the document states exactly this text.
+UNIX_TIME = re.compile(r"([0-9]{1,20})(?:\.([0-9]+))?")
+# How since/until are documented wherever a time is a query parameter (GET /logs, /logs/facets, /stats/…).
+# Both forms are text: a query string has no numbers, and a checker reads `type: number` as not this text.
 MOMENT_SCHEMA = {
     "anyOf": [
         {"type": "string", "format": "date-time"},
-        {"type": "number", "minimum": 0, "exclusiveMaximum": MAX_EPOCH},
+        {"type": "string", "pattern": f"^{UNIX_TIME.pattern}$"},
     ]
 }
 MAX_LIMIT = 1000
@@ -274,12 +280,25 @@ def meta_document(path: list[str], value: Any) -> dict[str, Any]:
 
 def moment(value: str) -> datetime:
     """A time as GET /logs's since/until take it: RFC 3339 with an offset, or Unix time by magnitude."""
-    try:
-        # Whole numbers exactly, as in a JSON body: 99999999999999999999 is a time (below 1e20), its float is not.
-        number: float = int(value) if value.isdigit() else float(value)
-    except ValueError:
-        return parse_created_at(value)
-    return parse_created_at(number)
+    match = UNIX_TIME.fullmatch(value)
+    if match is None:
+        try:
+            float(value)
+        except ValueError:
+            return parse_created_at(value)  # RFC 3339, or the error naming both forms
+        raise ValueError(
+            "a Unix time is decimal digits with an optional fraction (no sign, exponent or spaces), "
+            "below 1e20: seconds, milliseconds, microseconds or nanoseconds, told apart by magnitude"
+        )
+    # The whole part exactly, as in a JSON body: 99999999999999999999 is a time (below 1e20), its float is
+    # not. The unit is read from it alone, so a fraction never rounds a time into the next unit's range
+    # (float("99999999999.99999999") is 1e11: milliseconds).
+    whole, fraction = int(match[1]), match[2]
+    start = parse_created_at(whole)
+    if not fraction:
+        return start
+    per_second = next(per_second for bound, per_second in EPOCH_UNITS if whole < bound)
+    return start + timedelta(seconds=float("0." + fraction) / per_second)
 
 
 def _meta_value(value: str) -> Any:

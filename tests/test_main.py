@@ -359,3 +359,5 @@ def test_the_timeline_counts_by_minute_or_by_hour(client: TestClient, db: DB) ->
     hours = client.get("/stats/timeline", params={"since": (now - timedelta(days=2)).isoformat()}).json()
     assert hours["bucket"] == "hour" and sum(sum(p["counts"].values()) for p in hours["points"]) == 5
     assert client.get("/stats/timeline", params={"since": "yesterday"}).status_code == 422
+    twice = client.get("/stats/timeline", params=[("since", "1764244800"), ("since", "1764248400")])
+    assert twice.status_code == 422 and twice.json()["errors"][0]["field"] == "query.since"

@@ -27,6 +27,7 @@ from app import metrics
 log = logging.getLogger(__name__)
 
 WEB = ("http", "https")
+MAX_URL = 2000
 
 
 @dataclass
@@ -53,8 +54,8 @@ class Notification:
 
 def check_url(url: str) -> str | None:
     """Why nothing could deliver to this URL, or None when something can."""
-    if len(url) > 2000:
-        return "at most 2000 characters"
+    if len(url) > MAX_URL:
+        return f"at most {MAX_URL} characters"
     if any(c.isspace() or ord(c) < 32 or c == "\x7f" for c in url):
         return "no spaces or control characters"
     try:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import asyncpg
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from app import query
 from app.alerts import notify
@@ -26,19 +26,41 @@ from app.models import ENVIRONMENTS, LEVELS
 NOT_FILTERS = ("since", "until", "limit", "cursor")
 MAX_WINDOW = 31 * 86_400
 # Filters whose value may be a number or a boolean (metadata values, exclusions); the others take strings.
-SCALARS = ("meta.", "not.")
+SCALARS = ("meta.", "not.meta.")
 MAX_NOTIFY = 10
-MAX_URL = 2000
 Scalar = str | int | float | bool
 
 _TEXT = {"type": "string"}
-_LEVEL = {"type": "string", "description": f"{', '.join(LEVELS)} (case-insensitive, as GET /logs)"}
+# The canonical names, as GET /logs documents its level and environment: "" or "bogus" is a 422 naming the
+# filter; the server also takes any case (and WARNING, CRITICAL), as GET /logs does.
+_LEVEL = {"enum": list(LEVELS), "description": "Case-insensitive, as GET /logs."}
 _SCALAR = {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]}
-_ENVIRONMENT = {"type": "string", "description": f"{', '.join(ENVIRONMENTS)} (case-insensitive)"}
+_ENVIRONMENT = {"enum": list(ENVIRONMENTS), "description": "Case-insensitive, as GET /logs."}
+
+
+_URL = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": notify.MAX_URL,
+    "pattern": r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s\x00-\x1f\x7f]*$",
+}
+
+
+def _whole(value: Any) -> Any:
+    """27807571.0 as 27807571: JSON (and the document's `integer`) does not tell them apart; 1.5 stays a 422."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Whole = Annotated[int, BeforeValidator(_whole)]
 
 
 def _one_or_many(item: dict[str, Any]) -> dict[str, Any]:
     return {"anyOf": [item, {"type": "array", "items": item, "minItems": 1}]}
+
+
+# A metadata path as app.query.meta_path reads it: non-empty keys between dots, `\.` a dot inside a key.
+_KEY = r"(?:[^.\\]|\\[\s\S]?)+"
+_META_PATH = rf"{_KEY}(?:\.{_KEY})*"
 
 
 # The rule's query as the OpenAPI document states it: GET /logs's filters, `meta.<key>` for metadata.
@@ -53,15 +75,22 @@ QUERY_SCHEMA: dict[str, Any] = {
         "trace_id": {"type": "string", "maxLength": 32},
         "user_id": {"type": "string", "maxLength": 255},
         "session_id": {"type": "string", "maxLength": 100},
+        "not.service": _one_or_many(_TEXT),
+        "not.level": _one_or_many(_LEVEL),
+        "not.environment": _one_or_many(_ENVIRONMENT),
+        "not.trace_id": _one_or_many({"type": "string", "maxLength": 32}),
+        "not.user_id": _one_or_many({"type": "string", "maxLength": 255}),
+        "not.session_id": _one_or_many({"type": "string", "maxLength": 100}),
     },
     "patternProperties": {
-        r"^meta\..+": _SCALAR,
-        r"^not\..+": {"anyOf": [_SCALAR, {"type": "array", "items": _SCALAR, "minItems": 1}]},
+        rf"^meta\.{_META_PATH}$": _one_or_many(_SCALAR),
+        rf"^not\.meta\.{_META_PATH}$": _one_or_many(_SCALAR),
     },
     "additionalProperties": False,
     "description": "GET /logs's filters, with the same names and meaning: service, level, environment "
     "(one value or a list: any of them), min_level, q, trace_id, user_id, session_id, and `meta.<key>` "
-    "(a string, number or boolean), and the `not.<filter>` exclusions where GET /logs has them. No filter: "
+    "(a string, number or boolean, or a list of them), and the `not.<filter>` exclusions where GET /logs has "
+    "them (`not.meta.<key>` too). No filter: "
     "every log counts.",
 }
 
@@ -73,17 +102,20 @@ class RuleIn(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     query: dict[str, Any] = Field(default_factory=dict, json_schema_extra=QUERY_SCHEMA)
-    threshold: int = Field(ge=1, le=2**31 - 1, description="Fire when at least this many logs match.")
-    window_seconds: int = Field(
+    threshold: Whole = Field(ge=1, le=2**31 - 1, description="Fire when at least this many logs match.")
+    window_seconds: Whole = Field(
         ge=1, le=MAX_WINDOW, description="Count the logs of the last this many seconds."
     )
     notify: list[str] = Field(
         min_length=1,
         max_length=MAX_NOTIFY,
+        # What app/alerts/notify.py's check_url needs of any URL, stated; which schemes and parts a service
+        # needs beyond that is apprise's to say (a 422 naming `notify.<i>`).
+        json_schema_extra={"items": _URL, "uniqueItems": True},
         description="Where to send notifications: http(s) URLs get a JSON POST; any other scheme apprise "
         "knows (slack://, discord://, msteams://, mailto://, json://, …) gets a text.",
     )
-    renotify_seconds: int = Field(
+    renotify_seconds: Whole = Field(
         3600, ge=0, le=MAX_WINDOW, description="While firing, notify again after this many seconds; 0: never."
     )
 

@@ -34,13 +34,14 @@ import orjson
 
 from app.errors import BadRequest, PayloadTooLarge
 from app.formats import cloudwatch
-from app.formats.shippers import ALIASES, DEFAULTS
+from app.formats.shippers import ALIASES, DEFAULTS, checked
 
 PATH = "/firehose"
 REQUEST_ID = "x-amz-firehose-request-id"
 ACCESS_KEY = "x-amz-firehose-access-key"
 COMMON_ATTRIBUTES = "x-amz-firehose-common-attributes"
 SOURCE_ARN = "x-amz-firehose-source-arn"
+MAX_TIMESTAMP = 10**14
 
 
 @dataclass
@@ -74,18 +75,28 @@ def delivery(body: bytes, header_id: str | None) -> Delivery:
     if not isinstance(records, list):
         raise BadRequest('records must be an array of {"data": base64}')
     timestamp = document.get("timestamp")
-    # Milliseconds; anything else (or past the year 5000) is not used as the records' default time.
-    valid_time = isinstance(timestamp, int) and not isinstance(timestamp, bool) and 0 < timestamp < 10**14
-    return Delivery(request_id, timestamp if valid_time else None, records)
+    if isinstance(timestamp, float) and timestamp.is_integer():
+        timestamp = int(timestamp)  # 1764500000000.0 is that integer in JSON
+    # Milliseconds, the records' default time: Firehose always sends its own clock's, so anything else (or
+    # past the year 5138) is not Firehose's request, refused as the document's bounds say. Absent: now.
+    if "timestamp" in document and not (
+        isinstance(timestamp, int) and not isinstance(timestamp, bool) and 0 < timestamp < MAX_TIMESTAMP
+    ):
+        raise BadRequest(
+            f"timestamp must be Unix milliseconds, an integer from 1 below 1e14, not {str(timestamp)[:40]}"
+        )
+    return Delivery(request_id, timestamp, records)
 
 
 def defaults(params: Mapping[str, str], header: str | None) -> tuple[dict[str, str], dict[str, Any]]:
     """(defaults for every entry, metadata for every entry) from the query string and the common attributes;
-    400 for an unknown query parameter or attributes that are not Firehose's JSON."""
+    400 for an unknown query parameter or attributes that are not Firehose's JSON, 422 for a query default
+    no log could take (the query string is the documented part; a bad common attribute, like an entry's own
+    bad value, refuses the entries it reaches)."""
     unknown = sorted(set(params) - set(DEFAULTS))
     if unknown:
         raise BadRequest(f"unknown query parameter(s) {unknown}: POST {PATH} takes {', '.join(DEFAULTS)}")
-    values = {name: params[name] for name in DEFAULTS if name in params}
+    values = checked({name: params[name] for name in DEFAULTS if name in params})
     metadata: dict[str, Any] = {}
     if header:
         try:

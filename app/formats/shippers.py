@@ -15,8 +15,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from app.errors import BadRequest
+from pydantic import TypeAdapter, ValidationError
+
+from app.errors import BadRequest, InvalidQuery
 from app.intake.rows import BOM
+from app.models import ENVIRONMENTS, LEVELS, LOG_TYPES, LogEntry
 
 ALIASES = {
     "message": ("msg", "log"),
@@ -25,6 +28,7 @@ ALIASES = {
 }
 DEFAULTS = ("service", "level", "environment", "log_type", "service_version")
 QUERY = frozenset(DEFAULTS) | {"partial"}
+_ENTRY = TypeAdapter(LogEntry)
 
 
 def defaults(params: Mapping[str, str]) -> dict[str, str]:
@@ -32,7 +36,47 @@ def defaults(params: Mapping[str, str]) -> dict[str, str]:
     unknown = sorted(set(params) - QUERY)
     if unknown:
         raise BadRequest(f"unknown query parameter(s) {unknown}: POST /logs takes {', '.join(sorted(QUERY))}")
-    return {name: params[name] for name in DEFAULTS if name in params}
+    return checked({name: params[name] for name in DEFAULTS if name in params})
+
+
+def checked(values: dict[str, str]) -> dict[str, str]:
+    """`values`, query defaults, or a 422 naming each one no log could take (`query.service_version`: over 50
+    characters; `query.level`: not a level). Checked up front, as the document states them: a wrong URL is
+    wrong for every request, also one whose entries all bring their own value or that has no entry."""
+    if not values:
+        return values
+    try:
+        _ENTRY.validate_python({"level": "INFO", "service": "-", "message": "", **values})
+    except ValidationError as exc:
+        details = exc.errors(include_url=False, include_input=False)
+        errors = [
+            {"field": f"query.{detail['loc'][0]}", "message": detail["msg"], "type": detail["type"]}
+            for detail in details
+            if detail["loc"] and detail["loc"][0] in values
+        ]
+        if errors:
+            raise InvalidQuery(errors) from None
+    return values
+
+
+# The defaults as the OpenAPI document states them (POST /logs, POST /firehose): what `checked` takes.
+_SCHEMAS: dict[str, dict[str, Any]] = {
+    "service": {"type": "string", "minLength": 1, "maxLength": 100},
+    "level": {"enum": list(LEVELS), "description": "Case-insensitive; WARNING and CRITICAL are taken too."},
+    "environment": {"enum": list(ENVIRONMENTS), "description": "Case-insensitive."},
+    "log_type": {"enum": list(LOG_TYPES), "description": "Case-insensitive."},
+    "service_version": {"type": "string", "maxLength": 50},
+}
+PARAMETERS = [
+    {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": f"Default `{name}` for entries that have none (for senders that cannot set it).",
+        "schema": _SCHEMAS[name],
+    }
+    for name in DEFAULTS
+]
 
 
 def native(body: bytes, ndjson: bool, defaults: dict[str, str]) -> bytes:

@@ -22,10 +22,9 @@ from pydantic import BaseModel
 
 from app.config import Settings
 from app.errors import BadRequest, IngestError
-from app.formats import firehose
+from app.formats import firehose, shippers
 from app.intake import idempotency, subscription
 from app.intake.intake import Intake
-from app.models import ENVIRONMENTS, LEVELS, LOG_TYPES
 
 log = logging.getLogger(__name__)
 PATH = firehose.PATH
@@ -54,13 +53,14 @@ def router(settings: Settings, intake: Intake) -> APIRouter:
     async def post_firehose(request: Request) -> Response:
         request_id = request.headers.get(firehose.REQUEST_ID) or ""
         try:
-            values, metadata = firehose.defaults(
-                request.query_params, request.headers.get(firehose.COMMON_ATTRIBUTES)
-            )
-            values.setdefault("service", _stream_name(request.headers.get(firehose.SOURCE_ARN)))
             async with intake.decoded_body(request) as decoded:
                 delivery = firehose.delivery(decoded, request_id or None)
                 request_id = delivery.request_id
+                # After the envelope: an error answer carries the body's requestId, as Firehose reads it.
+                values, metadata = firehose.defaults(
+                    request.query_params, request.headers.get(firehose.COMMON_ATTRIBUTES)
+                )
+                values.setdefault("service", _stream_name(request.headers.get(firehose.SOURCE_ARN)))
                 created_at = delivery.timestamp / 1000 if delivery.timestamp else None
                 mapped = firehose.entries(
                     delivery.records, values, metadata, created_at, settings.max_body_bytes
@@ -121,7 +121,8 @@ _DESCRIPTION = (
     "logs take the stream's name from `X-Amz-Firehose-Source-Arn`. A repeated requestId is stored once."
 )
 _ERRORS = {
-    400: "Not Firehose's JSON, an unknown query parameter, bad common attributes, or no record storable.",
+    400: "Not Firehose's JSON, an unknown query parameter or one no log could take (a service_version over 50 "
+    "characters), bad common attributes, or no record storable.",
     401: "API keys are configured and X-Amz-Firehose-Access-Key (or another key header) is missing or wrong.",
     408: "The body stalled or arrived too slowly.",
     413: "Body over MAX_BODY_BYTES, on the wire, decompressed, or once its gzip'd records are expanded.",
@@ -139,7 +140,12 @@ _REQUEST_BODY: dict[str, Any] = {
                 "required": ["requestId", "records"],
                 "properties": {
                     "requestId": {"type": "string", "minLength": 1},
-                    "timestamp": {"type": "integer", "minimum": 1},
+                    "timestamp": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "exclusiveMaximum": firehose.MAX_TIMESTAMP,
+                        "description": "Unix milliseconds: the records' default time.",
+                    },
                     "records": {
                         "type": "array",
                         "items": {
@@ -153,7 +159,6 @@ _REQUEST_BODY: dict[str, Any] = {
         }
     },
 }
-_ENUMS = {"level": LEVELS, "environment": ENVIRONMENTS, "log_type": LOG_TYPES}
 _PARAMETERS = [
     {
         "name": "X-Amz-Firehose-Request-Id",
@@ -162,28 +167,5 @@ _PARAMETERS = [
         "description": "The same on every attempt of one request; the body's requestId wins.",
         "schema": {"type": "string"},
     },
-    {
-        "name": "service",
-        "in": "query",
-        "required": False,
-        "description": "Default service for the records' logs.",
-        "schema": {"type": "string", "minLength": 1, "maxLength": 100},
-    },
-    {
-        "name": "service_version",
-        "in": "query",
-        "required": False,
-        "description": "Default service_version.",
-        "schema": {"type": "string", "maxLength": 50},
-    },
-    *(
-        {
-            "name": name,
-            "in": "query",
-            "required": False,
-            "description": f"Default {name}.",
-            "schema": {"type": "string", "enum": list(values)},
-        }
-        for name, values in _ENUMS.items()
-    ),
+    *shippers.PARAMETERS,
 ]

@@ -154,16 +154,7 @@ _PARAMETERS = [
         "instead of refusing the whole batch; 422 only when no entry is valid.",
         "schema": {"type": "boolean", "default": False},
     },
-    *(
-        {
-            "name": name,
-            "in": "query",
-            "required": False,
-            "description": f"Default `{name}` for entries that have none (for shippers that cannot set it).",
-            "schema": {"type": "string"},
-        }
-        for name in ("service", "service_version")
-    ),
+    *shippers.PARAMETERS,
     {
         "name": "Idempotency-Key",
         "in": "header",

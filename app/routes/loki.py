@@ -133,7 +133,9 @@ _REQUEST_BODY: dict[str, Any] = {
                                         "minItems": 2,
                                         "maxItems": 3,
                                         "prefixItems": [
-                                            {"type": "string", "pattern": "^[0-9]+$"},
+                                            # Unix nanoseconds up to 20 digits (below 1e20: the year 5138), what
+                                            # app/formats/loki.py takes; a longer one is a 400.
+                                            {"type": "string", "pattern": "^[0-9]{1,20}$"},
                                             {"type": "string"},
                                             {"type": "object", "additionalProperties": {"type": "string"}},
                                         ],

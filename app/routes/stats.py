@@ -39,7 +39,8 @@ def router(settings: Settings, database: Database) -> APIRouter:
         summary, so any range costs the same). Soft-deleted rows are not counted. Default: the last 24 h; an
         empty range (until before since) has no points."""
         # Read from the query string directly: the parameters are documented by hand (_TIMELINE_PARAMETERS).
-        start, end = _moments(request.query_params.get("since"), request.query_params.get("until"))
+        params = request.query_params
+        start, end = _moments(params.getlist("since"), params.getlist("until"))
         with database_errors():
             async with database.snapshot() as conn:
                 archived: list[tuple[datetime, str, int]] = []
@@ -55,14 +56,16 @@ def router(settings: Settings, database: Database) -> APIRouter:
     return api
 
 
-def _moments(since: str | None, until: str | None) -> tuple[datetime, datetime]:
+def _moments(since: list[str], until: list[str]) -> tuple[datetime, datetime]:
     """The range asked for: `until` defaults to now and `since` to a day before `until`."""
     errors = []
     parsed: dict[str, datetime] = {}
-    for name, value in (("since", since), ("until", until)):
-        if value is not None:
+    for name, values in (("since", since), ("until", until)):
+        if values:
             try:
-                parsed[name] = query.moment(value)
+                if len(values) > 1:  # as GET /logs and /logs/facets: not silently the last one
+                    raise ValueError("may be given once")
+                parsed[name] = query.moment(values[0])
             except ValueError as exc:
                 errors.append({"field": f"query.{name}", "message": str(exc), "type": "invalid_filter"})
     if errors:

@@ -55,6 +55,12 @@ def test_a_rule_is_created_listed_read_and_deleted(client: TestClient, db: DB) -
         ({"query": {"trace_id": "x" * 33}}, "query.trace_id"),
         ({"query": {"service": 5}}, "query.service"),
         ({"query": {"meta.a": {"b": 1}}}, "query.meta.a"),
+        ({"query": {"level": ""}}, "query.level"),
+        ({"query": {"environment": [""]}}, "query.environment"),
+        ({"query": {"min_level": ""}}, "query.min_level"),
+        ({"query": {"not.service": 5}}, "query.not.service"),
+        ({"query": {"not.servce": "x"}}, "query.not.servce"),
+        ({"threshold": 5.5}, "body.threshold"),
         ({"notify": ["ftp://example.com/x"]}, "notify.0"),
         ({"notify": ["https://ok.example.com", "nope"]}, "notify.1"),
         ({"notify": ["http:///no-host"]}, "notify.0"),
@@ -75,6 +81,14 @@ def test_an_invalid_rule_is_a_422_naming_the_field(
     assert response.status_code == 422, response.text
     assert field in [e["field"] for e in response.json()["errors"]], response.json()
     assert db.fetch("SELECT count(*) AS n FROM alert_rules")[0]["n"] == 0
+
+
+def test_what_the_document_allows_is_taken(client: TestClient, db: DB) -> None:
+    # JSON's whole numbers with a fraction part, lower-case levels, scalars and lists under meta./not.meta.
+    query = {"level": "error", "meta.http.status": [500, 503], "not.meta.a\\.b": True, "not.level": ["debug"]}
+    response = client.post("/alerts", json=rule(threshold=5.0, window_seconds=300.0, query=query))
+    assert response.status_code == 201, response.text
+    assert (response.json()["threshold"], response.json()["window_seconds"]) == (5, 300)
 
 
 def test_a_nul_in_a_filter_is_stored_as_logs_store_it(client: TestClient, db: DB) -> None:

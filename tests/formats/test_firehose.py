@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from app.errors import BadRequest, PayloadTooLarge
+from app.errors import BadRequest, InvalidQuery, PayloadTooLarge
 from app.formats import firehose
 
 
@@ -21,9 +21,13 @@ def test_the_envelope() -> None:
     body = json.dumps({"requestId": "r1", "timestamp": 1764500000000, "records": []}).encode()
     assert firehose.delivery(body, "header-id") == firehose.Delivery("r1", 1764500000000, [])
     assert firehose.delivery(b'{"records": []}', "header-id").request_id == "header-id"
-    assert firehose.delivery(b'{"requestId": "r", "timestamp": "x", "records": []}', None).timestamp is None
+    assert firehose.delivery(b'{"requestId": "r", "records": []}', None).timestamp is None
+    whole = b'{"requestId": "r", "timestamp": 1.7645e12, "records": []}'
+    assert firehose.delivery(whole, None).timestamp == 1764500000000
     for bad, words in [(b"[]", "JSON object"), (b'{"requestId": "r"}', "records"), (b"{", "not valid JSON"),
-                       (b'{"records": []}', "requestId")]:  # fmt: skip
+                       (b'{"records": []}', "requestId")] + [
+                       (b'{"requestId": "r", "timestamp": %s, "records": []}' % t, "timestamp must be Unix milliseconds")
+                       for t in (b'"x"', b"null", b"0", b"-5", b"1.5", b"true", b"100000000000000")]:  # fmt: skip
         with pytest.raises(BadRequest, match=words):
             firehose.delivery(bad, None)
 
@@ -38,6 +42,9 @@ def test_defaults_from_the_query_and_common_attributes() -> None:
         firehose.defaults({"colour": "red"}, None)
     with pytest.raises(BadRequest, match="commonAttributes"):
         firehose.defaults({}, "not json")
+    # A query default no log could take is refused with the request, whatever its records hold.
+    with pytest.raises(InvalidQuery, match="query.service_version: String should have at most 50"):
+        firehose.defaults({"service_version": "x" * 51}, None)
 
 
 def test_records_of_every_kind() -> None:

@@ -95,6 +95,16 @@ def test_query_defaults_apply_to_the_native_body_too(client: TestClient, db: DB)
         (b'{"message": "a"}\n{not json}\n', "application/x-ndjson", "?service=s", 400, "NDJSON line 2"),
         (b'[{"message": "a"}, 5]', "application/json", "?service=s", 422, "logs.1"),
         (b'[{"message": "a"}]', "application/json", "?servce=s", 400, "unknown query parameter"),
+        # A default no log could take is the URL's mistake, even where every entry brings its own value.
+        (
+            b'[{"message": "a", "service_version": "1"}]',
+            "application/json",
+            "?service=s&service_version=" + "x" * 51,
+            422,
+            "query.service_version",
+        ),
+        (b'[{"message": "a", "service": "own"}]', "application/json", "?service=", 422, "query.service"),
+        (b'[{"message": "a"}]', "application/json", "?service=s&level=LOUD", 422, "query.level"),
         (b'[{"message": "a"}]', "text/csv", "?service=s", 415, "x-ndjson"),
     ],
 )
