@@ -395,7 +395,9 @@ def app_commands() -> set[str]:
     return set(done.stdout[start + 1 : done.stdout.find("}", start)].split(",")) if start >= 0 else set()
 
 
-def _child(dsn: str, postmaster: int | None, argv: list[str], env: dict[str, str | None]) -> dict[str, Any]:
+def _child(
+    dsn: str, postmaster: int | None, argv: list[str], env: dict[str, str | None], label: str
+) -> dict[str, Any]:
     """Run a command of the app in a child process; its wall time, its own CPU (rusage of reaped children)
     and PostgreSQL's CPU over the same time."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "LOGSAVE_", "ARCHIVE_"))}
@@ -412,7 +414,7 @@ def _child(dsn: str, postmaster: int | None, argv: list[str], env: dict[str, str
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr[-2000:]}")
     own = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"command": " ".join(["python", *argv[:3]]), "seconds": round(seconds, 2), "cpu_s": round(own, 3),
+    return {"command": label, "seconds": round(seconds, 2), "cpu_s": round(own, 3),
             "postgres_cpu_s": None if pg is None else round(pg, 3), "output": done.stdout.strip()[-2000:]}  # fmt: skip
 
 
@@ -699,8 +701,14 @@ def run(dsn: str, pool: Sequence[Row], logs: int, warmup: float, duration: float
         if building:
             progress("search: building the index")
             before = asyncio.run(footprint(dsn))
-            command = ["-m", "app", "index"] if "index" in app_commands() else ["-c", _HOUSEKEEPING]
-            build = _child(dsn, postmaster, command, {SETTING.upper(): on})
+            if "index" in app_commands():
+                command, label = ["-m", "app", "index"], "python -m app index"
+            else:
+                command, label = (
+                    ["-c", _HOUSEKEEPING],
+                    "one housekeeping pass (app.storage.maintenance.run_once)",
+                )
+            build = _child(dsn, postmaster, command, {SETTING.upper(): on}, label)
             build["rows"] = closed_rows
             build["cpu_us_per_log"] = round(build["cpu_s"] / closed_rows * 1e6, 2)
             if build["postgres_cpu_s"] is not None:
@@ -709,7 +717,7 @@ def run(dsn: str, pool: Sequence[Row], logs: int, warmup: float, duration: float
             result["build"] = build
         progress(f"search: archiving the oldest {ARCHIVED_DAYS} days")
         result["archive_pass"] = _child(dsn, postmaster, ["-m", "app", "archive"], {
-            "ARCHIVE_URL": str(directory), "ARCHIVE_AFTER_DAYS": str(AFTER_DAYS), SETTING.upper(): on})  # fmt: skip
+            "ARCHIVE_URL": str(directory), "ARCHIVE_AFTER_DAYS": str(AFTER_DAYS), SETTING.upper(): on}, "python -m app archive")  # fmt: skip
         where = asyncio.run(_rows_where(dsn))
         # The logs of the archived days, and the archived place's two needles.
         expected = week.first_at(_midnight(week.days[ARCHIVED_DAYS])) + 2

@@ -50,6 +50,7 @@ def test_the_search_suite_measures_and_renders(database_url: str, monkeypatch: p
     monkeypatch.setattr(search, "index_values", lambda: arms)
     monkeypatch.setattr(search, "REPEATS", 1)
     monkeypatch.setattr(search, "SETTLE_POLL_S", 0.1)
+    monkeypatch.setattr(search, "TAIL_S", 0.2)
     source = asyncio.run(database.prepare())
     labels: list[str] = []
     results = search.run(source.dsn, _rows(500), 3_000, 0.1, 0.3, labels.append)
