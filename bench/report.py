@@ -1019,6 +1019,8 @@ def search_section(data: dict[str, Any]) -> list[str]:
             f"({setting['name']})."), ""]  # fmt: skip
     if note := setting.get("note"):
         out += [f"**{note}.**", ""]
+    if built := setting.get("built_with"):
+        out += [f"{built[0].upper()}{built[1:]}.", ""]
     target = p["target_ms"]
     out += ["| target | " + " | ".join(names) + " | met by |", "|---|" + "---:|" * len(names) + "---|"]
     for name in (q["name"] for q in arms[0]["queries"] if q["target"]):

@@ -676,6 +676,9 @@ def run(dsn: str, pool: Sequence[Row], logs: int, warmup: float, duration: float
     result: dict[str, Any] = {
         "setting": {"name": SETTING.upper(), "present": values is not None, "arms": [a for a, _ in arms]},
     }
+    if len(building) > 1:
+        result["setting"]["built_with"] = (f"today's logs, the build and the archive pass ran with {SETTING.upper()}="
+                                           f"{on}; later arms built what they need in the server, if anything")  # fmt: skip
     if values is None:
         result["setting"]["note"] = (f"Settings has no {SETTING} field: only the plain scan (index off) was "
                                      "measured; no index cost, no ingest comparison")  # fmt: skip
