@@ -1026,7 +1026,7 @@ def search_section(data: dict[str, Any]) -> list[str]:
     for name in (q["name"] for q in arms[0]["queries"] if q["target"]):
         cells = [by_arm[a][name]["p50_ms"] for a in names]
         met = [a for a, ms in zip(names, cells, strict=True) if ms <= target]
-        out.append(f"| {name}: p50 ≤ {target:.0f} ms | " + " | ".join(f"{_ms(ms)} ms" for ms in cells)
+        out.append(f"| {name}: p50 ≤ {target:.0f} ms | " + " | ".join(_took(ms) for ms in cells)
                    + f" | {', '.join(met) or 'none'} |")  # fmt: skip
     ingest = r.get("ingest")
     ratio = p["target_postgres_cpu_ratio"]
@@ -1041,13 +1041,13 @@ def search_section(data: dict[str, Any]) -> list[str]:
     else:
         out.append(f"| PostgreSQL CPU per stored log at ingest ≤ {ratio}× index off | not measured (no index) |"
                    + " |" * len(names))  # fmt: skip
-    out += ["", "Every query, p50 / p90 ms (rows in the answer):", "",
+    out += ["", "Every query, p50 / p90 (rows in the answer):", "",
             "| query | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]  # fmt: skip
     for query in arms[0]["queries"]:
         cells = []
         for a in names:
             q = by_arm[a][query["name"]]
-            cell = f"{_ms(q['p50_ms'])} / {_ms(q['p90_ms'])} ({q['matches']})"
+            cell = f"{_took(q['p50_ms'])} / {_took(q['p90_ms'])} ({q['matches']})"
             if "rows_per_s" in q:
                 cell += f", {_n(q['rows_per_s'])} rows/s"
             cells.append(cell)
@@ -1064,6 +1064,9 @@ def search_section(data: dict[str, Any]) -> list[str]:
         same = ", ".join(f"`{a}` {'identical' if v else '**differ**'}" for a, v in r["identical"].items())
         out += ["", f"Answers against `{names[0]}`'s, byte for byte: {same}."]
     out += ["", f"The archive pass over {p['archived_days']} days: {r['archive_pass']['seconds']:.1f} s."]
+    if load := r.get("load_average"):
+        out[-1] += (f" The machine's load average (1, 5, 15 min) was {', '.join(map(str, load['start']))} at the start"
+                    + (f" and {', '.join(map(str, load['end']))} at the end" if "end" in load else "") + ".")  # fmt: skip
     if index := r.get("index"):
         build = r["build"]
         files = index["file_bytes_per_log"]
@@ -1085,6 +1088,10 @@ def search_section(data: dict[str, Any]) -> list[str]:
             out.append(f"| `{a}` | {_n(m['logs_per_s'])} | {m['server_cpu_us_per_log']:.1f} | "
                        f"{m['postgres_cpu_us_per_log']:.1f} |")  # fmt: skip
     return [*out, ""]
+
+
+def _took(ms: float) -> str:
+    return f"{ms / 1000:.1f} s" if ms >= 1000 else f"{ms:.1f} ms"
 
 
 def _params(params: dict[str, str]) -> str:

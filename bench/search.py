@@ -683,6 +683,8 @@ def run(dsn: str, pool: Sequence[Row], logs: int, warmup: float, duration: float
     # The archive pass and today's server run with the (first) index on, as a deployment that has one would.
     on = building[0][1] if building else None
     result: dict[str, Any] = {
+        # The machine is shared: its 1/5/15-minute load averages when the suite started (and, below, ended).
+        "load_average": {"start": [round(x, 2) for x in os.getloadavg()]},
         "setting": {"name": SETTING.upper(), "present": values is not None, "arms": [a for a, _ in arms]},
     }
     if len(building) > 1:
@@ -771,6 +773,7 @@ def run(dsn: str, pool: Sequence[Row], logs: int, warmup: float, duration: float
             arm["arm"]: all(q["digest"] == base[q["name"]] for q in arm["queries"])
             for arm in result["arms"][1:]
         }
+        result["load_average"]["end"] = [round(x, 2) for x in os.getloadavg()]
     finally:
         asyncio.run(_cleanup(dsn, week))
         shutil.rmtree(directory, ignore_errors=True)
