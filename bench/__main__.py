@@ -1,4 +1,4 @@
-"""`python -m bench [all|db|http|otlp|agents|syslog|aws|limits|scale|archive|client|profile|coldstart|alerts|steps REV...|report] [--quick] [--out DIR]`: measure, save raw JSON, render
+"""`python -m bench [all|db|http|otlp|agents|syslog|aws|limits|scale|archive|client|profile|coldstart|alerts|steps REV...|search|report] [--quick] [--logs N] [--out DIR]`: measure, save raw JSON, render
 the report."""
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from bench import (
     profile,
     report,
     scale,
+    search,
     steps,
     syslog,
 )
@@ -40,8 +41,8 @@ from bench.data import LogFactory, body
 ROOT = Path(__file__).parent.parent
 
 # Every suite that measures ("report" only renders what they wrote).
-SUITES = ("all", "db", "http", "otlp", "agents", "syslog", "aws", "limits", "scale", "archive", "client", "profile", "coldstart",
-          "alerts", "steps")  # fmt: skip
+SUITES = ("all", "db", "http", "otlp", "agents", "syslog", "aws", "limits", "scale", "archive", "client", "profile",
+          "coldstart", "alerts", "steps", "search")  # fmt: skip
 # (batch sizes, warm-up s, measured s) per suite
 FULL = {
     "db": ([1, 10, 100, 1000, 10000], 0.5, 3.0),
@@ -50,6 +51,7 @@ FULL = {
     "archive": [1_000_000, 3_000_000, 10_000_000],
     "client": (200_000, 300_000),  # calls timed, logs sent for throughput
     "alerts": 10_000_000,  # rows the rules are evaluated against
+    "search": (10_000_000, 100_000),  # logs over the week, parsed logs in the pool they are cycled from
 }
 QUICK = {
     "db": ([10, 1000], 0.1, 0.3),
@@ -58,6 +60,7 @@ QUICK = {
     "archive": [5_000],
     "client": (5_000, 5_000),
     "alerts": 20_000,
+    "search": (20_000, 5_000),
 }
 
 
@@ -71,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("revisions", nargs="*", help="steps: git revisions whose server to measure, in order")
     parser.add_argument("--quick", action="store_true", help="a smoke run in well under a minute")
+    parser.add_argument("--logs", type=int, help="search: logs generated over the week (default 10,000,000)")
     parser.add_argument(
         "--out", type=Path, default=ROOT / "results", help="where JSON, REPORT.md and plots go"
     )
@@ -185,6 +189,24 @@ def main(argv: list[str] | None = None) -> int:
                                                        "passes": alerts.PASSES, "repeats": alerts.REPEATS,
                                                        "clients": alerts.CLIENTS, "batch": alerts.BATCH,
                                                        "warmup_s": warmup, "duration_s": duration}, results)  # fmt: skip
+            if args.suite == "search":
+                # Not part of "all": at 10 M logs it takes half an hour or more on its own.
+                logs, pool_size = plan["search"]
+                logs = args.logs or logs
+                warmup, duration = plan["http"]
+                results = search.run(source.dsn, _rows(pool_size), logs, warmup, duration, progress)
+                _save(args.out / "search.json", meta, {"logs": logs, "pool": pool_size, "days": search.DAYS,
+                                                       "archived_days": search.ARCHIVED_DAYS,
+                                                       "archive_after_days": search.AFTER_DAYS,
+                                                       "order_every": search.ORDER_EVERY, "runs": search.RUNS,
+                                                       "min_runs": search.MIN_RUNS, "budget_s": search.BUDGET_S,
+                                                       "query_timeout_s": search.QUERY_TIMEOUT_S,
+                                                       "batch": search.BATCH, "clients": search.CLIENTS, "gzip": True,
+                                                       "repeats": search.REPEATS, "tail_s": search.TAIL_S,
+                                                       "warmup_s": warmup, "duration_s": duration,
+                                                       "target_ms": search.TARGET_MS,
+                                                       "target_postgres_cpu_ratio": search.TARGET_PG_RATIO},
+                      results)  # fmt: skip
             if args.suite == "steps":
                 warmup, duration = plan["http"]
                 results = steps.run(source.dsn, args.revisions, warmup, duration, progress)
@@ -228,6 +250,8 @@ def _count_steps(suite: str, plan: dict[str, Any], revisions: list[str]) -> int:
         count += 4
     if suite in ("all", "alerts"):
         count += 2 + 2 * alerts.REPEATS
+    if suite == "search":
+        count += search.steps(search.index_values())
     if suite == "steps":
         count += steps.REPEATS * len(revisions) * (len(steps.ARMS) + 1)
     return count

@@ -49,7 +49,7 @@ def render(out: Path) -> list[Path]:
     if db_data is None and http_data is None:
         raise SystemExit(f"no db.json or http.json in {out}: run `python -m bench` first")
     written = [out / "REPORT.md"]
-    alerts_data = read(out, "alerts.json")
+    alerts_data, search_data = read(out, "alerts.json"), read(out, "search.json")
     (out / "REPORT.md").write_text(
         markdown(
             db_data,
@@ -66,6 +66,7 @@ def render(out: Path) -> list[Path]:
             read(out, "archive.json"),
         )
         + ("\n".join(alerts_section(alerts_data)) + "\n" if alerts_data else "")
+        + ("\n".join(search_section(search_data)) + "\n" if search_data else "")
     )
     if db_data:
         written += [
@@ -1062,3 +1063,103 @@ def alerts_section(data: dict[str, Any]) -> list[str]:
     for name, plan in e["plans"].items():
         out += [f"<details><summary>{name}</summary>", "", "```", plan, "```", "", "</details>", ""]
     return out
+
+
+def search_section(data: dict[str, Any]) -> list[str]:
+    """The search suite: needles in each place per arm (index off, on), against the targets; the index's cost."""
+    p, r = data["parameters"], data["results"]
+    corpus, arms = r["corpus"], r["arms"]
+    names = [a["arm"] for a in arms]
+    by_arm = {a["arm"]: {q["name"]: q for q in a["queries"]} for a in arms}
+    setting = r["setting"]
+    out = ["## Search: the needle in a week of logs (search suite)", "",
+           (f"{corpus['logs']:,} generated logs over {p['days']} days (a pool of {p['pool']:,} parsed logs cycled; every "
+            f"message with a request id that occurs once, one log in {p['order_every']} with an `order_id` that "
+            f"occurs once): closed days COPYed into PostgreSQL, today's through `POST /logs`, then the oldest "
+            f"{p['archived_days']} days archived to Parquet by `python -m app archive` ({corpus['postgres_logs']:,} "
+            f"logs stay in PostgreSQL at {corpus['postgres_bytes_per_log']:.0f} B/log, {corpus['archived_logs']:,} "
+            f"archived at {corpus['parquet_bytes_per_log']:.0f} B/log). A request id, an order id and a rare phrase are "
+            "planted once today, in a closed day in PostgreSQL and in the oldest, archived day. GET /logs of a real "
+            f"`python -m app`, one warm-up then up to {p['runs']} runs (at least {p['min_runs']}, fewer once a query "
+            f"has taken {p['budget_s']:.0f} s), QUERY_TIMEOUT {p['query_timeout_s']} s; no `since`: the whole "
+            f"history, as a pasted id is searched. Arms: {', '.join(f'`{n}`' for n in names)} "
+            f"({setting['name']})."), ""]  # fmt: skip
+    if note := setting.get("note"):
+        out += [f"**{note}.**", ""]
+    if built := setting.get("built_with"):
+        out += [f"{built[0].upper()}{built[1:]}.", ""]
+    target = p["target_ms"]
+    out += ["| target | " + " | ".join(names) + " | met by |", "|---|" + "---:|" * len(names) + "---|"]
+    for name in (q["name"] for q in arms[0]["queries"] if q["target"]):
+        cells = [by_arm[a][name]["p50_ms"] for a in names]
+        met = [a for a, ms in zip(names, cells, strict=True) if ms <= target]
+        out.append(f"| {name}: p50 ≤ {target:.0f} ms | " + " | ".join(_took(ms) for ms in cells)
+                   + f" | {', '.join(met) or 'none'} |")  # fmt: skip
+    ingest = r.get("ingest")
+    ratio = p["target_postgres_cpu_ratio"]
+    if ingest:
+        medians = ingest["medians"]
+        cells = [f"{medians[a]['postgres_cpu_us_per_log']:.1f} µs"
+                 + (f" ({ingest['postgres_cpu_ratio'][a]:.3f}×)" if a in ingest["postgres_cpu_ratio"] else "")
+                 for a in names]  # fmt: skip
+        met = [a for a, x in ingest["postgres_cpu_ratio"].items() if x <= ratio]
+        out.append(f"| PostgreSQL CPU per stored log at ingest ≤ {ratio}× `{names[0]}` | " + " | ".join(cells)
+                   + f" | {', '.join(met) or 'none'} |")  # fmt: skip
+    else:
+        out.append(f"| PostgreSQL CPU per stored log at ingest ≤ {ratio}× index off | not measured (no index) |"
+                   + " |" * len(names))  # fmt: skip
+    out += ["", "Every query, p50 / p90 (rows in the answer):", "",
+            "| query | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]  # fmt: skip
+    for query in arms[0]["queries"]:
+        cells = []
+        for a in names:
+            q = by_arm[a][query["name"]]
+            cell = f"{_took(q['p50_ms'])} / {_took(q['p90_ms'])} ({q['matches']})"
+            if "rows_per_s" in q:
+                cell += f", {_n(q['rows_per_s'])} rows/s"
+            cells.append(cell)
+        out.append(f"| {query['name']} (`{_params(query['params'])}`) | " + " | ".join(cells) + " |")
+    quoted = [
+        a
+        for a in names
+        if any(q["kind"] == "quoted phrase" and q["matches"] == 0 for q in by_arm[a].values())
+    ]
+    if quoted:
+        out += ["", (f"A quoted phrase found nothing with {', '.join(f'`{a}`' for a in quoted)}: that server takes the "
+                     "quotes as part of the substring (the unquoted phrase found its log).")]  # fmt: skip
+    if r.get("identical"):
+        same = ", ".join(f"`{a}` {'identical' if v else '**differ**'}" for a, v in r["identical"].items())
+        out += ["", f"Answers against `{names[0]}`'s, byte for byte: {same}."]
+    out += ["", f"The archive pass over {p['archived_days']} days: {r['archive_pass']['seconds']:.1f} s."]
+    if load := r.get("load_average"):
+        out[-1] += (f" The machine's load average (1, 5, 15 min) was {', '.join(map(str, load['start']))} at the start"
+                    + (f" and {', '.join(map(str, load['end']))} at the end" if "end" in load else "") + ".")  # fmt: skip
+    if index := r.get("index"):
+        build = r["build"]
+        files = index["file_bytes_per_log"]
+        out += ["", (f"The index's cost: building it (`{build['command']}`, then waiting until the server's side "
+                     f"tables held still) took {index['build_cpu_us_per_log']:.1f} µs of CPU per log"
+                     + (f", PostgreSQL {build['postgres_cpu_us_per_log']:.1f} µs per log in the build"
+                        if build.get("postgres_cpu_us_per_log") is not None else "")
+                     + f"; it holds {index['postgres_bytes_per_log']:.1f} B per log in PostgreSQL"
+                     + (f" ({', '.join(index['side_tables'])})" if index["side_tables"] else "")
+                     + (f" and {files:.1f} B per archived log in files beside the Parquet parts" if files else "")
+                     + "." + (f" {index['note']}." if index.get("note") else ""))]  # fmt: skip
+    if ingest:
+        out += ["", (f"Ingest (`python -m app`, {p['clients']} clients, gzip batches of {p['batch']}, {p['warmup_s']} s "
+                     f"warm-up + {p['duration_s']} s, then {p['tail_s']} s for work done after the writes), medians of "
+                     f"{p['repeats']} alternated runs:"), "",
+                "| arm | logs/s | server µs/log | PostgreSQL µs/log |", "|---|---:|---:|---:|"]  # fmt: skip
+        for a in names:
+            m = ingest["medians"][a]
+            out.append(f"| `{a}` | {_n(m['logs_per_s'])} | {m['server_cpu_us_per_log']:.1f} | "
+                       f"{m['postgres_cpu_us_per_log']:.1f} |")  # fmt: skip
+    return [*out, ""]
+
+
+def _took(ms: float) -> str:
+    return f"{ms / 1000:.1f} s" if ms >= 1000 else f"{ms:.1f} ms"
+
+
+def _params(params: dict[str, str]) -> str:
+    return "&".join(f"{k}={v}" for k, v in params.items()).replace("|", "\\|")
