@@ -91,6 +91,11 @@ class Settings(BaseSettings):
     archive_after_days: int | None = Field(None, ge=1)
     # Seconds a query (GET /logs, /traces) may run before it is stopped with a 422 asking to narrow it.
     query_timeout: float = Field(10.0, gt=0)
+    logql_max_rows: int = Field(100_000, ge=1)
+    """Rows a LogQL metric query may read into Python when its pipeline cannot run in the database (a
+    parser, a formatter, a quantile): over it the query is a 400 asking to narrow it (app/logql/engine.py)."""
+    logql_max_series: int = Field(5_000, ge=1)
+    """Series a LogQL metric query may answer, and values a label-values call lists (Loki's max series)."""
     # GET /logs/stream (app/routes/stream.py): live streams open at once per worker (0: off, Lambda's default),
     # and seconds each lasts before it ends (the client reconnects with Last-Event-ID and carries on).
     stream_max_clients: int = Field(32, ge=0)

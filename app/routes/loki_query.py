@@ -1,0 +1,366 @@
+"""Loki's query API under /loki/api/v1/ (GET, and POST with a form body), so that Grafana's built-in Loki
+data source reads our logs unchanged: LogQL (app/logql/) over PostgreSQL, label discovery, stats.
+
+Every query runs in one read-only snapshot limited to QUERY_TIMEOUT (over it: a 422 saying to narrow it). A
+bad query is a 400 with Loki's message; never a 5xx.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+from urllib.parse import parse_qsl
+
+import asyncpg
+import orjson
+from fastapi import APIRouter, Request, Response
+
+from app import __version__
+from app.config import Settings
+from app.database import Database
+from app.intake.writer import database_errors
+from app.logql import answer, ast, params
+from app.logql.engine import Engine
+from app.logql.errors import QueryError
+from app.logql.labels import STREAM
+from app.logql.parser import parse
+from app.logql.pipeline import count_bytes, logfmt_pairs, number, seconds
+from app.logql.plan import plan
+from app.logql.store import PostgresSource, moment
+from app.query import Condition, label_sql, postgres
+from app.routes.errors import responses
+from app.routes.query import narrow_on_timeout
+
+PREFIX = "/loki/api/v1"
+# The Loki version Grafana reads from status/buildinfo: 3.x turns on structured metadata, categorize-labels,
+# detected fields and labels, and the volume endpoints.
+LOKI_VERSION = "3.4.2"
+_READ = responses(400, 401, 403, 422, 503)
+_BOTH = ["GET", "POST"]
+
+
+async def _params(request: Request) -> dict[str, str]:
+    """The query string, and for a POST its form body (Loki takes either), later names winning."""
+    found = dict(request.query_params)
+    if request.method == "POST":
+        body = (await request.body()).decode("utf-8", "replace")
+        found.update(parse_qsl(body, keep_blank_values=True))
+    return {k: v.replace("\x00", "\ufffd") for k, v in found.items()}
+
+
+def _json(document: Any) -> Response:
+    return Response(orjson.dumps(document), media_type="application/json")
+
+
+def _required_query(values: dict[str, str]) -> str:
+    text = values.get("query")
+    if not text:
+        raise QueryError("query parameter is required: a LogQL query")
+    return text
+
+
+def router(settings: Settings, database: Database) -> APIRouter:
+    api = APIRouter()
+
+    @contextlib.asynccontextmanager
+    async def snapshot() -> AsyncIterator[asyncpg.Connection]:
+        with database_errors(), narrow_on_timeout(settings.query_timeout), _bad_regex():
+            async with database.snapshot(settings.query_timeout) as conn:
+                yield conn
+
+    def engine(conn: asyncpg.Connection) -> Engine:
+        return Engine(PostgresSource(conn), settings.logql_max_rows, settings.logql_max_series)
+
+    async def run(expr: ast.Expr, window: params.Range, instant: bool, categorize: bool) -> dict[str, Any]:
+        if isinstance(expr, ast.LogQuery):
+            end = window.end if not instant else window.end + 1
+            start = window.start if not instant else window.end - params.HOUR_NS
+            async with snapshot() as conn:
+                found = await engine(conn).logs(expr, start, end, window.limit, window.forward)
+            return answer.streams(found, categorize)
+        steps = window.steps()
+        if isinstance(expr, (ast.Literal,)) or _needs_no_rows(expr):
+            result = await Engine(_NoRows(), 0, settings.logql_max_series).evaluate(expr, steps)
+        else:
+            async with snapshot() as conn:
+                result = await engine(conn).evaluate(expr, steps)
+        if isinstance(result, float):
+            return (
+                answer.scalar(result, window.end)
+                if instant
+                else answer.matrix({(): dict.fromkeys(steps, result)})
+            )
+        if instant:
+            order = (
+                expr.op if isinstance(expr, ast.VectorAggregation) and expr.op.startswith("sort") else None
+            )
+            return answer.vector(result, window.end, order)
+        return answer.matrix(result)
+
+    @api.api_route(
+        f"{PREFIX}/query_range", methods=_BOTH, responses=_READ, summary="LogQL over a range (Loki)"
+    )
+    async def query_range(request: Request) -> Response:
+        """Loki's range query: logs (`streams`) or a metric (`matrix`) from start to end."""
+        values = await _params(request)
+        expr = parse(_required_query(values))
+        window = params.range_query(values)
+        categorize = answer.CATEGORIZE in request.headers.get("x-loki-response-encoding-flags", "")
+        return _json(await run(expr, window, False, categorize))
+
+    @api.api_route(f"{PREFIX}/query", methods=_BOTH, responses=_READ, summary="LogQL at one time (Loki)")
+    async def query(request: Request) -> Response:
+        """Loki's instant query: a metric as a `vector` (or `scalar`) at `time`; a log query reads the hour
+        before it."""
+        values = await _params(request)
+        expr = parse(_required_query(values))
+        window = params.instant_query(values)
+        categorize = answer.CATEGORIZE in request.headers.get("x-loki-response-encoding-flags", "")
+        return _json(await run(expr, window, True, categorize))
+
+    def _bounds(values: dict[str, str]) -> tuple[int, int]:
+        end = params.timestamp(values.get("end"), params.now_ns(), "end")
+        start = params.timestamp(values.get("start"), end - 6 * params.HOUR_NS, "start")
+        if end < start:
+            raise QueryError("end timestamp must not be before start time")
+        return start, end
+
+    def _where(selector: str | None, start: int, end: int) -> tuple[list[str], list[Any]]:
+        conditions = []
+        if selector:
+            expr = parse(selector)
+            if not isinstance(expr, ast.LogQuery):
+                raise QueryError('query must be a stream selector, like {service_name="api"}')
+            conditions = list(plan(expr).conditions)
+        conditions += [
+            Condition("since", "created_at", moment(-(-start // 1000))),
+            Condition("until", "created_at", moment(end // 1000 + 1)),
+        ]
+        return postgres(conditions)
+
+    @api.api_route(f"{PREFIX}/labels", methods=_BOTH, responses=_READ, summary="Label names (Loki)")
+    async def labels(request: Request) -> Response:
+        """The stream labels of the logs in [start, end] (default: the last 6 hours)."""
+        values = await _params(request)
+        start, end = _bounds(values)
+        where, args = _where(values.get("query"), start, end)
+        async with snapshot() as conn:
+            any_row = await conn.fetchval(f"SELECT 1 FROM logs WHERE {' AND '.join(where)} LIMIT 1", *args)
+        return _json({"status": "success", "data": sorted(STREAM) if any_row else []})
+
+    @api.api_route(
+        PREFIX + "/label/{name}/values", methods=_BOTH, responses=_READ, summary="A label's values (Loki)"
+    )
+    async def label_values(name: str, request: Request) -> Response:
+        """The values a label has on logs in [start, end], optionally of those a `query=` selector picks."""
+        values = await _params(request)
+        start, end = _bounds(values)
+        where, args = _where(values.get("query"), start, end)
+
+        def param(value: Any) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        column = label_sql(name, param)
+        sql = (
+            f"SELECT DISTINCT {column} AS v FROM logs WHERE {' AND '.join(where)} ORDER BY 1"
+            f" LIMIT {settings.logql_max_series}"
+        )
+        async with snapshot() as conn:
+            found = [r["v"] for r in await conn.fetch(sql, *args) if r["v"]]
+        return _json({"status": "success", "data": found})
+
+    @api.api_route(f"{PREFIX}/series", methods=_BOTH, responses=_READ, summary="Streams (Loki)")
+    async def series(request: Request) -> Response:
+        """The streams (label sets) that `match[]` selectors pick in [start, end]."""
+        selectors = [v for k, v in request.query_params.multi_items() if k in ("match[]", "match")]
+        if request.method == "POST":
+            body = (await request.body()).decode("utf-8", "replace")
+            selectors += [v for k, v in parse_qsl(body) if k in ("match[]", "match")]
+        values = await _params(request)
+        start, end = _bounds(values)
+        found: set[tuple[str, str, str]] = set()
+        async with snapshot() as conn:
+            for selector in selectors or [None]:
+                where, args = _where(selector, start, end)
+                sql = (
+                    "SELECT DISTINCT service, lower(level::text) AS level, environment::text AS environment"
+                    f" FROM logs WHERE {' AND '.join(where)} LIMIT {settings.logql_max_series}"
+                )
+                found |= {(r["service"], r["level"], r["environment"]) for r in await conn.fetch(sql, *args)}
+        data = [dict(zip(STREAM, key, strict=True)) for key in sorted(found)]
+        return _json({"status": "success", "data": data})
+
+    @api.api_route(f"{PREFIX}/index/stats", methods=_BOTH, responses=_READ, summary="Index stats (Loki)")
+    async def index_stats(request: Request) -> Response:
+        """How many streams, entries and bytes a selector covers in [start, end] (chunks: none, we keep rows)."""
+        values = await _params(request)
+        start, end = _bounds(values)
+        where, args = _where(values.get("query"), start, end)
+        sql = (
+            "SELECT count(DISTINCT (service, level, environment)) AS streams, count(*) AS entries,"
+            f" coalesce(sum(octet_length(message)), 0) AS bytes FROM logs WHERE {' AND '.join(where)}"
+        )
+        async with snapshot() as conn:
+            row = await conn.fetchrow(sql, *args)
+        return _json({"streams": row["streams"], "chunks": 0, "bytes": int(row["bytes"]),
+                               "entries": row["entries"]})  # fmt: skip
+
+    async def volume(request: Request, ranged: bool) -> dict[str, Any]:
+        values = await _params(request)
+        selector = _required_query(values)
+        expr = parse(selector)
+        if not isinstance(expr, ast.LogQuery):
+            raise QueryError("query must be a stream selector")
+        targets = [t for t in values.get("targetLabels", "").split(",") if t]
+        names = targets or [m.name for m in expr.matchers]
+        label_list = ", ".join(names)
+        if ranged:
+            window = params.range_query(values)
+            span = window.step
+        else:
+            start, end = _bounds(values)
+            window = params.Range(end, end, 1, 100, False)
+            span = max(end - start, 10**6)
+        # The selector is spliced as text it parsed from: a query of the same meaning, parsed again.
+        expr = parse(f"sum by ({label_list}) (bytes_over_time({selector}[{span // 10**6}ms]))")
+        return await run(expr, window, not ranged, False)
+
+    @api.api_route(f"{PREFIX}/index/volume", methods=_BOTH, responses=_READ, summary="Log volume (Loki)")
+    async def index_volume(request: Request) -> Response:
+        """Bytes of the logs a selector picks in [start, end], by its labels (or `targetLabels`)."""
+        return _json(await volume(request, False))
+
+    @api.api_route(
+        f"{PREFIX}/index/volume_range", methods=_BOTH, responses=_READ, summary="Log volume over time (Loki)"
+    )
+    async def index_volume_range(request: Request) -> Response:
+        """index/volume per step, as a matrix."""
+        return _json(await volume(request, True))
+
+    async def sample(values: dict[str, str]) -> list[Any]:
+        text = values.get("query") or '{service_name=~".+"}'
+        expr = parse(text)
+        if not isinstance(expr, ast.LogQuery):
+            raise QueryError("query must be a log query")
+        start, end = _bounds(values)
+        limit = min(int(values.get("line_limit", values.get("limit", "1000")) or 1000), params.MAX_LIMIT)
+        async with snapshot() as conn:
+            return await engine(conn).logs(expr, start, end + 1, max(limit, 1), False)
+
+    @api.api_route(
+        f"{PREFIX}/detected_fields", methods=_BOTH, responses=_READ, summary="Detected fields (Loki)"
+    )
+    async def detected_fields(request: Request) -> Response:
+        """Fields of the newest logs a query picks: structured metadata and what json/logfmt find in lines."""
+        fields = _detected(await sample(await _params(request)))
+        listed = [
+            {"label": name, "type": _type(seen), "cardinality": len(seen), "parsers": sorted(parsers) or None}
+            for name, (seen, parsers) in sorted(fields.items())
+        ]
+        return _json({"fields": listed, "limit": 1000})
+
+    @api.api_route(
+        PREFIX + "/detected_field/{name}/values",
+        methods=_BOTH,
+        responses=_READ,
+        summary="A field's values (Loki)",
+    )
+    async def detected_field_values(name: str, request: Request) -> Response:
+        """The values of one detected field among the newest logs a query picks."""
+        fields = _detected(await sample(await _params(request)))
+        seen = fields.get(name, (set(), set()))[0]
+        return _json({"values": sorted(seen), "limit": 1000})
+
+    @api.api_route(
+        f"{PREFIX}/detected_labels", methods=_BOTH, responses=_READ, summary="Detected labels (Loki)"
+    )
+    async def detected_labels(request: Request) -> Response:
+        """The stream labels and how many values each has in [start, end]."""
+        values = await _params(request)
+        start, end = _bounds(values)
+        where, args = _where(values.get("query"), start, end)
+        sql = (
+            "SELECT count(DISTINCT service) AS service_name, count(DISTINCT level) AS level,"
+            f" count(DISTINCT environment) AS environment FROM logs WHERE {' AND '.join(where)}"
+        )
+        async with snapshot() as conn:
+            row = await conn.fetchrow(sql, *args)
+        found = [{"label": name, "cardinality": row[name]} for name in sorted(STREAM) if row[name]]
+        return _json({"detectedLabels": found})
+
+    @api.get(f"{PREFIX}/status/buildinfo", summary="The Loki version this server speaks")
+    async def buildinfo() -> Response:
+        """Grafana reads the version to decide which Loki features to use."""
+        return _json({
+            "version": LOKI_VERSION, "revision": f"log-save-server {__version__}", "branch": "",
+            "buildUser": "", "buildDate": "", "goVersion": "",
+        })  # fmt: skip
+
+    return api
+
+
+def _detected(entries: list[Any]) -> dict[str, tuple[set[str], set[str]]]:
+    fields: dict[str, tuple[set[str], set[str]]] = {}
+    for item in entries:
+        for name, value in item.metadata.items():
+            fields.setdefault(name, (set(), set()))[0].add(value)
+        line = item.line
+        pairs: list[tuple[str, str]] = []
+        parser = ""
+        if line.startswith("{"):
+            with contextlib.suppress(orjson.JSONDecodeError):
+                document = orjson.loads(line)
+                if isinstance(document, dict):
+                    parser = "json"
+                    pairs = [(k, str(v)) for k, v in document.items() if isinstance(v, (str, int, float))]
+        elif "=" in line:
+            parser = "logfmt"
+            pairs = logfmt_pairs(line) or []
+        for name, value in pairs:
+            seen, parsers = fields.setdefault(name, (set(), set()))
+            seen.add(value)
+            parsers.add(parser)
+    return fields
+
+
+def _type(values: set[str]) -> str:
+    if values and all(number(v) is not None and "." not in v for v in values):
+        return "int"
+    if values and all(number(v) is not None for v in values):
+        return "float"
+    if values and all(seconds(v) is not None for v in values):
+        return "duration"
+    if values and all(count_bytes(v) is not None for v in values):
+        return "bytes"
+    return "string"
+
+
+def _needs_no_rows(expr: ast.Expr) -> bool:
+    if isinstance(expr, (ast.Literal, ast.VectorLiteral)):
+        return True
+    if isinstance(expr, ast.BinaryOp):
+        return _needs_no_rows(expr.left) and _needs_no_rows(expr.right)
+    if isinstance(expr, ast.VectorAggregation):
+        return _needs_no_rows(expr.expr)
+    return False
+
+
+class _NoRows:
+    """The Source of queries that read no logs (Grafana's health check, `vector(1)+vector(1)`)."""
+
+    async def rows(self, *args: Any) -> list[Any]:
+        return []
+
+    async def buckets(self, *args: Any) -> list[Any]:
+        return []
+
+
+@contextlib.contextmanager
+def _bad_regex() -> Iterator[None]:
+    """A regex Python accepts but PostgreSQL's does not (a syntax RE2 and PostgreSQL differ on): a 400."""
+    try:
+        yield
+    except asyncpg.InvalidRegularExpressionError as exc:
+        raise QueryError(f"error parsing regexp: {exc}") from None
