@@ -36,14 +36,15 @@ _SUMMABLE = frozenset({"count_over_time", "rate", "bytes_over_time", "bytes_rate
 
 @dataclass
 class Bucket:
-    """One bucket of one series as the database aggregates it."""
+    """One bucket of one series as the database aggregates it: sums are exact (ints or Decimals from the
+    database's numeric sums), made floats only when a window's value is computed."""
 
     count: int = 0
     bytes: int = 0
-    total: float = 0.0
-    low: float = math.inf
-    high: float = -math.inf
-    squares: float = 0.0
+    total: Any = 0
+    low: Any = math.inf
+    high: Any = -math.inf
+    squares: Any = 0
 
     def add(self, other: Bucket) -> None:
         self.count += other.count
@@ -250,15 +251,15 @@ def _bucket_value(op: str, w: Bucket, seconds: float) -> float:
     if op == "bytes_rate":
         return w.bytes / seconds
     if op == "sum_over_time":
-        return w.total
+        return float(w.total)
     if op == "avg_over_time":
-        return w.total / w.count
+        return float(w.total / w.count)
     if op == "min_over_time":
-        return w.low
+        return float(w.low)
     if op == "max_over_time":
-        return w.high
+        return float(w.high)
     mean = w.total / w.count
-    variance = max(w.squares / w.count - mean * mean, 0.0)
+    variance = max(float(w.squares / w.count - mean * mean), 0.0)
     return math.sqrt(variance) if op == "stddev_over_time" else variance
 
 

@@ -31,6 +31,7 @@ from app.logql.store import PostgresSource, moment
 from app.query import Condition, label_sql, postgres
 from app.routes.errors import responses
 from app.routes.query import narrow_on_timeout
+from app.storage import archive, cold
 
 PREFIX = "/loki/api/v1"
 # The Loki version Grafana reads from status/buildinfo: 3.x turns on structured metadata, categorize-labels,
@@ -69,8 +70,12 @@ def router(settings: Settings, database: Database) -> APIRouter:
             async with database.snapshot(settings.query_timeout) as conn:
                 yield conn
 
+    # Days moved to Parquet (app/storage/archive.py) are read there (app/logql/store.py).
+    reader = cold.Cold(settings.archive_url) if settings.archive_url and archive.available() else None
+
     def engine(conn: asyncpg.Connection) -> Engine:
-        return Engine(PostgresSource(conn), settings.logql_max_rows, settings.logql_max_series)
+        source = PostgresSource(conn, archived=bool(settings.archive_url), reader=reader)
+        return Engine(source, settings.logql_max_rows, settings.logql_max_series)
 
     async def run(expr: ast.Expr, window: params.Range, instant: bool, categorize: bool) -> dict[str, Any]:
         if isinstance(expr, ast.LogQuery):
