@@ -10,11 +10,12 @@ from app.logql.errors import ParseError
 # Longest first: `|=` before `|`, `=~` before `=`.
 _SYMBOLS = ("|=", "|~", "!=", "!~", "=~", "==", ">=", "<=", "|", "=", ">", "<", "{", "}", "(", ")", "[", "]",
             ",", "+", "-", "*", "/", "%", "^")  # fmt: skip
+_DIGITS = frozenset("0123456789")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_NUMBER = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
-_DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h|d|w|y))+")
-_BYTES = re.compile(r"\d+(?:\.\d+)?(?:[kKmMgGtTpPeE][iI]?)?[bB]")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d|w|y)")
+_NUMBER = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+_DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h|d|w|y))+", re.ASCII)
+_BYTES = re.compile(r"\d+(?:\.\d+)?(?:[kKmMgGtTpPeE][iI]?)?[bB]", re.ASCII)
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d|w|y)", re.ASCII)
 NANOS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9,
          "d": 86400 * 10**9, "w": 7 * 86400 * 10**9, "y": 365 * 86400 * 10**9}  # fmt: skip
 _BYTE_UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4, "p": 1000**5, "e": 1000**6,
@@ -72,7 +73,7 @@ def tokens(text: str) -> list[Token]:
             found.append(Token("STRING", text[position:end], line, col, value))
             position = end
             continue
-        if char.isdigit() or (char == "." and text[position + 1 : position + 2].isdigit()):
+        if char in _DIGITS or (char == "." and text[position + 1 : position + 2] in _DIGITS):
             token, position = _numeric(text, position, line, col)
             found.append(token)
             continue

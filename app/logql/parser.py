@@ -38,7 +38,10 @@ _EMPTY_ONLY = (
 def parse(text: str) -> ast.Expr:
     """A LogQL query -> its tree; ParseError (a 400) naming the first problem."""
     parser = _Parser(tokens(text))
-    expr = parser.expr()
+    try:
+        expr = parser.expr()
+    except RecursionError:
+        raise ParseError.bare("the query is nested too deeply") from None
     parser.expect("EOF")
     if isinstance(expr, ast.BinaryOp) and _has_log_query(expr):
         raise ParseError(1, 1, "syntax error: a log query cannot be an operand: wrap it in a metric query")

@@ -8,7 +8,7 @@ bad query is a 400 with Loki's message; never a 5xx.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -34,11 +34,39 @@ from app.routes.query import narrow_on_timeout
 from app.storage import archive, cold
 
 PREFIX = "/loki/api/v1"
+Endpoint = Callable[..., Awaitable[Response]]
 # The Loki version Grafana reads from status/buildinfo: 3.x turns on structured metadata, categorize-labels,
 # detected fields and labels, and the volume endpoints.
 LOKI_VERSION = "3.4.2"
 _READ = responses(400, 401, 403, 422, 503)
-_BOTH = ["GET", "POST"]
+_TIME = {"type": "string", "description": "Unix ns, Unix seconds (<= 10 digits or with a `.`), or RFC 3339."}
+
+
+def _param(name: str, description: str, schema: dict[str, Any] | None = None, **more: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "schema": schema or {"type": "string"},
+        "description": description,
+        **more,
+    }
+
+
+# The query parameters the operations read themselves (from the query string, or a POST's form body).
+_QUERY = _param("query", "A LogQL query.", required=True)
+_LOG_QUERY = _param("query", "A log query (default: every log).")
+_SELECTOR = _param("query", 'A stream selector narrowing the logs, like {service_name="api"}.')
+_START = _param("start", "From (default: end - 1 h; for label calls end - 6 h).", _TIME)
+_END = _param("end", "To (default: now).", _TIME)
+_LIMIT = _param("limit", "Entries at most (default 100, at most 5000).", {"type": "integer"})
+_DIRECTION = _param(
+    "direction", "Newest first (the default) or oldest first.", {"enum": ["backward", "forward"]}
+)
+_STEP = _param("step", "Seconds or a duration (`15s`) between points (default: range / 250, at least 1 s).")
+_MATCH = _param("match[]", "Stream selectors.", {"type": "array", "items": {"type": "string"}}, style="form",
+                explode=True)  # fmt: skip
+_TARGETS = _param("targetLabels", "Comma-separated labels to group by (default: the selector's).")
+_LINE_LIMIT = _param("line_limit", "Newest lines to look at (default 1000).", {"type": "integer"})
 
 
 async def _params(request: Request) -> dict[str, str]:
@@ -63,6 +91,20 @@ def _required_query(values: dict[str, str]) -> str:
 
 def router(settings: Settings, database: Database) -> APIRouter:
     api = APIRouter()
+
+    def read(path: str, summary: str, *params: dict[str, Any]) -> Callable[[Endpoint], Endpoint]:
+        """A read as Loki serves it: GET, and POST with the same parameters in a form body."""
+
+        def add(endpoint: Endpoint) -> Endpoint:
+            for method in ("GET", "POST"):
+                api.add_api_route(
+                    path, endpoint, methods=[method], responses=_READ, summary=summary,
+                    operation_id=f"loki_{endpoint.__name__}_{method.lower()}",
+                    openapi_extra={"parameters": list(params)},
+                )  # fmt: skip
+            return endpoint
+
+        return add
 
     @contextlib.asynccontextmanager
     async def snapshot() -> AsyncIterator[asyncpg.Connection]:
@@ -103,8 +145,8 @@ def router(settings: Settings, database: Database) -> APIRouter:
             return answer.vector(result, window.end, order)
         return answer.matrix(result)
 
-    @api.api_route(
-        f"{PREFIX}/query_range", methods=_BOTH, responses=_READ, summary="LogQL over a range (Loki)"
+    @read(
+        f"{PREFIX}/query_range", "LogQL over a range (Loki)", _QUERY, _START, _END, _LIMIT, _DIRECTION, _STEP
     )
     async def query_range(request: Request) -> Response:
         """Loki's range query: logs (`streams`) or a metric (`matrix`) from start to end."""
@@ -114,7 +156,14 @@ def router(settings: Settings, database: Database) -> APIRouter:
         categorize = answer.CATEGORIZE in request.headers.get("x-loki-response-encoding-flags", "")
         return _json(await run(expr, window, False, categorize))
 
-    @api.api_route(f"{PREFIX}/query", methods=_BOTH, responses=_READ, summary="LogQL at one time (Loki)")
+    @read(
+        f"{PREFIX}/query",
+        "LogQL at one time (Loki)",
+        _QUERY,
+        _param("time", "When (default: now).", _TIME),
+        _LIMIT,
+        _DIRECTION,
+    )
     async def query(request: Request) -> Response:
         """Loki's instant query: a metric as a `vector` (or `scalar`) at `time`; a log query reads the hour
         before it."""
@@ -144,7 +193,7 @@ def router(settings: Settings, database: Database) -> APIRouter:
         ]
         return postgres(conditions)
 
-    @api.api_route(f"{PREFIX}/labels", methods=_BOTH, responses=_READ, summary="Label names (Loki)")
+    @read(f"{PREFIX}/labels", "Label names (Loki)", _SELECTOR, _START, _END)
     async def labels(request: Request) -> Response:
         """The stream labels of the logs in [start, end] (default: the last 6 hours)."""
         values = await _params(request)
@@ -154,9 +203,7 @@ def router(settings: Settings, database: Database) -> APIRouter:
             any_row = await conn.fetchval(f"SELECT 1 FROM logs WHERE {' AND '.join(where)} LIMIT 1", *args)
         return _json({"status": "success", "data": sorted(STREAM) if any_row else []})
 
-    @api.api_route(
-        PREFIX + "/label/{name}/values", methods=_BOTH, responses=_READ, summary="A label's values (Loki)"
-    )
+    @read(PREFIX + "/label/{name}/values", "A label's values (Loki)", _SELECTOR, _START, _END)
     async def label_values(name: str, request: Request) -> Response:
         """The values a label has on logs in [start, end], optionally of those a `query=` selector picks."""
         values = await _params(request)
@@ -176,7 +223,7 @@ def router(settings: Settings, database: Database) -> APIRouter:
             found = [r["v"] for r in await conn.fetch(sql, *args) if r["v"]]
         return _json({"status": "success", "data": found})
 
-    @api.api_route(f"{PREFIX}/series", methods=_BOTH, responses=_READ, summary="Streams (Loki)")
+    @read(f"{PREFIX}/series", "Streams (Loki)", _MATCH, _START, _END)
     async def series(request: Request) -> Response:
         """The streams (label sets) that `match[]` selectors pick in [start, end]."""
         selectors = [v for k, v in request.query_params.multi_items() if k in ("match[]", "match")]
@@ -197,7 +244,7 @@ def router(settings: Settings, database: Database) -> APIRouter:
         data = [dict(zip(STREAM, key, strict=True)) for key in sorted(found)]
         return _json({"status": "success", "data": data})
 
-    @api.api_route(f"{PREFIX}/index/stats", methods=_BOTH, responses=_READ, summary="Index stats (Loki)")
+    @read(f"{PREFIX}/index/stats", "Index stats (Loki)", _SELECTOR, _START, _END)
     async def index_stats(request: Request) -> Response:
         """How many streams, entries and bytes a selector covers in [start, end] (chunks: none, we keep rows)."""
         values = await _params(request)
@@ -232,13 +279,13 @@ def router(settings: Settings, database: Database) -> APIRouter:
         expr = parse(f"sum by ({label_list}) (bytes_over_time({selector}[{span // 10**6}ms]))")
         return await run(expr, window, not ranged, False)
 
-    @api.api_route(f"{PREFIX}/index/volume", methods=_BOTH, responses=_READ, summary="Log volume (Loki)")
+    @read(f"{PREFIX}/index/volume", "Log volume (Loki)", _QUERY, _START, _END, _TARGETS)
     async def index_volume(request: Request) -> Response:
         """Bytes of the logs a selector picks in [start, end], by its labels (or `targetLabels`)."""
         return _json(await volume(request, False))
 
-    @api.api_route(
-        f"{PREFIX}/index/volume_range", methods=_BOTH, responses=_READ, summary="Log volume over time (Loki)"
+    @read(
+        f"{PREFIX}/index/volume_range", "Log volume over time (Loki)", _QUERY, _START, _END, _STEP, _TARGETS
     )
     async def index_volume_range(request: Request) -> Response:
         """index/volume per step, as a matrix."""
@@ -254,9 +301,7 @@ def router(settings: Settings, database: Database) -> APIRouter:
         async with snapshot() as conn:
             return await engine(conn).logs(expr, start, end + 1, max(limit, 1), False)
 
-    @api.api_route(
-        f"{PREFIX}/detected_fields", methods=_BOTH, responses=_READ, summary="Detected fields (Loki)"
-    )
+    @read(f"{PREFIX}/detected_fields", "Detected fields (Loki)", _LOG_QUERY, _START, _END, _LINE_LIMIT)
     async def detected_fields(request: Request) -> Response:
         """Fields of the newest logs a query picks: structured metadata and what json/logfmt find in lines."""
         fields = _detected(await sample(await _params(request)))
@@ -266,21 +311,14 @@ def router(settings: Settings, database: Database) -> APIRouter:
         ]
         return _json({"fields": listed, "limit": 1000})
 
-    @api.api_route(
-        PREFIX + "/detected_field/{name}/values",
-        methods=_BOTH,
-        responses=_READ,
-        summary="A field's values (Loki)",
-    )
+    @read(PREFIX + "/detected_field/{name}/values", "A field's values (Loki)", _LOG_QUERY, _START, _END)
     async def detected_field_values(name: str, request: Request) -> Response:
         """The values of one detected field among the newest logs a query picks."""
         fields = _detected(await sample(await _params(request)))
         seen = fields.get(name, (set(), set()))[0]
         return _json({"values": sorted(seen), "limit": 1000})
 
-    @api.api_route(
-        f"{PREFIX}/detected_labels", methods=_BOTH, responses=_READ, summary="Detected labels (Loki)"
-    )
+    @read(f"{PREFIX}/detected_labels", "Detected labels (Loki)", _SELECTOR, _START, _END)
     async def detected_labels(request: Request) -> Response:
         """The stream labels and how many values each has in [start, end]."""
         values = await _params(request)

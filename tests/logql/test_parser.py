@@ -131,6 +131,7 @@ def test_binary_operators_bind_as_promql() -> None:
         ('{foo="bar"} | status > "x"', "syntax error: unexpected STRING"),
         ('{foo="unterminated}', "unterminated string"),
         ("topk(0, vector(1))", "invalid parameter for topk"),
+        ("(" * 5000 + "1" + ")" * 5000, "nested too deeply"),
     ],
 )
 def test_errors_in_lokis_words(text: str, message: str) -> None:
