@@ -63,15 +63,15 @@ def duration(value: str, name: str) -> int:
     return round(seconds * 1e9)
 
 
-def limit(value: str | None) -> int:
+def limit(value: str | None, name: str = "limit") -> int:
     if value is None or value == "":
         return DEFAULT_LIMIT
     try:
         number = int(value)
     except ValueError:
-        raise BadRequest(f'invalid limit: cannot parse "{value[:80]}" as an integer') from None
+        raise BadRequest(f'invalid {name}: cannot parse "{value[:80]}" as an integer') from None
     if number <= 0:
-        raise BadRequest("limit must be a positive value")
+        raise BadRequest(f"{name} must be a positive value")
     if number > MAX_LIMIT:
         raise BadRequest(
             f"max entries limit per query exceeded, limit > max_entries_limit_per_query ({number} > {MAX_LIMIT})"

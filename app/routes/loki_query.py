@@ -35,6 +35,8 @@ from app.storage import archive, cold
 
 PREFIX = "/loki/api/v1"
 Endpoint = Callable[..., Awaitable[Response]]
+# The newest lines detected_fields looks at unless told (Grafana's default).
+DETECTED_LINES = 1000
 # The Loki version Grafana reads from status/buildinfo: 3.x turns on structured metadata, categorize-labels,
 # detected fields and labels, and the volume endpoints.
 LOKI_VERSION = "3.4.2"
@@ -297,9 +299,11 @@ def router(settings: Settings, database: Database) -> APIRouter:
         if not isinstance(expr, ast.LogQuery):
             raise QueryError("query must be a log query")
         start, end = _bounds(values)
-        limit = min(int(values.get("line_limit", values.get("limit", "1000")) or 1000), params.MAX_LIMIT)
+        limit = params.limit(
+            values.get("line_limit") or values.get("limit") or str(DETECTED_LINES), "line_limit"
+        )
         async with snapshot() as conn:
-            return await engine(conn).logs(expr, start, end + 1, max(limit, 1), False)
+            return await engine(conn).logs(expr, start, end + 1, limit, False)
 
     @read(f"{PREFIX}/detected_fields", "Detected fields (Loki)", _LOG_QUERY, _START, _END, _LINE_LIMIT)
     async def detected_fields(request: Request) -> Response:

@@ -291,6 +291,11 @@ def test_label_browser(loaded: TestClient) -> None:
     ]
 
 
+def test_detected_fields_line_limit_is_checked(client: TestClient) -> None:
+    response = client.get("/loki/api/v1/detected_fields", params={"line_limit": "null"})
+    assert response.status_code == 400 and "invalid line_limit" in response.json()["message"]
+
+
 def test_volume(loaded: TestClient) -> None:
     body = get(loaded, "index/volume", query='{service_name=~".+"}', start=BASE, end=BASE + 60 * S)
     result = {r["metric"]["service_name"]: r["value"][1] for r in body["data"]["result"]}
