@@ -73,6 +73,16 @@ class ApiKeys:
         ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # A WebSocket (Loki's tail) reads logs: it takes an API_KEYS key, else it is refused before it opens
+        # (close code 1008, which an ASGI server answers with a 403).
+        if (
+            scope["type"] == "websocket"
+            and self.keys
+            and next(filter(None, map(self.grant, _presented(scope))), None) is not Grant.all
+        ):
+            await receive()
+            await send({"type": "websocket.close", "code": 1008})
+            return
         if scope["type"] != "http" or not self.keys:  # no keys configured: nothing to check, nothing to pay
             await self.app(scope, receive, send)
             return
