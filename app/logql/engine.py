@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from app.logql import ast
 from app.logql.errors import QueryError
 from app.logql.labels import Entry
+from app.logql.labels import entry as make_entry
 from app.logql.pipeline import compile_stages, run, unwrap_value
 from app.logql.plan import plan
 from app.query import Condition
@@ -101,8 +102,6 @@ class Engine:
         self, query: ast.LogQuery, start_ns: int, end_ns: int, limit: int, forward: bool
     ) -> list[Entry]:
         """Entries with start <= t < end, newest first (or oldest first), at most `limit`, after the pipeline."""
-        from app.logql.labels import entry as make_entry
-
         planned = plan(query)
         stages = compile_stages(planned.stages)
         since, until = -(-start_ns // 1000), -(-end_ns // 1000)
@@ -181,8 +180,6 @@ class Engine:
         rows = await self.source.rows(planned.conditions, since, until, self.max_rows + 1, True)
         if len(rows) > self.max_rows:
             raise QueryError(_too_many("log lines", self.max_rows))
-        from app.logql.labels import entry as make_entry
-
         stages = compile_stages(planned.stages)
         samples: dict[Labels, list[tuple[int, float]]] = defaultdict(list)
         for row in rows:

@@ -23,7 +23,7 @@ from app.intake.writer import database_errors
 from app.logql import answer, ast, params
 from app.logql.engine import Engine
 from app.logql.errors import QueryError
-from app.logql.labels import STREAM
+from app.logql.labels import STREAM, sanitize
 from app.logql.parser import parse
 from app.logql.pipeline import count_bytes, logfmt_pairs, number, seconds
 from app.logql.plan import plan
@@ -60,7 +60,9 @@ _LOG_QUERY = _param("query", "A log query (default: every log).")
 _SELECTOR = _param("query", 'A stream selector narrowing the logs, like {service_name="api"}.')
 _START = _param("start", "From (default: end - 1 h; for label calls end - 6 h).", _TIME)
 _END = _param("end", "To (default: now).", _TIME)
-_LIMIT = _param("limit", "Entries at most (default 100, at most 5000).", {"type": "integer"})
+# Empty is the default, as in Loki.
+_COUNT = {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "maxLength": 0}]}
+_LIMIT = _param("limit", "Entries at most (default 100, at most 5000).", _COUNT)
 _DIRECTION = _param(
     "direction", "Newest first (the default) or oldest first.", {"enum": ["backward", "forward"]}
 )
@@ -68,7 +70,7 @@ _STEP = _param("step", "Seconds or a duration (`15s`) between points (default: r
 _MATCH = _param("match[]", "Stream selectors.", {"type": "array", "items": {"type": "string"}}, style="form",
                 explode=True)  # fmt: skip
 _TARGETS = _param("targetLabels", "Comma-separated labels to group by (default: the selector's).")
-_LINE_LIMIT = _param("line_limit", "Newest lines to look at (default 1000).", {"type": "integer"})
+_LINE_LIMIT = _param("line_limit", "Newest lines to look at (default 1000).", _COUNT)
 
 
 async def _params(request: Request) -> dict[str, str]:
@@ -365,7 +367,9 @@ def _detected(entries: list[Any]) -> dict[str, tuple[set[str], set[str]]]:
         elif "=" in line:
             parser = "logfmt"
             pairs = logfmt_pairs(line) or []
-        for name, value in pairs:
+        for key, value in pairs:
+            if not (name := sanitize(key)):
+                continue
             seen, parsers = fields.setdefault(name, (set(), set()))
             seen.add(value)
             parsers.add(parser)
