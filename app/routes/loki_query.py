@@ -19,6 +19,7 @@ from fastapi import APIRouter, Request, Response
 from app import __version__
 from app.config import Settings
 from app.database import Database
+from app.errors import ArchiveUnreadable
 from app.intake.writer import database_errors
 from app.logql import answer, ast, params
 from app.logql.engine import Engine
@@ -28,7 +29,7 @@ from app.logql.parser import parse
 from app.logql.pipeline import count_bytes, logfmt_pairs, number, seconds
 from app.logql.plan import plan
 from app.logql.store import PostgresSource, moment
-from app.query import Condition, label_sql, postgres
+from app.query import LABELS, Condition, label_sql, postgres
 from app.routes.errors import responses
 from app.routes.query import narrow_on_timeout
 from app.storage import archive, cold
@@ -184,48 +185,107 @@ def router(settings: Settings, database: Database) -> APIRouter:
             raise QueryError("end timestamp must not be before start time")
         return start, end
 
-    def _where(selector: str | None, start: int, end: int) -> tuple[list[str], list[Any]]:
+    def _conditions(selector: str | None, start: int, end: int) -> list[Condition]:
         conditions = []
         if selector:
             expr = parse(selector)
             if not isinstance(expr, ast.LogQuery):
                 raise QueryError('query must be a stream selector, like {service_name="api"}')
             conditions = list(plan(expr).conditions)
-        conditions += [
+        return [
+            *conditions,
             Condition("since", "created_at", moment(-(-start // 1000))),
             Condition("until", "created_at", moment(end // 1000 + 1)),
         ]
-        return postgres(conditions)
+
+    async def both(
+        conn: asyncpg.Connection,
+        conditions: list[Condition],
+        hot: Callable[[str, Callable[[Any], str]], str],
+        archived: Callable[[str, Callable[[Any], str]], str],
+    ) -> list[tuple[Any, ...]]:
+        """One read over PostgreSQL and the archived days of the conditions' range (decided in the same
+        snapshot): `hot`/`archived` make each dialect's SQL from its WHERE clause and a parameter maker (the
+        archived one may use parameters only before its WHERE)."""
+        where, args = postgres(conditions)
+
+        def param(value: Any) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        found = [tuple(r) for r in await conn.fetch(hot(" AND ".join(where), param), *args)]
+        if not settings.archive_url:
+            return found
+        since = max(c.value for c in conditions if c.kind == "since")
+        until = min(c.value for c in conditions if c.kind == "until")
+        parts = await cold.Parts.find(conn, since, until)
+        if parts.paths:
+            if reader is None:
+                raise ArchiveUnreadable(cold.UNAVAILABLE)
+            head: list[Any] = []
+
+            def qmark(value: Any) -> str:
+                head.append(value)
+                return "?"
+
+            where_cold, args_cold = cold.duckdb_where(conditions)
+            found += await reader.fetch(parts.paths, archived(where_cold, qmark), [*head, *args_cold])
+        return found
+
+    async def streams(values: dict[str, str], selector: str | None) -> dict[tuple[str, ...], tuple[int, int]]:
+        """(service_name, level, environment) -> (entries, bytes) of the logs a selector picks in the range."""
+        start, end = _bounds(values)
+        async with snapshot() as conn:
+            rows = await both(
+                conn,
+                _conditions(selector, start, end),
+                lambda where, _: (
+                    "SELECT service, lower(level::text), environment::text, count(*),"
+                    f" sum(octet_length(message)) FROM logs WHERE {where} GROUP BY 1, 2, 3"
+                ),
+                lambda where, _: (
+                    "SELECT service, lower(level), environment, count(*), sum(strlen(message))"
+                    f" FROM archived WHERE {where} GROUP BY 1, 2, 3"
+                ),
+            )
+        found: dict[tuple[str, ...], tuple[int, int]] = {}
+        for service, level, environment, n, size in rows:
+            before = found.get((service, level, environment), (0, 0))
+            found[service, level, environment] = (before[0] + n, before[1] + int(size or 0))
+        return found
 
     @read(f"{PREFIX}/labels", "Label names (Loki)", _SELECTOR, _START, _END)
     async def labels(request: Request) -> Response:
         """The stream labels of the logs in [start, end] (default: the last 6 hours)."""
         values = await _params(request)
         start, end = _bounds(values)
-        where, args = _where(values.get("query"), start, end)
         async with snapshot() as conn:
-            any_row = await conn.fetchval(f"SELECT 1 FROM logs WHERE {' AND '.join(where)} LIMIT 1", *args)
-        return _json({"status": "success", "data": sorted(STREAM) if any_row else []})
+            rows = await both(
+                conn,
+                _conditions(values.get("query"), start, end),
+                lambda where, _: f"SELECT 1 FROM logs WHERE {where} LIMIT 1",
+                lambda where, _: f"SELECT 1 FROM archived WHERE {where} LIMIT 1",
+            )
+        return _json({"status": "success", "data": sorted(STREAM) if rows else []})
 
     @read(PREFIX + "/label/{name}/values", "A label's values (Loki)", _SELECTOR, _START, _END)
     async def label_values(name: str, request: Request) -> Response:
         """The values a label has on logs in [start, end], optionally of those a `query=` selector picks."""
         values = await _params(request)
         start, end = _bounds(values)
-        where, args = _where(values.get("query"), start, end)
-
-        def param(value: Any) -> str:
-            args.append(value)
-            return f"${len(args)}"
-
-        column = label_sql(name, param)
-        sql = (
-            f"SELECT DISTINCT {column} AS v FROM logs WHERE {' AND '.join(where)} ORDER BY 1"
-            f" LIMIT {settings.logql_max_series}"
-        )
+        limit = settings.logql_max_series
         async with snapshot() as conn:
-            found = [r["v"] for r in await conn.fetch(sql, *args) if r["v"]]
-        return _json({"status": "success", "data": found})
+            rows = await both(
+                conn,
+                _conditions(values.get("query"), start, end),
+                lambda where, param: (
+                    f"SELECT DISTINCT {label_sql(name, param)} FROM logs WHERE {where} LIMIT {limit}"
+                ),
+                lambda where, qmark: (
+                    f"SELECT DISTINCT {_cold_label(name, qmark)} FROM archived WHERE {where} LIMIT {limit}"
+                ),
+            )
+        return _json({"status": "success", "data": sorted({v for (v,) in rows if v})[:limit]})
 
     @read(f"{PREFIX}/series", "Streams (Loki)", _MATCH, _START, _END)
     async def series(request: Request) -> Response:
@@ -235,33 +295,21 @@ def router(settings: Settings, database: Database) -> APIRouter:
             body = (await request.body()).decode("utf-8", "replace")
             selectors += [v for k, v in parse_qsl(body) if k in ("match[]", "match")]
         values = await _params(request)
-        start, end = _bounds(values)
-        found: set[tuple[str, str, str]] = set()
-        async with snapshot() as conn:
-            for selector in selectors or [None]:
-                where, args = _where(selector, start, end)
-                sql = (
-                    "SELECT DISTINCT service, lower(level::text) AS level, environment::text AS environment"
-                    f" FROM logs WHERE {' AND '.join(where)} LIMIT {settings.logql_max_series}"
-                )
-                found |= {(r["service"], r["level"], r["environment"]) for r in await conn.fetch(sql, *args)}
-        data = [dict(zip(STREAM, key, strict=True)) for key in sorted(found)]
+        found: set[tuple[str, ...]] = set()
+        for selector in selectors or [None]:
+            found |= set(await streams(values, selector))
+        data = [dict(zip(STREAM, key, strict=True)) for key in sorted(found)[: settings.logql_max_series]]
         return _json({"status": "success", "data": data})
 
     @read(f"{PREFIX}/index/stats", "Index stats (Loki)", _SELECTOR, _START, _END)
     async def index_stats(request: Request) -> Response:
         """How many streams, entries and bytes a selector covers in [start, end] (chunks: none, we keep rows)."""
         values = await _params(request)
-        start, end = _bounds(values)
-        where, args = _where(values.get("query"), start, end)
-        sql = (
-            "SELECT count(DISTINCT (service, level, environment)) AS streams, count(*) AS entries,"
-            f" coalesce(sum(octet_length(message)), 0) AS bytes FROM logs WHERE {' AND '.join(where)}"
-        )
-        async with snapshot() as conn:
-            row = await conn.fetchrow(sql, *args)
-        return _json({"streams": row["streams"], "chunks": 0, "bytes": int(row["bytes"]),
-                               "entries": row["entries"]})  # fmt: skip
+        found = await streams(values, values.get("query"))
+        return _json({
+            "streams": len(found), "chunks": 0, "bytes": sum(b for _, b in found.values()),
+            "entries": sum(n for n, _ in found.values()),
+        })  # fmt: skip
 
     async def volume(request: Request, ranged: bool) -> dict[str, Any]:
         values = await _params(request)
@@ -328,16 +376,10 @@ def router(settings: Settings, database: Database) -> APIRouter:
     async def detected_labels(request: Request) -> Response:
         """The stream labels and how many values each has in [start, end]."""
         values = await _params(request)
-        start, end = _bounds(values)
-        where, args = _where(values.get("query"), start, end)
-        sql = (
-            "SELECT count(DISTINCT service) AS service_name, count(DISTINCT level) AS level,"
-            f" count(DISTINCT environment) AS environment FROM logs WHERE {' AND '.join(where)}"
-        )
-        async with snapshot() as conn:
-            row = await conn.fetchrow(sql, *args)
-        found = [{"label": name, "cardinality": row[name]} for name in sorted(STREAM) if row[name]]
-        return _json({"detectedLabels": found})
+        found = await streams(values, values.get("query"))
+        counts = [len({key[i] for key in found}) for i in range(len(STREAM))]
+        listed = sorted((name, n) for name, n in zip(STREAM, counts, strict=True) if n)
+        return _json({"detectedLabels": [{"label": name, "cardinality": n} for name, n in listed]})
 
     @api.get(f"{PREFIX}/status/buildinfo", summary="The Loki version this server speaks")
     async def buildinfo() -> Response:
@@ -386,6 +428,14 @@ def _type(values: set[str]) -> str:
     if values and all(count_bytes(v) is not None for v in values):
         return "bytes"
     return "string"
+
+
+def _cold_label(name: str, qmark: Callable[[Any], str]) -> str:
+    """A label of an archived row, for DuckDB (app/query.py's LABELS; other names are metadata keys)."""
+    if name in LABELS:
+        return f"coalesce({LABELS[name][1]}, '')"
+    pointer = "/" + name.replace("~", "~0").replace("/", "~1")
+    return f"coalesce(json_extract_string(metadata, {qmark(pointer)}), '')"
 
 
 def _needs_no_rows(expr: ast.Expr) -> bool:

@@ -69,6 +69,20 @@ def answers(client: TestClient) -> dict[str, Any]:
             )
     for query in METRIC_QUERIES:
         got[query] = ask(client, query=query, start=START, end=END, step="1h")
+    span = {"start": START, "end": END}
+    for path, extra in [
+        ("labels", {}),
+        ("label/service_name/values", {}),
+        ("label/level/values", {"query": '{service_name="auth"}'}),
+        ("label/region/values", {}),
+        ("series", {"match[]": '{service_name=~"auth|search"}'}),
+        ("index/stats", {"query": '{environment="staging"}'}),
+        ("detected_labels", {}),
+        ("index/volume", {"query": '{service_name=~".+"}'}),
+    ]:
+        response = client.get(f"/loki/api/v1/{path}", params={**span, **extra})
+        assert response.status_code == 200, response.text
+        got[path] = response.json()
     return got
 
 
