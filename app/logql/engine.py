@@ -73,9 +73,11 @@ class Source(Protocol):
         labels: Sequence[str] | None,
         unwrap: str | None,
         limit: int,
+        measure: str,
     ) -> list[tuple[int, dict[str, str], Bucket]]:
         """Per bucket ⌈(t − origin) / width⌉ and label set (the named labels, or every label when None):
-        the aggregates of the rows (the unwrapped column's values when `unwrap`), at most `limit` groups."""
+        the aggregates of the rows (the unwrapped column's values when `unwrap`), at most `limit` groups.
+        `measure` says which the query needs: "count", "bytes" (and the count) or "values" (all)."""
 
 
 def _key(labels: dict[str, str]) -> Labels:
@@ -160,9 +162,10 @@ class Engine:
             names = None
             if grouping is not None and not grouping.without:
                 names = list(grouping.labels)
+            measure = "values" if unwrap else "bytes" if node.op.startswith("bytes_") else "count"
             found = await self.source.buckets(
                 planned.conditions, since, until, origin, width, names,
-                "duration_ms" if unwrap else None, self.max_series * 64 + 1,
+                "duration_ms" if unwrap else None, self.max_series * 64 + 1, measure,
             )  # fmt: skip
             if len(found) > self.max_series * 64:
                 raise QueryError(_too_many("series buckets", self.max_series * 64))

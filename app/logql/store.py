@@ -20,7 +20,9 @@ from app.storage import cold
 from app.storage.cold import EPOCH
 
 # Every label of a row, as GROUP BY columns (metadata grouped whole, read into labels afterwards).
-_ALL_LABELS = ["service", "lower(level::text)", "environment::text",
+_LEVEL = "level"
+_LEVELS = frozenset({"level", "detected_level"})
+_ALL_LABELS = ["service", _LEVEL, "environment::text",
                *(LABELS[c][0] for c in METADATA_COLUMNS), "metadata::text"]  # fmt: skip
 _ALL_LABELS_DUCKDB = ["service", "lower(level)", "environment", *(LABELS[c][1] for c in METADATA_COLUMNS),
                       "metadata"]  # fmt: skip
@@ -28,6 +30,10 @@ _ALL_LABELS_DUCKDB = ["service", "lower(level)", "environment", *(LABELS[c][1] f
 
 def moment(us: int) -> datetime:
     return EPOCH + timedelta(microseconds=us)
+
+
+def _us(at: datetime) -> int:
+    return (at - EPOCH) // timedelta(microseconds=1)
 
 
 class PostgresSource:
@@ -102,6 +108,7 @@ class PostgresSource:
         labels: Sequence[str] | None,
         unwrap: str | None,
         limit: int,
+        measure: str = "values",
     ) -> list[tuple[int, dict[str, str], Bucket]]:
         where, args = self._where(conditions, since_us, until_us)
 
@@ -111,22 +118,47 @@ class PostgresSource:
 
         if unwrap is not None:
             where.append(f"{unwrap} IS NOT NULL")
-        columns = [label_sql(name, param) for name in labels] if labels is not None else list(_ALL_LABELS)
+        # The level grouped as the enum it is stored as (a cast per row costs), made lower case afterwards.
+        columns = (
+            [_LEVEL if name in _LEVELS else label_sql(name, param) for name in labels]
+            if labels is not None
+            else list(_ALL_LABELS)
+        )
         # Sums in exact decimals (not floats), so that the order rows are added in changes nothing.
         value = unwrap if unwrap else "1"
-        bucket = (
-            f"ceil((extract(epoch FROM created_at) * 1000000000 - {param(origin_ns)}::numeric)"
-            f" / {param(width_ns)}::numeric)::bigint"
-        )
+        whole_us = origin_ns % 1000 == 0 and width_ns % 1000 == 0
+        if whole_us:
+            # date_bin's integer arithmetic (a bin holds (start, start + width]: hence the microsecond back),
+            # several times cheaper per row than numeric division; the bin's index is found below.
+            bucket = (
+                f"date_bin({param(timedelta(microseconds=width_ns // 1000))}::interval,"
+                f" created_at - interval '1 microsecond', {param(moment(origin_ns // 1000))}::timestamptz)"
+            )
+        else:
+            bucket = (
+                f"ceil((extract(epoch FROM created_at) * 1000000000 - {param(origin_ns)}::numeric)"
+                f" / {param(width_ns)}::numeric)::bigint"
+            )
         selected = ", ".join(f"{c} AS l{i}" for i, c in enumerate(columns))
+        # Only what the aggregation needs: reading every message for its length, or the values, costs.
+        size = "sum(octet_length(message))" if measure == "bytes" else "0"
+        values = (
+            f"sum({value}), min({value}), max({value}), sum({value} * {value})"
+            if measure == "values"
+            else "0, 0, 0, 0"
+        )
         sql = (
-            f"SELECT {bucket} AS b, {selected}{',' if columns else ''} count(*) AS n,"
-            f" sum(octet_length(message)) AS bytes, sum({value}) AS total, min({value}) AS low,"
-            f" max({value}) AS high, sum({value} * {value}) AS squares"
+            f"SELECT {bucket} AS b, {selected}{',' if columns else ''} count(*) AS n, {size}, {values}"
             f" FROM logs WHERE {' AND '.join(where)}"
             f" GROUP BY {', '.join(['b', *(f'l{i}' for i in range(len(columns)))])} LIMIT {int(limit)}"
         )
         records = [tuple(r) for r in await self.conn.fetch(sql, *args)]
+        if whole_us:
+            origin_us, width_us = origin_ns // 1000, width_ns // 1000
+            records = [((_us(r[0]) - origin_us) // width_us + 1, *r[1:]) for r in records]
+        if labels is not None:
+            levels = [i + 1 for i, name in enumerate(labels) if name in _LEVELS]
+            records = [tuple(v.lower() if i in levels else v for i, v in enumerate(r)) for r in records]
         if (archive := await self._parts(since_us, until_us)) is not None:
             records += await self._cold_buckets(
                 *archive, conditions, since_us, until_us, origin_ns, width_ns, labels, unwrap, limit
@@ -192,6 +224,7 @@ def _all_labels(values: list[Any]) -> dict[str, str]:
     """_ALL_LABELS' values as labels: the stream's, the metadata columns', metadata's scalars and
     detected_level (app/logql/labels.py's entry, for a group)."""
     service, level, environment, *columns, metadata_text = values
+    level = level.lower()
     labels: dict[str, str] = {}
     if metadata_text:
         document = orjson.loads(metadata_text)
