@@ -73,11 +73,12 @@ class Source(Protocol):
         labels: Sequence[str] | None,
         unwrap: str | None,
         limit: int,
-        measure: str,
-    ) -> list[tuple[int, dict[str, str], Bucket]]:
+        measure: str | float,
+    ) -> list[tuple[int, dict[str, str], Bucket]] | None:
         """Per bucket ⌈(t − origin) / width⌉ and label set (the named labels, or every label when None):
         the aggregates of the rows (the unwrapped column's values when `unwrap`), at most `limit` groups.
-        `measure` says which the query needs: "count", "bytes" (and the count) or "values" (all)."""
+        `measure` says which the query needs: "count", "bytes" (and the count), "values" (all), or a φ: that
+        quantile of the values as the bucket's total. None when it cannot (the caller then reads rows)."""
 
 
 def _key(labels: dict[str, str]) -> Labels:
@@ -156,17 +157,31 @@ class Engine:
         since, until = lo // 1000 + 1, hi // 1000 + 1
         unwrap = planned.unwrap
         sql_unwrap = unwrap is not None and unwrap.name == "duration_ms" and not unwrap.conversion
-        if planned.in_database and node.op in BUCKETED and (unwrap is None or sql_unwrap):
+        names = list(grouping.labels) if grouping is not None and not grouping.without else None
+        # A quantile over windows that do not overlap (one bucket each) is percentile_cont in the database,
+        # when each series is one group (grouped by named labels).
+        quantile = (
+            node.op == "quantile_over_time"
+            and node.param is not None
+            and 0 <= node.param <= 1
+            and (len(steps) == 1 or step == node.range_ns)
+            and bool(names)
+        )
+        found = None
+        if planned.in_database and (node.op in BUCKETED or quantile) and (unwrap is None or sql_unwrap):
             width = math.gcd(step, node.range_ns)
             origin = steps[0] - node.offset_ns
-            names = None
-            if grouping is not None and not grouping.without:
-                names = list(grouping.labels)
-            measure = "values" if unwrap else "bytes" if node.op.startswith("bytes_") else "count"
+            measure: str | float = (
+                "values" if unwrap else "bytes" if node.op.startswith("bytes_") else "count"
+            )
+            if quantile:
+                assert node.param is not None
+                measure = node.param
             found = await self.source.buckets(
                 planned.conditions, since, until, origin, width, names,
                 "duration_ms" if unwrap else None, self.max_series * 64 + 1, measure,
             )  # fmt: skip
+        if found is not None:
             if len(found) > self.max_series * 64:
                 raise QueryError(_too_many("series buckets", self.max_series * 64))
             series: dict[Labels, dict[int, Bucket]] = defaultdict(dict)
@@ -250,7 +265,7 @@ def _bucket_value(op: str, w: Bucket, seconds: float) -> float:
         return float(w.bytes)
     if op == "bytes_rate":
         return w.bytes / seconds
-    if op == "sum_over_time":
+    if op in ("sum_over_time", "quantile_over_time"):
         return float(w.total)
     if op == "avg_over_time":
         return float(w.total / w.count)

@@ -145,6 +145,11 @@ METRIC_QUERIES = [
     ('avg_over_time({service_name="web"} | unwrap duration_ms [1m]) by (service_name)', {"service_name=web": ["26.666666666666668"]}),
     ('quantile_over_time(0.5, {service_name="web"} | unwrap duration_ms [1m]) by (service_name)', {"service_name=web": ["30"]}),
     ('quantile_over_time(0.75, {service_name="web"} | unwrap duration_ms [1m]) by (service_name)', {"service_name=web": ["35"]}),
+    # Overlapping windows (range 2m, step 1m): read as rows, the same answer for the one window with data.
+    ('quantile_over_time(0.75, {service_name="web"} | unwrap duration_ms [2m]) by (service_name)', {"service_name=web": ["35"]}),
+    ('quantile_over_time(1.5, {service_name="web"} | unwrap duration_ms [1m]) by (service_name)', {"service_name=web": ["+Inf"]}),
+    # The unwrapped label leaves the series' labels, as in Loki.
+    ('quantile_over_time(0.75, {service_name="web"} | unwrap duration_ms [1m])', {"detected_level=error,environment=staging,level=error,log_type=BACKEND,service_name=web,service_version=v0.0.0-dev": ["30"], "detected_level=fatal,environment=staging,level=fatal,log_type=BACKEND,service_name=web,service_version=v0.0.0-dev": ["40"], "attempt=2,detected_level=info,environment=staging,level=info,log_type=BACKEND,region=eu,service_name=web,service_version=v0.0.0-dev": ["10"]}),
     ('sum by (service_name) (count_over_time({service_name="api"} | json | status >= 400 [1m]))', {"service_name=api": ["2"]}),
     ('sum by (service_name) (count_over_time({service_name="api"} | json | __error__="" | status >= 400 [1m]))', {"service_name=api": ["1"]}),
     ('sum(count_over_time({service_name="api"} | json | __error__="" [1m]))', {"": ["2"]}),
