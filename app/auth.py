@@ -46,6 +46,9 @@ OPEN = frozenset({"/", "/health/ready", "/ui", "/ui/alerts", "/loki/ready"})
 OPEN_PREFIX = "/ui/assets/"
 # Routes an ingest key may not use whatever the method: alert rules (a POST there is not a write of logs).
 FULL_ONLY_PREFIX = "/alerts"
+# Loki's read API (app/routes/loki_query.py) takes POSTs too; under it only the push is a write.
+LOKI_API = "/loki/api/v1/"
+LOKI_PUSH = "/loki/api/v1/push"
 # GETs an ingest-only key may make: Filebeat and Vector read the cluster's version, and Vector checks its
 # health, with the key they send logs with (app/routes/bulk.py).
 INGEST_PROBES = frozenset({"/elasticsearch", "/elasticsearch/", "/elasticsearch/_cluster/health"})
@@ -70,6 +73,16 @@ class ApiKeys:
         ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # A WebSocket (Loki's tail) reads logs: it takes an API_KEYS key, else it is refused before it opens
+        # (close code 1008, which an ASGI server answers with a 403).
+        if (
+            scope["type"] == "websocket"
+            and self.keys
+            and next(filter(None, map(self.grant, _presented(scope))), None) is not Grant.all
+        ):
+            await receive()
+            await send({"type": "websocket.close", "code": 1008})
+            return
         if scope["type"] != "http" or not self.keys:  # no keys configured: nothing to check, nothing to pay
             await self.app(scope, receive, send)
             return
@@ -113,7 +126,7 @@ def _digest(key: str | bytes) -> bytes:
 
 
 def _ingest_may(method: str, path: str) -> bool:
-    if path.startswith(FULL_ONLY_PREFIX):
+    if path.startswith(FULL_ONLY_PREFIX) or (path.startswith(LOKI_API) and path != LOKI_PUSH):
         return False
     if method == "POST":
         return True

@@ -139,6 +139,11 @@ class Settings(BaseSettings):
     candidate rows; off, nothing is indexed and every search scans. Answers are the same either way. Every
     server writing to one database should agree: rows written with it off switch the index off for every
     reader until the housekeeping's backfill has re-indexed their days."""
+    logql_max_rows: int = Field(100_000, ge=1)
+    """Rows a LogQL metric query may read into Python when its pipeline cannot run in the database (a
+    parser, a formatter, a quantile): over it the query is a 400 asking to narrow it (app/logql/engine.py)."""
+    logql_max_series: int = Field(5_000, ge=1)
+    """Series a LogQL metric query may answer, and values a label-values call lists (Loki's max series)."""
     stream_max_clients: int = Field(32, ge=0)
     """Live streams (GET /logs/stream) open at once per worker, then 429; 0 turns them off (501), the
     default on Lambda, where API Gateway buffers an answer whole."""

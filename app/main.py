@@ -24,7 +24,22 @@ from app.errors import IngestError, InvalidQuery
 from app.intake import writer
 from app.intake.intake import Intake
 from app.requestlog import RequestLog
-from app.routes import alerts, bulk, facets, firehose, health, ingest, loki, otlp, query, stats, stream, ui
+from app.routes import (
+    alerts,
+    bulk,
+    facets,
+    firehose,
+    health,
+    ingest,
+    loki,
+    loki_query,
+    loki_tail,
+    otlp,
+    query,
+    stats,
+    stream,
+    ui,
+)
 from app.storage import maintenance
 from app.syslog.listeners import Listeners
 
@@ -77,6 +92,8 @@ def create_app(
         ingest_router,
         otlp.router(settings, intake),
         loki.router(settings, intake, database),
+        loki_query.router(settings, database),
+        loki_tail.router(settings, database),
         bulk.router(settings, intake),
         firehose.router(settings, intake),
         query.router(settings, database),

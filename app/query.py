@@ -79,6 +79,10 @@ class Condition:
     before    (created_at, id)            the keyset cursor's (created_at, id)
     within    created_at                  [(low, high), …]: in one of these closed ranges (the search
                                           index's candidates, app/search/lookup.py; PostgreSQL only)
+    line      message                     LogQL's line filter (op, needles): |= != (case-sensitive
+                                          substrings, any of the needles), |~ !~ (unanchored regexes)
+    label     a LogQL label (LABELS)      (op, value): = != exact, =~ !~ anchored regex; a missing label
+                                          is the empty string, as in Loki
 
     A negated condition keeps the logs where it is not true, those without the field included.
     """
@@ -122,6 +126,51 @@ class Query:
         )
 
 
+# LogQL's labels of a stored log (app/logql/labels.py) as PostgreSQL and DuckDB expressions; any other name is
+# a top-level metadata key.
+LABELS = {
+    "service_name": ("service", "service"),
+    "level": ("lower(level::text)", "lower(level)"),
+    "detected_level": ("lower(level::text)", "lower(level)"),
+    "environment": ("environment::text", "environment"),
+    **{
+        name: (name, name)
+        for name in ("trace_id", "user_id", "session_id", "path", "error_type", "service_version")
+    },
+    "method": ("method::text", "method"),
+    "log_type": ("log_type::text", "log_type"),
+    # As a label, 12.500 reads 12.5 (trailing zeros of the DECIMAL dropped).
+    "duration_ms": ("trim_scale(duration_ms)::text", "rtrim(rtrim(duration_ms::VARCHAR, '0'), '.')"),
+}
+NOT_NULL_LABELS = frozenset({"service_name", "level", "detected_level", "environment"})
+
+
+def label_sql(name: str, param: Callable[[Any], str]) -> str:
+    """A LogQL label of a row as PostgreSQL text (`param` adds a parameter and returns its placeholder)."""
+    known = LABELS.get(name)
+    if known is not None:
+        return known[0] if name in NOT_NULL_LABELS else f"coalesce({known[0]}, '')"
+    return f"coalesce(metadata->>{param(name)}, '')"
+
+
+def line_sql(op: str, needles: tuple[str, ...], param: Callable[[Any], str]) -> str:
+    if op == "|=":
+        return "(" + " OR ".join(f"strpos(message, {param(n)}) > 0" for n in needles) + ")"
+    if op == "!=":
+        return "(" + " AND ".join(f"strpos(message, {param(n)}) = 0" for n in needles) + ")"
+    regex = "~" if op == "|~" else "!~"
+    joined = " OR " if op == "|~" else " AND "
+    return "(" + joined.join(f"message {regex} {param(n)}" for n in needles) + ")"
+
+
+def label_match_sql(expr: str, op: str, value: str, param: Callable[[Any], str]) -> str:
+    if op == "=":
+        return f"{expr} = {param(value)}"
+    if op == "!=":
+        return f"{expr} <> {param(value)}"
+    return f"{expr} {'~' if op == '=~' else '!~'} {param(f'^(?:{value})$')}"
+
+
 def postgres(conditions: list[Condition]) -> tuple[list[str], list[Any]]:
     """The conditions as PostgreSQL WHERE clauses (soft-deleted rows left out) and their parameters."""
     where, args = ["NOT deleted"], []
@@ -152,6 +201,11 @@ def postgres(conditions: list[Condition]) -> tuple[list[str], list[Any]]:
         elif c.kind == "within":
             ranges = [f"created_at BETWEEN {param(low)} AND {param(high)}" for low, high in c.value]
             clause = f"({' OR '.join(ranges)})" if ranges else "FALSE"
+        elif c.kind == "line":
+            clause = line_sql(*c.value, param)
+        elif c.kind == "label":
+            name, op, value = c.value
+            clause = label_match_sql(label_sql(name, param), op, value, param)
         else:
             raise ValueError(f"unknown condition {c.kind}")
         # IS NOT TRUE: a log without the field (a NULL trace_id, no metadata) is not excluded.

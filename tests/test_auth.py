@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import sys
@@ -50,6 +51,16 @@ def bearer(key: str) -> dict[str, str]:
         ("GET", "/openapi.json", {}, 401),
         ("GET", "/", {}, 200),
         ("GET", "/health/ready", {}, 200),
+        # Grafana's Loki data source: Basic auth with the key as password; an ingest key may push, not read.
+        (
+            "GET",
+            "/loki/api/v1/labels",
+            {"Authorization": "Basic " + base64.b64encode(b"grafana:" + FULL.encode()).decode()},
+            200,
+        ),
+        ("GET", "/loki/api/v1/labels", bearer(INGEST), 403),
+        ("POST", "/loki/api/v1/query_range", bearer(INGEST), 403),
+        ("POST", "/loki/api/v1/query", bearer(INGEST), 403),
     ],
 )
 def test_who_may_do_what(

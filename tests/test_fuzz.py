@@ -15,6 +15,7 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import zstandard
@@ -454,3 +455,59 @@ def test_syslog_listeners_survive_garbage_slow_senders_and_absurd_counts(
     finally:
         server.stop()
     assert server.process.returncode == 0
+
+
+# LogQL (app/logql/, app/routes/loki_query.py): queries assembled from the grammar's pieces, shuffled and cut,
+# with any text among them, and Loki's parameters with plausible and arbitrary values.
+logql_pieces = st.sampled_from([
+    '{service_name="checkout"}', '{level=~"error|fatal"}', "{", "}", '{a!~""}', "|=", "!=", "|~", "!~",
+    '"x"', '"("', "`raw`", "or", "and", "| json", "| logfmt", "| status >= 500", "| took > 1s", "| size < 1KB",
+    '| __error__=""', "| drop __error__", "| keep a", '| line_format "{{.a}}"', '| line_format "{{ .a | X }}"',
+    '| label_format a=b', "| unwrap duration_ms", "| unwrap duration(x)", "[5m]", "[0s]", "offset 1h",
+    "count_over_time(", "rate(", "quantile_over_time(0.5,", "sum by (a) (", "topk(2,", "sort(", ")", "(",
+    "vector(1)", "+", "/", "^", "> bool", "1e308", "-", "unless", ",", "[", "]",
+])  # fmt: skip
+logql_queries = st.lists(logql_pieces | st.text(max_size=6), max_size=12).map(" ".join)
+logql_params = st.fixed_dictionaries(
+    {"query": logql_queries},
+    optional={
+        name: st.sampled_from(values) | st.text(max_size=12)
+        for name, values in {
+            "start": [
+                "0",
+                "1700000000",
+                "1700000000.5",
+                "2026-12-06T10:00:00Z",
+                "-1",
+                "99999999999999999999",
+            ],
+            "end": ["4000000000", "1700003600000000000", "1e30", "nan"],
+            "time": ["4000000000", "0"],
+            "limit": ["1", "5000", "5001", "0", "-3"],
+            "step": ["1", "15s", "0", "1ms", "-5", "inf"],
+            "direction": ["forward", "BACKWARD", "sideways"],
+        }.items()
+    },
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(params=logql_params, path=st.sampled_from(["query_range", "query", "index/volume", "detected_fields"]))
+def test_logql_never_answers_5xx(client: TestClient, params: dict[str, str], path: str) -> None:
+    response = client.get(f"/loki/api/v1/{path}", params=params)
+    assert response.status_code in (200, 400, 422), response.text
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    name=st.sampled_from(["service_name", "level", "x", "a.b", ""]) | st.text(max_size=8),
+    params=st.dictionaries(st.sampled_from(["query", "start", "end", "match[]"]), logql_queries, max_size=3),
+    path=st.sampled_from(
+        ["labels", "label/{}/values", "series", "index/stats", "detected_labels", "detected_field/{}/values"]
+    ),
+)
+def test_loki_label_routes_never_answer_5xx(
+    client: TestClient, name: str, params: dict[str, str], path: str
+) -> None:
+    response = client.get(f"/loki/api/v1/{path.format(quote(name, safe=''))}", params=params)
+    assert response.status_code in (200, 400, 404, 422), response.text

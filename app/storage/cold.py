@@ -105,10 +105,42 @@ def duckdb_where(conditions: Sequence[Condition]) -> tuple[str, list[Any]]:
             moment, last_id = c.value
             clause = f"(created_at < {params([moment])}::TIMESTAMPTZ OR (created_at = {params([moment])}::TIMESTAMPTZ"
             clause += f" AND id < {params([last_id])}))"
+        elif c.kind == "line":
+            clause = _line(*c.value, params)
+        elif c.kind == "label":
+            clause = _label(*c.value, params)
         else:
             raise ValueError(f"unknown condition {c.kind}")
         where.append(f"({clause}) IS NOT TRUE" if c.negated else clause)
     return " AND ".join(where), args
+
+
+def _line(op: str, needles: Sequence[str], params: Any) -> str:
+    """LogQL's line filter (app/query.py's `line_sql`) for DuckDB: RE2 regexes, as Loki's own."""
+    if op in ("|=", "!="):
+        tests = [f"contains(message, {params([n])})" for n in needles]
+    else:
+        tests = [f"regexp_matches(message, {params([n])})" for n in needles]
+    if op in ("|=", "|~"):
+        return "(" + " OR ".join(tests) + ")"
+    return "(" + " AND ".join(f"NOT {t}" for t in tests) + ")"
+
+
+def _label(name: str, op: str, value: str, params: Any) -> str:
+    """A LogQL label matcher (app/query.py's `label_match_sql`) for DuckDB: a missing label is ''."""
+    from app.query import LABELS
+
+    if name in LABELS:
+        expr = f"coalesce({LABELS[name][1]}, '')"
+    else:
+        pointer = "/" + name.replace("~", "~0").replace("/", "~1")
+        expr = f"coalesce(json_extract_string(metadata, {params([pointer])}), '')"
+    if op == "=":
+        return f"{expr} = {params([value])}"
+    if op == "!=":
+        return f"{expr} <> {params([value])}"
+    test = f"regexp_full_match({expr}, {params([value])})"
+    return test if op == "=~" else f"NOT {test}"
 
 
 # The kinds arrow_mask evaluates (the rest need DuckDB: ILIKE, JSON).
