@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from app import lifeline
+from app import lifeline, metrics
 from tests.serverproc import ROOT, Load, start_server, stored_per_marker
 from tests.support import DB
 
@@ -70,10 +70,18 @@ def _port(url: str) -> int:
     return int(url.rsplit(":", 1)[1])
 
 
+def _metrics_dir(tmp_path: Path) -> dict[str, str]:
+    """The workers' metrics files in tmp_path: the main process's own temporary directory for them is
+    removed at exit, which a kill -9 skips."""
+    (tmp_path / "metrics").mkdir(exist_ok=True)
+    return {metrics.MULTIPROC_DIR: str(tmp_path / "metrics")}
+
+
 def test_kill_9_of_the_main_process_ends_every_worker_after_it_drains(
     db: DB, database_url: str, tmp_path: Path
 ) -> None:
-    process, url = start_server({"DATABASE_URL": database_url, "WEB_CONCURRENCY": "2"}, tmp_path)
+    env = {"DATABASE_URL": database_url, "WEB_CONCURRENCY": "2", **_metrics_dir(tmp_path)}
+    process, url = start_server(env, tmp_path)
     load, tree = _kill_9_under_load(process, url, clients=6)
     try:
         assert len(tree) >= 3  # two workers and multiprocessing's resource tracker
@@ -90,7 +98,7 @@ def test_kill_9_of_the_main_process_ends_every_worker_after_it_drains(
 
 
 def test_kill_9_of_the_main_process_stops_the_embedded_postgresql(tmp_path: Path) -> None:
-    env = {"LOGSAVE_DATA_DIR": str(tmp_path / "data"), "WEB_CONCURRENCY": "2"}
+    env = {"LOGSAVE_DATA_DIR": str(tmp_path / "data"), "WEB_CONCURRENCY": "2", **_metrics_dir(tmp_path)}
     process, url = start_server(env, tmp_path)
     pgdata = tmp_path / "data" / "pg"
     postmaster = psutil.Process(int((pgdata / "postmaster.pid").read_text().split()[0]))
