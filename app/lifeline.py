@@ -47,7 +47,7 @@ def follow_parent() -> None:
     """In a worker that multiprocessing started: receive SIGTERM when the parent process dies (Linux only)."""
     parent = multiprocessing.parent_process()
     if parent is None or not sys.platform.startswith("linux"):
-        return  # uvicorn with one worker serves from the main process itself
+        return  # the main process itself (uvicorn with one worker serves from it), or no prctl
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
