@@ -512,6 +512,7 @@ async def _drop(
         await conn.execute(f"DROP TABLE IF EXISTS {table}")
         # The day's search blocks covered exactly the rows that leave (app/search/build.py).
         await conn.execute("DELETE FROM search_blocks WHERE day = $1", day)
+        await conn.execute("DELETE FROM search_days WHERE day = $1", day)
         await conn.execute(
             "UPDATE archive_parts SET state = 'archived', updated_at = now() WHERE day = $1 AND part = $2",
             day,
