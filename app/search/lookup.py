@@ -43,6 +43,8 @@ def entries(query: Query) -> list[str]:
             continue
         if c.kind == "contains":
             found += tokens.needle_entries(c.value)
+        elif c.kind == "phrase":
+            found += c.value  # whole words of the row (app/search/phrase.py)
         elif c.kind == "meta":
             found += tokens.value_entries(c.value[1])
     return list(dict.fromkeys(found))

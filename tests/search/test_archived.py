@@ -42,6 +42,7 @@ def test_archived_needles_read_only_their_row_groups(archived: tuple[TestClient,
     }
     needles = [
         {"q": "message 7777 "},
+        {"q": '"MESSAGE 7777"'},  # a quoted phrase: whole words
         {"q": "message 123"},  # a fragment: every row group is read
         {"q": "message 99999 "},  # in no row
         {"meta.region": "eu-2", "limit": "5"},

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from app.main import create_app
 from app.query import parse
-from app.search import bloom, build, lookup
+from app.search import bloom, build, lookup, tokens
 from tests.support import DB, make_settings, run
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -73,6 +73,13 @@ def _needles(entries: list[dict[str, Any]], data: st.DataObject) -> list[dict[st
     start = data.draw(st.integers(0, len(text) - 1))
     end = data.draw(st.integers(start + 1, len(text)))
     needles = [{"q": text}, {"q": text[start:end]}, {"q": data.draw(message)}]
+    # Quoted phrases: consecutive words of the message (a match), and words of a made-up one.
+    found = tokens.words(text)
+    if found:
+        first = data.draw(st.integers(0, len(found) - 1))
+        needles.append({"q": '"' + " ".join(found[first : first + data.draw(st.integers(1, 3))]) + '"'})
+    if made_up := tokens.words(data.draw(message)):
+        needles.append({"q": '"' + "-".join(made_up[:2]).upper() + '"'})
     if picked["metadata"] is not None:
         needles.append({"meta.order_id": picked["metadata"]["order_id"]})
         needles.append({"meta.note": picked["metadata"]["note"], "q": text[start:end]})
