@@ -21,6 +21,7 @@ from typing import Any
 
 from app.errors import InvalidQuery
 from app.models import ENVIRONMENTS, EPOCH_UNITS, LEVELS, in_range, normalize_level, parse_created_at
+from app.search import phrase
 
 # A Unix time in a query string: decimal digits and an optional fraction, the unit read from the magnitude
 # of the whole part. Twenty digits at most keep it below 1e20 (nanoseconds up to the year 5138). No sign,
@@ -75,6 +76,7 @@ class Condition:
     at_least  level                       a level (this one or more severe)
     equals    trace_id/user_id/session_id the value
     contains  message                     text, matched case-insensitively anywhere
+    phrase    message                     [word, …]: consecutive whole words (app/search/phrase.py)
     meta      metadata                    (path, value): the value at that path of the metadata
     before    (created_at, id)            the keyset cursor's (created_at, id)
     within    created_at                  [(low, high), …]: in one of these closed ranges (the search
@@ -193,6 +195,8 @@ def postgres(conditions: list[Condition]) -> tuple[list[str], list[Any]]:
         elif c.kind == "contains":
             escaped = c.value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             clause = f"message ILIKE {param(f'%{escaped}%')}"
+        elif c.kind == "phrase":
+            clause = f"message ~ {param(phrase.postgres(c.value))}"
         elif c.kind == "meta":
             # Containment keeps the GIN-friendly `@>` form at any depth.
             clause = f"metadata @> {param(json.dumps(meta_document(*c.value)))}::jsonb"
@@ -265,7 +269,12 @@ def parse(params: Mapping[str, list[str]], *, export: bool = False) -> Query:
         if (value := one(name)) is not None and _checked(name, [value], partial(bad, name)) is not None:
             query.add("equals", name, value)
     if (text := one("q")) is not None:
-        query.add("contains", "message", text)
+        if (words := phrase.parse(text)) is None:
+            query.add("contains", "message", text)
+        elif words:
+            query.add("phrase", "message", words)
+        else:
+            bad("q", "a quoted phrase needs a word (letters, digits or _) between its quotes")
     if (limit := one("limit")) is not None:
         if not (limit.isascii() and limit.isdigit()) or not 1 <= int(limit) <= MAX_LIMIT:
             bad("limit", f"must be a whole number from 1 to {MAX_LIMIT}")

@@ -223,7 +223,10 @@ filter_names = st.builds(
 )
 filter_params = st.lists(
     st.tuples(
-        filter_names, st.sampled_from(["INFO", "500", "true", "eu", "", "1e999"]) | st.text(max_size=10)
+        filter_names,
+        st.sampled_from(["INFO", "500", "true", "eu", "", "1e999", '""', '"a b"'])
+        | st.text(max_size=10)
+        | st.text(max_size=10).map(lambda t: f'"{t}"'),  # a quoted phrase for q
     ),
     max_size=5,
 )

@@ -114,6 +114,15 @@ def test_each_filter_narrows_the_list_and_lives_in_the_url(seeded: str, page: Pa
     expect(page.locator("#chips .chip")).to_have_count(2)  # the link's filters, each a removable chip
     expect(page.locator("#chips .chip[data-name=service][data-chip-value=checkout]")).to_be_visible()
     expect(page.locator("#chips .chip[data-name=level][data-chip-value=INFO]")).to_be_visible()
+    # The search box takes a quoted phrase as typed: whole words, any case (docs/read-api.md).
+    page.goto(seeded + "/ui")
+    page.fill("input[name=q]", '"LOGGED  in"')
+    page.click("button[type=submit]")
+    expect(page.locator("#rows tr")).to_have_count(1)
+    assert messages(page) == ["user logged in"]
+    page.fill("input[name=q]", '"logge"')  # not a whole word
+    page.click("button[type=submit]")
+    expect(page.locator("#rows tr")).to_have_count(0)
 
 
 def test_a_row_opens_its_details_and_its_trace(seeded: str, page: Page) -> None:

@@ -26,6 +26,7 @@ from app.alerts import link, rules
 from app.alerts.notify import Notification, Notifier
 from app.database import Database
 from app.errors import InvalidQuery
+from app.search import lookup
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ async def run_once(database: Database, notifier: Notifier, min_age: float = 0.0)
             notified = 0
             for rule in due:
                 try:
-                    notification = await evaluate(conn, rule, at, settings.public_url)
+                    notification = await evaluate(conn, rule, at, settings.public_url, settings.search_index)
                 except (asyncpg.PostgresError, OSError, InvalidQuery) as exc:  # one rule's trouble only
                     log.warning("alert rule %d not evaluated: %s: %s", rule["id"], type(exc).__name__, exc)
                     continue
@@ -75,15 +76,19 @@ async def run_once(database: Database, notifier: Notifier, min_age: float = 0.0)
 
 
 async def evaluate(
-    conn: asyncpg.Connection, rule: asyncpg.Record, at: datetime, base_url: str = ""
+    conn: asyncpg.Connection, rule: asyncpg.Record, at: datetime, base_url: str = "", search: bool = True
 ) -> Notification | None:
     """Count the rule's logs in the window that ends at `at`, record it, and return the notification this
-    evaluation owes (if its UPDATE won)."""
+    evaluation owes (if its UPDATE won). With `search` (SEARCH_INDEX), a `q=`/`meta.` rule counts only the
+    search index's candidates, looked up in the count's own REPEATABLE READ snapshot (blocks and rows are
+    committed together, so the count is the scan's)."""
     filters = rules.filters_of(rule)
     since = at - timedelta(seconds=rule["window_seconds"])
     parsed = window(filters, since, at)
     where = " AND ".join(parsed.where)
-    count = await conn.fetchval(count_sql(parsed), *parsed.args)
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        counted = (await lookup.narrow(conn, parsed) if search else None) or parsed
+        count = await conn.fetchval(count_sql(counted), *counted.args)
     firing = count >= rule["threshold"]
     state, notified = rule["state"], rule["last_notified_at"]
     renotify = rule["renotify_seconds"]

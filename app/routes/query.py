@@ -220,7 +220,14 @@ def parameters() -> list[dict[str, Any]]:
         _param("trace_id", {"type": "string", "maxLength": 32}, "Exactly this trace id."),
         _param("user_id", {"type": "string", "maxLength": 255}, "Exactly this user id."),
         _param("session_id", {"type": "string", "maxLength": 100}, "Exactly this session id."),
-        _param("q", text, "Case-insensitive substring of the message."),
+        _param(
+            "q",
+            text,
+            'Case-insensitive substring of the message. Wrapped in double quotes (`"connection reset"`), a'
+            " phrase: those words, in that order, as whole words of the message (words are runs of letters,"
+            " digits and `_`; case and the characters between words do not matter); fast with the search"
+            " index (docs/search.md).",
+        ),
         _param(
             "limit",
             {"type": "integer", "minimum": 1, "maximum": query.MAX_LIMIT, "default": 100},

@@ -14,7 +14,9 @@ one picks the word, the other the bits. Words are stored big-endian, so PostgreS
 from __future__ import annotations
 
 import struct
+import sys
 import zlib
+from array import array
 from collections.abc import Iterable
 
 BITS_PER_ENTRY = 16
@@ -56,6 +58,36 @@ def build(entries: Iterable[str], count: int) -> bytes:
         h, mask = probe(entry)
         words[h % n] |= mask
     return struct.pack(f">{n}Q", *words)
+
+
+class Growing:
+    """A filter of entries added over many calls, their number unknown up front (a day's summary, built block
+    by block): `words` words at first (rounded up to a power of two), halved at the end while what was added
+    still fits at `bits` bits per entry. Halving ORs the two halves together: an entry's word h % n lands on
+    h % (n / 2), exactly where a lookup of the smaller filter looks."""
+
+    def __init__(self, words: int) -> None:
+        self._n = 1 << max(0, (words - 1).bit_length())
+        self._words = array("Q", bytes(8 * self._n))
+        self._entries = 0
+
+    def add(self, entries: Iterable[str], count: int) -> None:
+        n, words = self._n, self._words
+        for entry in entries:
+            h, mask = probe(entry)
+            words[h % n] |= mask
+        self._entries += count
+
+    def done(self, bits: int) -> bytes:
+        if sys.byteorder == "little":
+            self._words.byteswap()
+        data, n = self._words.tobytes(), self._n
+        wanted = max(1, (self._entries * bits + 63) // 64)
+        while n > 1 and n // 2 >= wanted:
+            n //= 2
+            half = 8 * n
+            data = (int.from_bytes(data[:half]) | int.from_bytes(data[half:])).to_bytes(half)
+        return data
 
 
 def contains(bloom: bytes, probes: Iterable[tuple[int, int]]) -> bool:

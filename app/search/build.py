@@ -26,6 +26,12 @@ _CREATED, _MESSAGE, _METADATA = 0, 10, 18
 # Rows per block when a day is rebuilt from its rows (in time order): a candidate block costs reading this
 # many rows, a block costs its row in search_blocks and a lookup's test.
 BACKFILL_ROWS = 5_000
+# A rebuilt day's summary filter (search_days): a lookup tests it before any of the day's blocks, and a day
+# that lacks a needle's entry is skipped whole. Its entries are counted once per block (an upper bound), and
+# 8 bits each leave about 1 day in 60 falsely matching one entry; the first size is an upper bound on rows
+# whose entries are more than 8 per row (then more false matches, never a missed one).
+SUMMARY_BITS_PER_ENTRY = 8
+SUMMARY_WORDS_PER_ROW = 1
 
 # Prepended to the writer's /stats statement (app/storage/summary.py): the group's blocks, and its own
 # transaction's mark from the trigger removed (it indexed what it wrote). $5.. are the blocks' columns.
@@ -152,13 +158,14 @@ async def backfill(conn: asyncpg.Connection, hook: Callable[[str], None] | None 
 
 async def compact(conn: asyncpg.Connection, today: date | None = None) -> list[str]:
     """Closed days (before today, UTC) whose blocks are many and small (a writer's groups of a few rows; a
-    lookup tests every block) rebuilt from their rows into blocks of BACKFILL_ROWS, each day in one
+    lookup tests every block), or that have no summary yet (search_days: a lookup skips a day whose summary
+    lacks a needle), rebuilt from their rows into blocks of BACKFILL_ROWS and a summary, each day in one
     REPEATABLE READ transaction that deletes exactly the blocks its snapshot sees: a late row committed
     meanwhile keeps its own block. Returns the partitions compacted."""
     today = today or datetime.now(UTC).date()
     days = await conn.fetch(
         "SELECT day FROM search_blocks WHERE day < $1 GROUP BY day"
-        " HAVING count(*) > 2 * ceil(sum(rows)::numeric / $2) + 1 ORDER BY day",
+        " HAVING count(*) > 2 * ceil(sum(rows)::numeric / $2) + 1 OR NOT bool_or(summarized) ORDER BY day",
         today,
         BACKFILL_ROWS,
     )
@@ -173,13 +180,19 @@ async def compact(conn: asyncpg.Connection, today: date | None = None) -> list[s
 
 
 async def _rebuild(conn: asyncpg.Connection, day: date, table: str) -> None:
+    """The day's blocks (and its summary) rebuilt from the rows this transaction's snapshot sees."""
     await conn.execute("DELETE FROM search_blocks WHERE day = $1", day)
+    await conn.execute("DELETE FROM search_days WHERE day = $1", day)
+    # Sized at SUMMARY_WORDS_PER_ROW words per row, then halved to what its entries need.
+    summary = bloom.Growing(SUMMARY_WORDS_PER_ROW * await conn.fetchval(f"SELECT count(*) FROM {table}"))
     block: list[tuple[datetime, str, str | None]] = []
     pending: list[tuple[date, datetime, datetime, int, bytes]] = []
 
     def close() -> None:
         texts = [text for _, message, metadata in block for text in _texts(message, metadata)]
-        pending.append((day, block[0][0], block[-1][0], len(block), filter_of(texts)))
+        found = tokens.entries(tokens.words("\n".join(texts)))
+        summary.add(found, len(found))
+        pending.append((day, block[0][0], block[-1][0], len(block), bloom.build(found, len(found))))
         block.clear()
 
     sql = f"SELECT created_at, message, metadata::text FROM {table} ORDER BY created_at, id"
@@ -192,6 +205,9 @@ async def _rebuild(conn: asyncpg.Connection, day: date, table: str) -> None:
     if block:
         close()
     await _insert(conn, pending)
+    await conn.execute(
+        "INSERT INTO search_days (day, bloom) VALUES ($1, $2)", day, summary.done(SUMMARY_BITS_PER_ENTRY)
+    )
 
 
 def _texts(message: str, metadata: str | None) -> list[str]:
@@ -203,6 +219,8 @@ async def _insert(
 ) -> None:
     if blocks:
         await conn.executemany(
-            "INSERT INTO search_blocks (day, min_at, max_at, rows, bloom) VALUES ($1, $2, $3, $4, $5)", blocks
+            "INSERT INTO search_blocks (day, min_at, max_at, rows, bloom, summarized)"
+            " VALUES ($1, $2, $3, $4, $5, true)",
+            blocks,
         )
         blocks.clear()

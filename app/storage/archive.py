@@ -225,8 +225,11 @@ async def run(
     dry_run: bool = False,
     today: date | None = None,
     hook: Hook | None = None,
+    search: bool = True,
 ) -> list[dict[str, Any]]:
-    """Archive every partition of a day before the cutoff (dry_run: only list them); what was done."""
+    """Archive every partition of a day before the cutoff (dry_run: only list them); what was done. With
+    `search` (SEARCH_INDEX), each file gets its search filters (`search_file`); without, none: a page read
+    reads every row group of such a file, as it would without the index."""
     limit = cutoff(after_days, today)
     unfinished = await conn.fetch("SELECT DISTINCT day FROM archive_parts WHERE state <> 'archived'")
     days = sorted(
@@ -236,13 +239,15 @@ async def run(
         return [{"day": str(day), "partition": partitions.name(day)} for day in days]
     done = []
     for day in days:
-        result = await archive_day(conn, store, day, hook or (lambda step: None))
+        result = await archive_day(conn, store, day, hook or (lambda step: None), search)
         if result:
             done.append(result)
     return done
 
 
-async def archive_day(conn: asyncpg.Connection, store: Store, day: date, hook: Hook) -> dict[str, Any] | None:
+async def archive_day(
+    conn: asyncpg.Connection, store: Store, day: date, hook: Hook, search: bool = True
+) -> dict[str, Any] | None:
     table = partitions.name(day)
     parts = await conn.fetch("SELECT * FROM archive_parts WHERE day = $1 ORDER BY part", day)
     for stale in [p for p in parts if p["state"] == "writing"]:
@@ -270,7 +275,7 @@ async def archive_day(conn: asyncpg.Connection, store: Store, day: date, hook: H
         relative,
     )
     hook("recorded")
-    fingerprint, row_groups, files = await _export(conn, store, table, relative)
+    fingerprint, row_groups, files = await _export(conn, store, table, relative, search)
     hook("written")
     size = await asyncio.to_thread(_verify, store, part_files(relative, files), fingerprint)
     await conn.execute(
@@ -283,7 +288,7 @@ async def archive_day(conn: asyncpg.Connection, store: Store, day: date, hook: H
 
 
 async def _export(
-    conn: asyncpg.Connection, store: Store, table: str, relative: str
+    conn: asyncpg.Connection, store: Store, table: str, relative: str, search: bool
 ) -> tuple[Fingerprint, int, int]:
     """Stream the partition into the part's Parquet files; the fingerprint of exactly the rows written, the
     row groups and the files.
@@ -292,7 +297,7 @@ async def _export(
     reader parses it in a thread in blocks, and every ROW_GROUP_ROWS rows become a row group: memory holds
     one row group and a few chunks in flight, whatever the day's size."""
     chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=QUEUED_CHUNKS)
-    writing = asyncio.create_task(asyncio.to_thread(_write, store, relative, chunks))
+    writing = asyncio.create_task(asyncio.to_thread(_write, store, relative, chunks, search))
 
     async def pass_on(chunk: bytes) -> None:
         try:
@@ -360,8 +365,9 @@ class _Chunks:
         self.closed = True
 
 
-def _write(store: Store, relative: str, chunks: queue.Queue[bytes | None]) -> tuple[int, int]:
-    """The CSV stream → the part's Parquet files; how many row groups and files it wrote."""
+def _write(store: Store, relative: str, chunks: queue.Queue[bytes | None], search: bool) -> tuple[int, int]:
+    """The CSV stream → the part's Parquet files (and their search filters, with `search`); how many row
+    groups and files it wrote."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -385,7 +391,7 @@ def _write(store: Store, relative: str, chunks: queue.Queue[bytes | None]) -> tu
         ),
     )  # fmt: skip
     store.fs.create_dir(store.full(relative).rsplit("/", 1)[0], recursive=True)
-    files = _Files(store, relative, target)
+    files = _Files(store, relative, target, search)
     pending: list[pa.RecordBatch] = []
     held = 0
     try:
@@ -410,8 +416,8 @@ def _write(store: Store, relative: str, chunks: queue.Queue[bytes | None]) -> tu
 class _Files:
     """A part's files, written one row group at a time: a new file every FILE_ROWS rows."""
 
-    def __init__(self, store: Store, first: str, target: pa.Schema) -> None:
-        self.store, self.first, self.target = store, first, target
+    def __init__(self, store: Store, first: str, target: pa.Schema, search: bool) -> None:
+        self.store, self.first, self.target, self.search = store, first, target, search
         self.count, self.row_groups, self.rows_in_file = 0, 0, 0
         self._sink: Any = None
         self._writer: Any = None
@@ -428,7 +434,8 @@ class _Files:
         self._writer.write_table(
             table.sort_by([(name, "ascending") for name in SORTED_BY]), row_group_size=ROW_GROUP_ROWS
         )
-        self._filters.append(build.filter_of_columns(table.column("message"), table.column("metadata")))
+        if self.search:
+            self._filters.append(build.filter_of_columns(table.column("message"), table.column("metadata")))
         self.row_groups += 1
         self.rows_in_file += table.num_rows
 
@@ -459,8 +466,9 @@ class _Files:
             self._sink.close()
             self._writer = self._sink = None
             # Beside the file, before the part can be verified (a part still 'writing' is deleted whole).
-            with self.store.fs.open_output_stream(self.store.full(search_file(self._path))) as sink:
-                sink.write(build.sidecar(self._filters))
+            if self.search:
+                with self.store.fs.open_output_stream(self.store.full(search_file(self._path))) as sink:
+                    sink.write(build.sidecar(self._filters))
             self._filters = []
 
 
@@ -512,6 +520,7 @@ async def _drop(
         await conn.execute(f"DROP TABLE IF EXISTS {table}")
         # The day's search blocks covered exactly the rows that leave (app/search/build.py).
         await conn.execute("DELETE FROM search_blocks WHERE day = $1", day)
+        await conn.execute("DELETE FROM search_days WHERE day = $1", day)
         await conn.execute(
             "UPDATE archive_parts SET state = 'archived', updated_at = now() WHERE day = $1 AND part = $2",
             day,
@@ -577,5 +586,7 @@ async def housekeeping(conn: asyncpg.Connection, settings: Any, *, dry_run: bool
     expired = [] if dry_run else await expire(conn, store, settings.retention_days)
     moved = []
     if settings.archive_after_days is not None:
-        moved = await run(conn, store, settings.archive_after_days, dry_run=dry_run)
+        moved = await run(
+            conn, store, settings.archive_after_days, dry_run=dry_run, search=settings.search_index
+        )
     return {"archived": moved, "archive_expired": expired}

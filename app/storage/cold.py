@@ -31,7 +31,7 @@ import asyncpg
 
 from app.models import LEVELS
 from app.query import Condition, Query
-from app.search import bloom, build, lookup
+from app.search import bloom, build, lookup, phrase
 from app.storage import archive
 from app.storage.archive import Store, Unavailable, available
 from app.storage.partitions import day_of
@@ -99,6 +99,8 @@ def duckdb_where(conditions: Sequence[Condition]) -> tuple[str, list[Any]]:
             # PostgreSQL's ILIKE escapes with a backslash by default; DuckDB's is named.
             escaped = c.value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             clause = f"message ILIKE {params([f'%{escaped}%'])} ESCAPE '\\'"
+        elif c.kind == "phrase":
+            clause = f"regexp_matches(message, {params([phrase.duckdb(c.value)])})"
         elif c.kind == "meta":
             clause = _meta(*c.value, params)
         elif c.kind == "before":

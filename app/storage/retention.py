@@ -48,5 +48,6 @@ async def run(
                 "DELETE FROM log_counts WHERE hour >= $1 AND hour < $2", start, start + timedelta(days=1)
             )
             await conn.execute("DELETE FROM search_blocks WHERE day = $1", day)
+            await conn.execute("DELETE FROM search_days WHERE day = $1", day)
         log.info("partition dropped", extra={"partition": name})
     return list(old.values())

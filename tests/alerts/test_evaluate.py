@@ -269,3 +269,22 @@ def test_a_rule_counts_what_get_logs_lists_with_exclusions_and_nested_metadata(
     evaluate_now(settings)
     listed = client.get("/logs", params={**query, "meta.http.status": "500"}).json()["logs"]
     assert client.get(f"/alerts/{rule['id']}").json()["last_count"] == len(listed) == 2
+
+
+def test_a_search_rule_counts_the_same_with_and_without_the_search_index(
+    client: TestClient, db: DB, settings: Settings, receiver: Receiver
+) -> None:
+    entries = [log_entry(level="ERROR", message=f"card declined for req-{i:04d}7f3a9c2e", metadata={"order_id": f"ord-{i % 3}"})
+               for i in range(30)]  # fmt: skip
+    assert client.post("/logs", json={"logs": entries}).status_code == 200
+    rules = [
+        create(client, receiver, query={"q": "req-00077f3a9c2e"}, threshold=100),
+        create(client, receiver, query={"meta.order_id": "ord-1", "q": '"CARD declined"'}, threshold=100),
+        create(client, receiver, query={"q": "declined for"}, threshold=100),
+    ]
+    counts = []
+    for search in (True, False):
+        db.fetch("UPDATE alert_rules SET last_evaluated_at = NULL, last_count = NULL")
+        evaluate_now(settings.model_copy(update={"search_index": search}))
+        counts.append([client.get(f"/alerts/{r['id']}").json()["last_count"] for r in rules])
+    assert counts[0] == counts[1] == [1, 10, 30]

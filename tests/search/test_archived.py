@@ -42,6 +42,7 @@ def test_archived_needles_read_only_their_row_groups(archived: tuple[TestClient,
     }
     needles = [
         {"q": "message 7777 "},
+        {"q": '"MESSAGE 7777"'},  # a quoted phrase: whole words
         {"q": "message 123"},  # a fragment: every row group is read
         {"q": "message 99999 "},  # in no row
         {"meta.region": "eu-2", "limit": "5"},
@@ -76,3 +77,32 @@ def test_a_torn_sidecar_is_ignored() -> None:
     assert build.read_sidecar(whole[:-1], 2) is None
     assert build.read_sidecar(whole, 3) is None
     assert build.read_sidecar(b"", 0) is None
+
+
+def test_without_the_index_the_archive_writes_no_filters(db: DB, database_url: str, tmp_path: Path) -> None:
+    store = make_store(db, tmp_path)
+    make_day(db, DAYS[0], 6_000, first=2_501)
+    archive_pass(db, store, search=False)
+    root = tmp_path / "archive"
+    assert list(root.rglob("*.parquet")) and not list(root.rglob("*.search"))
+    start = datetime(DAYS[0].year, DAYS[0].month, DAYS[0].day, tzinfo=UTC)
+    window = {
+        "since": (start - timedelta(days=1)).isoformat(),
+        "until": (start + timedelta(days=2)).isoformat(),
+    }
+    try:
+        with (
+            TestClient(create_app(make_settings(database_url, archive_url=str(root)))) as on,
+            TestClient(
+                create_app(make_settings(database_url, archive_url=str(root), search_index=False))
+            ) as off,
+        ):
+            for needle in ({"q": "message 4444 "}, {"meta.region": "eu-2", "limit": "5"}):
+                a, b = (
+                    on.get("/logs", params={**window, **needle}),
+                    off.get("/logs", params={**window, **needle}),
+                )
+                assert a.status_code == b.status_code == 200
+                assert a.content == b.content and a.json()["logs"], needle
+    finally:
+        drop_days(db)
