@@ -15,7 +15,8 @@ import orjson
 from app.errors import ArchiveUnreadable
 from app.logql.engine import Bucket
 from app.logql.labels import METADATA_COLUMNS, ROW_DUCKDB, ROW_PG, label_value, sanitize
-from app.query import LABELS, Condition, label_sql, postgres
+from app.query import LABELS, Condition, Query, label_sql, postgres
+from app.search import lookup
 from app.storage import cold
 from app.storage.cold import EPOCH
 
@@ -41,11 +42,34 @@ class PostgresSource:
     through `reader` when ARCHIVE_URL is set (`archived`)."""
 
     def __init__(
-        self, conn: asyncpg.Connection, archived: bool = False, reader: cold.Cold | None = None
+        self,
+        conn: asyncpg.Connection,
+        archived: bool = False,
+        reader: cold.Cold | None = None,
+        search: bool = False,
     ) -> None:
         self.conn = conn
         self.archived = archived
         self.reader = reader
+        self.search = search
+
+    async def _narrowed(
+        self, conditions: Sequence[Condition], since_us: int, until_us: int
+    ) -> list[Condition]:
+        """The conditions and, when the search index (app/search/) has candidates for a `|=` needle, the time
+        ranges they lie in: the same rows match, PostgreSQL reads fewer. In the caller's snapshot."""
+        if not self.search:
+            return list(conditions)
+        bounded = Query(
+            [
+                *conditions,
+                Condition("since", "created_at", moment(since_us)),
+                Condition("until", "created_at", moment(until_us)),
+            ],
+            limit=None,
+        )
+        narrowed = await lookup.narrow(self.conn, bounded)
+        return list(conditions) if narrowed is None else [*conditions, narrowed.conditions[-1]]
 
     async def _parts(self, since_us: int, until_us: int) -> tuple[cold.Cold, list[str]] | None:
         """The archived files of the days in [since, until), and the reader; None when there are none."""
@@ -79,7 +103,7 @@ class PostgresSource:
     async def rows(
         self, conditions: Sequence[Condition], since_us: int, until_us: int, limit: int, forward: bool
     ) -> list[tuple[Any, ...]]:
-        where, args = self._where(conditions, since_us, until_us)
+        where, args = self._where(await self._narrowed(conditions, since_us, until_us), since_us, until_us)
         order = "ASC" if forward else "DESC"
         sql = (
             f"SELECT {ROW_PG} FROM logs WHERE {' AND '.join(where)}"
@@ -110,7 +134,7 @@ class PostgresSource:
         limit: int,
         measure: str | float = "values",
     ) -> list[tuple[int, dict[str, str], Bucket]] | None:
-        where, args = self._where(conditions, since_us, until_us)
+        where, args = self._where(await self._narrowed(conditions, since_us, until_us), since_us, until_us)
 
         def param(value: Any) -> str:
             args.append(value)

@@ -121,7 +121,9 @@ def router(settings: Settings, database: Database) -> APIRouter:
     reader = cold.Cold(settings.archive_url) if settings.archive_url and archive.available() else None
 
     def engine(conn: asyncpg.Connection) -> Engine:
-        source = PostgresSource(conn, archived=bool(settings.archive_url), reader=reader)
+        source = PostgresSource(
+            conn, archived=bool(settings.archive_url), reader=reader, search=settings.search_index
+        )
         return Engine(source, settings.logql_max_rows, settings.logql_max_series)
 
     async def run(expr: ast.Expr, window: params.Range, instant: bool, categorize: bool) -> dict[str, Any]:

@@ -36,7 +36,8 @@ _TEST = "(" + _WORD + "::bit(64)::bigint & ${m}::bigint) = ${m}::bigint"
 
 
 def entries(query: Query) -> list[str]:
-    """What every matching row's block holds: the guaranteed words of `q=` and of `meta.` string values."""
+    """What every matching row's block holds: the guaranteed words of `q=`, of `meta.` string values and of
+    LogQL's `|=`."""
     found: list[str] = []
     for c in query.conditions:
         if c.negated:
@@ -47,6 +48,10 @@ def entries(query: Query) -> list[str]:
             found += c.value  # whole words of the row (app/search/phrase.py)
         elif c.kind == "meta":
             found += tokens.value_entries(c.value[1])
+        elif c.kind == "line" and c.value[0] == "|=" and len(c.value[1]) == 1:
+            # LogQL's `|= "x"` is a case-sensitive substring: a row holding it also holds it case-folded, so
+            # the entries of `q=x` hold for it too. Several needles (`|= "a" or "b"`) are a union: scanned.
+            found += tokens.needle_entries(c.value[1][0])
     return list(dict.fromkeys(found))
 
 

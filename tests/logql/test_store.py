@@ -4,17 +4,25 @@ to the whole range."""
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from app.main import create_app
+from app.query import Condition, Query
+from app.search import lookup
 from app.storage import archive
+from tests.search import test_lookup as lookup_cases
 from tests.storage.test_archive import DAYS, KEPT, archive_pass, drop_days, make_store
-from tests.support import DB, make_settings
+from tests.support import DB, make_settings, run
 
 DAY_NS = 86400 * 10**9
 START = (
@@ -110,3 +118,65 @@ def test_one_day_splits_add_up_to_the_whole(reads: TestClient) -> None:
         for series in ask(reads, query=query, start=first, end=day_start + DAY_NS, step="1h"):
             pieces.setdefault(series["metric"]["level"], []).extend(series["values"])
     assert {s["metric"]["level"]: s["values"] for s in whole} == {k: sorted(v) for k, v in pieces.items()}
+
+
+# --- `|=` through the search index (app/search/): the same streams and counts with the index and without ----
+
+
+@pytest.fixture
+def searched(db: DB, database_url: str) -> Iterator[tuple[TestClient, TestClient]]:
+    with (
+        TestClient(create_app(make_settings(database_url))) as on,
+        TestClient(create_app(make_settings(database_url, search_index=False))) as off,
+    ):
+        yield on, off
+
+
+def _line_queries(needle: str) -> list[str]:
+    quoted = json.dumps(needle, ensure_ascii=False)
+    return [
+        f'{{service_name=~".+"}} |= {quoted}',
+        f'{{service_name="api"}} |= {quoted} != "zz"',
+        f'sum by (level) (count_over_time({{service_name=~".+"}} |= {quoted} [1h]))',
+    ]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(corpus=st.lists(lookup_cases.entry, min_size=1, max_size=25), data=st.data())
+def test_line_filters_answer_the_same_with_and_without_the_index(
+    db: DB, searched: tuple[TestClient, TestClient], corpus: list[dict[str, Any]], data: Any
+) -> None:
+    on, off = searched
+    db.fetch("TRUNCATE logs, log_counts, search_blocks, search_days, search_dirty")
+    assert on.post("/logs", content=lookup_cases._body(corpus)).status_code == 200
+    text = data.draw(st.sampled_from(corpus))["message"]
+    start = data.draw(st.integers(0, len(text) - 1))
+    end = data.draw(st.integers(start + 1, len(text)))
+    window = {"start": str(time.time_ns() - 3 * DAY_NS), "end": str(time.time_ns() + 10**9), "limit": "1000"}
+    for needle in (text, text[start:end], data.draw(lookup_cases.message)):
+        for query in _line_queries(needle):
+            params = {**window, "query": query, **({"step": "600"} if query.startswith("sum") else {})}
+            assert ask(on, **params) == ask(off, **params), query
+
+
+def test_a_line_needle_is_looked_up_in_the_index(db: DB, searched: tuple[TestClient, TestClient]) -> None:
+    on, _ = searched
+    db.fetch("TRUNCATE logs, log_counts, search_blocks, search_days, search_dirty")
+    logs = [{"level": "INFO", "service": "api", "message": f"request req-{n:012x} done"} for n in range(50)]
+    assert on.post("/logs", content=json.dumps({"logs": logs})).status_code == 200
+    query = Query([Condition("line", "message", ("|=", ("req-00000000002a done",)))], limit=None)
+    narrowed = run(_narrow(db, query))
+    assert narrowed is not None and narrowed.conditions[-1].kind == "within"
+    found = ask(
+        on, query='{service_name="api"} |= "req-00000000002a done"', start=str(time.time_ns() - DAY_NS)
+    )
+    assert [v[1] for s in found for v in s["values"]] == ["request req-00000000002a done"]
+
+
+async def _narrow(db: DB, query: Query) -> Query | None:
+    conn = await asyncpg.connect(db.url)
+    try:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            return await lookup.narrow(conn, query)
+    finally:
+        await conn.close()
