@@ -103,10 +103,13 @@ def _rfc5424(data: bytes, header: re.Match[bytes], message: Message) -> None:
         while (element := _SD_ELEMENT.match(data, pos)) is not None:
             params = elements.setdefault(element[1].decode("utf-8", "replace"), {})
             text = element[2].decode("utf-8", "replace")
+            pairs = _SD_PARAM.findall(text)
+            params.update(pairs)
             if "\\" in text:
-                params.update((name, _unescaped(value)) for name, value in _SD_PARAM.findall(text))
-            else:
-                params.update(_SD_PARAM.findall(text))
+                # Only the values with an escape are redone; `is`: a later param of the same name won.
+                for name, value in pairs:
+                    if "\\" in value and params[name] is value:
+                        params[name] = _unescaped(value)
             pos = element.end()
         # Structured data that does not parse is left in the message, where nothing of it is lost.
         message.structured_data = elements or None
@@ -120,7 +123,7 @@ def _unescaped(value: str) -> str:
     replaces in C, in this order, are exact: each run of n backslashes before a `"` or `]` loses one to
     the first two, then every pair becomes one, leaving n // 2, as reading the pairs left to right does
     (before another character, n - n // 2; a value never ends in an odd run)."""
-    return value.replace('\\"', '"').replace("\\]", "]").replace("\\\\", "\\") if "\\" in value else value
+    return value.replace('\\"', '"').replace("\\]", "]").replace("\\\\", "\\")
 
 
 def _iso(stamp: bytes) -> datetime | None:
