@@ -50,6 +50,7 @@ def render(out: Path) -> list[Path]:
         raise SystemExit(f"no db.json or http.json in {out}: run `python -m bench` first")
     written = [out / "REPORT.md"]
     alerts_data, search_data = read(out, "alerts.json"), read(out, "search.json")
+    syslog_data = read(out, "syslog.json")
     (out / "REPORT.md").write_text(
         markdown(
             db_data,
@@ -67,6 +68,7 @@ def render(out: Path) -> list[Path]:
         )
         + ("\n".join(alerts_section(alerts_data)) + "\n" if alerts_data else "")
         + ("\n".join(search_section(search_data)) + "\n" if search_data else "")
+        + ("\n".join(syslog_section(syslog_data)) + "\n" if syslog_data else "")
     )
     if db_data:
         written += [
@@ -479,6 +481,34 @@ BULK_GAP = (
     "that maps ECS names to our columns while it parses, and leaves the rest as `metadata` text), not "
     "more of the same changes."
 )
+
+
+def syslog_section(syslog_data: dict[str, Any]) -> list[str]:
+    """The syslog suite (bench/syslog.py): TCP octet-counted RFC 5424 and RELP beside our JSON."""
+    p, arms = syslog_data["parameters"], syslog_data["results"]["arms"]
+    target = p["target"]
+    rows = ["| arm | logs/s | vs JSON | target met | logs/s per round | server CPU µs/log |",
+            "|---|---:|---:|---|---|---:|"]  # fmt: skip
+    for r in arms:
+        met = "yes" if r["vs_json"] >= target else "**no**"
+        if r["arm"].startswith("json"):
+            met = "—"
+        elif r["arm"].startswith("relp"):
+            met = "(reported)"
+        rows.append(
+            f"| `{r['arm']}` | {_n(r['logs_per_s'])} | {r['vs_json']:.2f} × | {met} | "
+            f"{', '.join(_n(x) for x in r['rounds'])} | {r['server_cpu_us_per_log']:.1f} |"
+        )
+    return ["## Syslog beside our JSON (syslog suite)", "",
+            (f"The same generated logs, {p['batch']} per batch, {p['clients']} clients, one server ({p['workers']} "
+             f"worker), {p['warmup_s']} s warm-up (JSON) then {p['duration_s']} s per arm: our JSON (gzip) to "
+             "`POST /logs`; TCP octet-counted RFC 5424 (`SYSLOG_TCP_PORT`) with the other fields as structured "
+             "data, and with a JSON MSG read like a `/logs` entry; RELP (`SYSLOG_RELP_PORT`), a window of "
+             f"{p['relp_window']} unacknowledged messages per client, counted when acknowledged, i.e. committed. "
+             "TCP has no acknowledgement: logs/s is the messages sent over the time to the last commit. The arms "
+             f"take turns for {p['rounds']} round(s): each figure is the median over the rounds, and vs JSON the "
+             f"median of the ratios within each round. Target (issue 31): TCP octet-counted ≥ {target} × JSON; "
+             "RELP reported."), "", *rows, ""]  # fmt: skip
 
 
 def aws_section(aws_data: dict[str, Any]) -> list[str]:

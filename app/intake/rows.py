@@ -241,7 +241,11 @@ def parse_values(
             return _rows([(msgspec.structs.astuple(entry), None) for entry in structs], now, strip_nul), []
         except (msgspec.ValidationError, _Recheck, InvalidLogs):
             pass
-    return parse_partial(orjson.dumps({"logs": entries}), max_batch_size, now.at, window)
+    try:
+        body = orjson.dumps({"logs": entries})
+    except orjson.JSONEncodeError:  # an integer past 64 bits (a JSON document's, as msgspec decodes it)
+        body = json.dumps({"logs": entries}, separators=(",", ":")).encode()
+    return parse_partial(body, max_batch_size, now.at, window)
 
 
 def _entry_index(field: str) -> int | None:
@@ -367,6 +371,16 @@ def _row(values: tuple[Any, ...], extras: dict[str, Any] | None, now: Received, 
         None if duration is None else round(duration, 3),
         None if metadata is None else _jsonb(metadata, strip_nul),
     )  # fmt: skip
+
+
+def build_row(values: tuple[Any, ...], now: Received, strip_nul: bool) -> Row | None:
+    """One entry's fields in FIELDS order, already within RawLogEntry's types and limits (a front door that
+    decodes into its own struct in C, app/syslog/mapping.py), as its row; None when only `parse_values`
+    can settle it (a value to normalize, a created_at to read, metadata jsonb cannot hold)."""
+    try:
+        return _row(values, None, now, strip_nul)
+    except (_Recheck, _MetadataProblem):
+        return None
 
 
 def _merge(metadata: dict[str, Any] | None, extras: dict[str, Any]) -> dict[str, Any]:

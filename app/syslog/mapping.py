@@ -16,6 +16,12 @@ A MSG that is a JSON object, or rsyslog's CEE form `@cee: {...}`, is read like a
 fields win over the syslog header's (msg/log name the message, severity the level, as shippers send
 them), its other fields and its `metadata` join metadata. A level we cannot place stays in metadata and the
 severity's is used. `plain` is the same message with MSG kept as text, for a JSON MSG the schema refuses.
+
+`row` is `entry` and its validation (app/intake/rows.py) in one step, without the entry dict: a JSON MSG is
+decoded by msgspec in C straight into `Document` (our fields, within the schema's types and limits), and
+the row built from it. What that cannot settle alone (a MSG with other fields, a null, a value the schema
+refuses) is left to `entry` and the generic validation, which give the same row where both apply
+(tests/syslog/test_mapping.py holds them to it).
 """
 
 from __future__ import annotations
@@ -23,10 +29,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import orjson
+import msgspec
 
-from app.intake.rows import ORIGINAL_CREATED_AT
-from app.models import KNOWN_FIELDS, LEVEL_ALIASES, LEVELS, SECONDS_BELOW
+from app.intake.rows import ORIGINAL_CREATED_AT, Received, Row, build_row
+from app.models import KNOWN_FIELDS, LEVEL_ALIASES, LEVELS, SECONDS_BELOW, RawLogEntry
 from app.syslog.parse import Message
 
 SEVERITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
@@ -46,6 +52,66 @@ _LEVELS = {
 }  # fmt: skip
 _FIELDS = KNOWN_FIELDS - {"metadata"}
 _ALIASES = (("message", ("msg", "log")), ("level", ("severity",)))
+
+
+def _document_struct() -> Any:
+    """RawLogEntry with every field optional: absent is UNSET where it differs from null (a null level,
+    service, message or created_at means something else in `_read_document`, so it is left to it)."""
+    fields: list[Any] = []
+    for field in msgspec.structs.fields(RawLogEntry):
+        if field.required or field.name == "created_at":
+            fields.append((field.name, field.type | msgspec.UnsetType, msgspec.UNSET))
+        else:
+            fields.append((field.name, field.type, field.default))
+    return msgspec.defstruct("Document", fields, kw_only=True, forbid_unknown_fields=True)
+
+
+Document = _document_struct()
+_DOCUMENT = msgspec.json.Decoder(Document)
+_UNSET = msgspec.UNSET
+_ANY = msgspec.json.Decoder()
+
+
+def row(message: Message, service: str, truncated: bool, now: Received, strip_nul: bool) -> Row | None:
+    """The message's row, as `entry` then rows.parse_values would give it; None when only they can say."""
+    found = plain(message, service, truncated)
+    metadata = found["metadata"]
+    level, text = found["level"], found["message"]
+    service, created_at = found["service"], found.get("created_at")
+    if not message.syslog or not text.startswith(("{", CEE)):
+        return build_row((level, service, text, created_at, *_ABSENT, metadata), now, strip_nul)
+    json_text = text[len(CEE) :].lstrip() if text.startswith(CEE) else text
+    if not json_text.startswith("{"):
+        return build_row((level, service, text, created_at, *_ABSENT, metadata), now, strip_nul)
+    try:
+        document = _DOCUMENT.decode(json_text)
+    except (msgspec.MsgspecError, RecursionError):
+        return None
+    if document.metadata is not None:
+        metadata.update(document.metadata)
+    if document.level is not _UNSET:
+        canonical = _LEVELS.get(document.level) or _LEVELS.get(document.level.strip().upper())
+        if canonical is None:
+            metadata["level"] = document.level
+        else:
+            level = canonical
+    if document.service is not _UNSET:
+        service = document.service
+    if document.message is not _UNSET:
+        text = document.message
+    if document.created_at is not _UNSET:
+        created_at = document.created_at
+    d = document
+    return build_row(
+        (level, service, text, created_at, d.log_type, d.environment, d.service_version, d.trace_id,
+         d.user_id, d.session_id, d.error_type, d.stack_trace, d.path, d.method, d.action_type,
+         d.function_name, d.file_path, d.duration_ms, metadata),
+        now, strip_nul,
+    )  # fmt: skip
+
+
+# The fields between created_at and metadata, none of which a syslog header gives.
+_ABSENT = (None,) * 14
 
 
 def entry(message: Message, service: str, truncated: bool) -> dict[str, Any]:
@@ -104,8 +170,9 @@ def _json_object(msg: str) -> dict[str, Any] | None:
     if not text.startswith("{"):
         return None
     try:
-        document = orjson.loads(text)
-    except orjson.JSONDecodeError:
+        # msgspec, as `row` and POST /logs decode (integers past 64 bits kept whole, not made floats).
+        document = _ANY.decode(text)
+    except (msgspec.MsgspecError, RecursionError):
         return None
     return document if isinstance(document, dict) else None
 

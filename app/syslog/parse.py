@@ -28,10 +28,12 @@ DEFAULT_PRI = 13
 _PRI = re.compile(rb"<([0-9]{1,3})>")
 _HEADER_5424 = re.compile(rb"1 (\S{1,64}) (\S{1,255}) (\S{1,48}) (\S{1,128}) (\S{1,32}) ")
 # A quoted value is `"` (run of plain characters, then escape + run)* `"`, written so that the engine never
-# tries alternatives per character.
-_SD_ELEMENT = re.compile(rb'\[([^ =\]"]{1,32})((?: [^ =\]"]{1,32}="[^"\\]*(?:\\.[^"\\]*)*")*) ?\]', re.DOTALL)
-_SD_PARAM = re.compile(r' ([^ =\]"]{1,32})="([^"\\]*(?:\\.[^"\\]*)*)"', re.DOTALL)
-_SD_ESCAPE = re.compile(r'\\([\\"\]])')
+# tries alternatives per character, and possessive (`*+`: what a run took is never given back, which could
+# not lead to a match anyway) so that it keeps no backtracking state per run either.
+_SD_ELEMENT = re.compile(
+    rb'\[([^ =\]"]{1,32})((?: [^ =\]"]{1,32}="[^"\\]*+(?:\\.[^"\\]*+)*+")*+) ?\]', re.DOTALL
+)
+_SD_PARAM = re.compile(r' ([^ =\]"]{1,32})="([^"\\]*+(?:\\.[^"\\]*+)*+)"', re.DOTALL)
 _MONTHS = {name: number for number, name in enumerate(
     (b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"), 1)}  # fmt: skip
 _BSD_TIME = re.compile(
@@ -100,8 +102,14 @@ def _rfc5424(data: bytes, header: re.Match[bytes], message: Message) -> None:
         elements: dict[str, dict[str, str]] = {}
         while (element := _SD_ELEMENT.match(data, pos)) is not None:
             params = elements.setdefault(element[1].decode("utf-8", "replace"), {})
-            for name, value in _SD_PARAM.findall(element[2].decode("utf-8", "replace")):
-                params[name] = _SD_ESCAPE.sub(_unescaped, value) if "\\" in value else value
+            text = element[2].decode("utf-8", "replace")
+            pairs = _SD_PARAM.findall(text)
+            params.update(pairs)
+            if "\\" in text:
+                # Only the values with an escape are redone; `is`: a later param of the same name won.
+                for name, value in pairs:
+                    if "\\" in value and params[name] is value:
+                        params[name] = _unescaped(value)
             pos = element.end()
         # Structured data that does not parse is left in the message, where nothing of it is lost.
         message.structured_data = elements or None
@@ -110,8 +118,12 @@ def _rfc5424(data: bytes, header: re.Match[bytes], message: Message) -> None:
     message.msg = _text(data[pos:])
 
 
-def _unescaped(escape: re.Match[str]) -> str:
-    return escape[1]
+def _unescaped(value: str) -> str:
+    """A PARAM-VALUE with its escapes (`\\"`, `\\\\`, `\\]`) undone; any other backslash is kept. Three
+    replaces in C, in this order, are exact: each run of n backslashes before a `"` or `]` loses one to
+    the first two, then every pair becomes one, leaving n // 2, as reading the pairs left to right does
+    (before another character, n - n // 2; a value never ends in an odd run)."""
+    return value.replace('\\"', '"').replace("\\]", "]").replace("\\\\", "\\")
 
 
 def _iso(stamp: bytes) -> datetime | None:

@@ -18,11 +18,11 @@ from typing import Any
 from app import metrics
 from app.config import Settings
 from app.errors import Busy, InvalidLogs, ServiceUnavailable
-from app.intake.rows import parse_values
+from app.intake.rows import Received, parse_values
 from app.intake.writer import Batch, Row, Writer
 from app.syslog import mapping
 from app.syslog.framing import Frame
-from app.syslog.parse import parse
+from app.syslog.parse import Message, parse
 
 log = logging.getLogger(__name__)
 
@@ -49,37 +49,34 @@ class Sink:
         """The frames as rows: every message becomes one (a MSG whose JSON the schema refuses is kept as
         text, with the reason in metadata), so nothing read is lost to validation."""
         received = datetime.now(UTC)
-        messages = []
-        entries = []
+        now = Received(received, self.window)
+        service = self.service
+        rows: list[Row] = []
         truncated = unparsed = 0
         for data, cut in frames:
             message = parse(data, received)
-            messages.append((message, cut))
-            entries.append(mapping.entry(message, self.service, cut))
             truncated += cut
             unparsed += not message.syslog
-        self.received.inc(len(entries))
+            # Strings hold U+0000 only from a NUL byte or JSON's escape for it: most rows skip that check.
+            strip_nul = b"\x00" in data or b"\\u0000" in data
+            built = mapping.row(message, service, cut, now, strip_nul)
+            rows.append(built if built is not None else self._validated(message, cut, received))
+        self.received.inc(len(rows))
         if truncated:
             self.truncated.inc(truncated)
         if unparsed:
             self.unparsed.inc(unparsed)
-        if not entries:
-            return []
-        built, rejected = self._validate(entries, received)
-        if not rejected:
-            return built
-        # Some JSON MSG was refused: each message alone, the refused ones as text (rare, so not fast).
-        rows: list[Row] = []
-        for (message, cut), found in zip(messages, entries, strict=True):
-            one, problems = self._validate([found], received)
-            if problems:
-                kept = mapping.plain(message, self.service, cut)
-                kept["metadata"]["rejected"] = "; ".join(f"{p['field']}: {p['message']}" for p in problems)[
-                    :1000
-                ]
-                one, _ = self._validate([kept], received)
-            rows.extend(one)
         return rows
+
+    def _validated(self, message: Message, cut: bool, received: datetime) -> Row:
+        """What `mapping.row` leaves: the entry through the generic validation; one the schema refuses
+        (rare, so not fast) kept as text, with the reason in metadata."""
+        one, problems = self._validate([mapping.entry(message, self.service, cut)], received)
+        if problems:
+            kept = mapping.plain(message, self.service, cut)
+            kept["metadata"]["rejected"] = "; ".join(f"{p['field']}: {p['message']}" for p in problems)[:1000]
+            one, _ = self._validate([kept], received)
+        return one[0]
 
     def _validate(self, entries: list[dict[str, Any]], received: datetime) -> tuple[list[Row], list[Any]]:
         try:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.syslog.parse import parse
 
@@ -106,3 +109,24 @@ def test_rfc3164_tag_without_colon_after_a_whole_header() -> None:
     assert (message.hostname, message.app_name, message.msg) == ("vm", "shop", "order 7 shipped")
     # Without a header a first word is only a tag with its colon.
     assert parse(b"<14>order 7 shipped", NOW).app_name is None
+
+
+# A PARAM-VALUE as the structured-data pattern reads it: plain characters and backslash pairs.
+_VALUE_PIECES = st.sampled_from(
+    ["a", "]", " ", "=", "\\\\", '\\"', "\\]", "\\n", "\\a", "\\\\\\]", "é", '\\" ']
+)
+
+
+_VALUES = st.lists(_VALUE_PIECES, max_size=30).map("".join)
+_NAMES = st.sampled_from(["p", "q", "name.with-dots", "x" * 32])
+
+
+@given(st.lists(st.tuples(_NAMES, _VALUES), max_size=5))
+@settings(max_examples=500, deadline=None)
+def test_sd_params_and_their_escapes_are_read_as_written(params: list[tuple[str, str]]) -> None:
+    element = b"".join(b' %s="%s"' % (name.encode(), value.encode()) for name, value in params)
+    message = parse(b'<14>1 - - - - - [x@1%s][y@2 z="=\\"\\" "] m' % element, NOW)
+    # The reference: backslash pairs read left to right; the last of two equal names wins.
+    expected = {name: re.sub(r'\\([\\"\]])', r"\1", value) for name, value in params}
+    assert message.structured_data == {"x@1": expected, "y@2": {"z": '="" '}}
+    assert message.msg == "m"

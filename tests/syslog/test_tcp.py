@@ -200,3 +200,18 @@ def test_a_silent_connection_is_closed_after_the_idle_timeout(
         assert wait_for_rows(db, 1) == 1
     finally:
         server.stop()
+
+
+def test_sigterm_right_after_the_last_line_writes_every_line_read_once(
+    db: DB, database_url: str, tmp_path: Path
+) -> None:
+    # Fewer lines than a connection takes before it stops reading (sink.BATCH, tcp.HIGH_WATER): the server
+    # reads them all as they arrive, and SIGTERM must then write each of them, once, before the exit.
+    server = start_syslog(database_url, tmp_path)
+    lines = [b"<14>1 - h app - - - line %d" % n for n in range(500)]
+    with socket.create_connection(("127.0.0.1", server.tcp)) as sock:
+        sock.sendall(b"".join(b"%d %s" % (len(line), line) for line in lines))
+        server.process.terminate()
+        assert server.process.wait(60) == 0
+    messages = [row["message"] for row in stored(db)]
+    assert sorted(messages) == sorted(f"line {n}" for n in range(500))

@@ -3,10 +3,16 @@ SysLogHandler over UDP is in test_tcp.py beside its TCP case.)"""
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
+import asyncpg
+
+from app.syslog.udp import QUEUE
 from tests.support import DB
 from tests.syslog.conftest import Rsyslog, SyslogServer, stored, wait_for_rows
 
@@ -43,3 +49,45 @@ def test_rsyslog_omfwd_udp(syslog_server: SyslogServer, db: DB, tmp_path: Path) 
     assert {(r["service"], r["level"], r["metadata"]["facility"]) for r in rows} == {
         ("shop", "WARN", "local3")
     }
+
+
+def test_datagrams_past_the_queue_while_a_write_waits_are_dropped_and_counted(
+    syslog_server: SyslogServer, db: DB, database_url: str
+) -> None:
+    # The table locked by a transaction of the test's own: the server's first write waits on it while
+    # the datagrams after it are read into the queue, and those past QUEUE are dropped.
+    loop = asyncio.new_event_loop()
+    lock = loop.run_until_complete(asyncpg.connect(database_url))
+    sent = 0
+    try:
+        loop.run_until_complete(lock.execute("BEGIN; LOCK TABLE logs IN ACCESS EXCLUSIVE MODE"))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            # In bursts, each followed by a look at the counters (the kernel drops, uncounted, what a
+            # receive buffer cannot hold): until the server has dropped some, within a bound.
+            while syslog_server.metric("logsave_syslog_dropped_total", transport="udp") == 0:
+                assert sent < 10 * QUEUE, "no datagram was dropped while the write waited"
+                for n in range(sent, sent + 1000):
+                    sock.sendto(b"<14>app: datagram %d" % n, ("127.0.0.1", syslog_server.udp))
+                sent += 1000
+        loop.run_until_complete(lock.execute("COMMIT"))
+    finally:
+        loop.run_until_complete(lock.close())
+        loop.close()
+
+    def counters() -> tuple[float, float, float]:
+        metric = syslog_server.metric
+        return (metric("logsave_syslog_received_total", transport="udp"),
+                metric("logsave_syslog_stored_total", transport="udp"),
+                metric("logsave_syslog_dropped_total", transport="udp"))  # fmt: skip
+
+    deadline = time.monotonic() + 60
+    while (found := counters())[0] != found[1] + found[2] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    received, stored_, dropped = counters()
+    # Every datagram read is stored or counted as dropped, and all the drops are the queue's.
+    assert received == stored_ + dropped and received <= sent
+    assert dropped == syslog_server.metric(
+        "logsave_syslog_dropped_total", transport="udp", reason="queue_full"
+    )
+    assert dropped > 0 and stored_ >= QUEUE
+    assert db.count() == stored_
