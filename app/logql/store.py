@@ -37,6 +37,15 @@ def _us(at: datetime) -> int:
     return (at - EPOCH) // timedelta(microseconds=1)
 
 
+def bounded(conditions: Sequence[Condition], since_us: int, until_us: int) -> list[Condition]:
+    """The conditions with since_us <= created_at < until_us added."""
+    return [
+        *conditions,
+        Condition("since", "created_at", moment(since_us)),
+        Condition("until", "created_at", moment(until_us)),
+    ]
+
+
 class PostgresSource:
     """Reads through one connection (a snapshot the route holds for the whole query), and the archive
     through `reader` when ARCHIVE_URL is set (`archived`)."""
@@ -60,15 +69,7 @@ class PostgresSource:
         ranges they lie in: the same rows match, PostgreSQL reads fewer. In the caller's snapshot."""
         if not self.search:
             return list(conditions)
-        bounded = Query(
-            [
-                *conditions,
-                Condition("since", "created_at", moment(since_us)),
-                Condition("until", "created_at", moment(until_us)),
-            ],
-            limit=None,
-        )
-        narrowed = await lookup.narrow(self.conn, bounded)
+        narrowed = await lookup.narrow(self.conn, Query(bounded(conditions, since_us, until_us), limit=None))
         return list(conditions) if narrowed is None else [*conditions, narrowed.conditions[-1]]
 
     async def _parts(self, since_us: int, until_us: int) -> tuple[cold.Cold, list[str]] | None:
@@ -84,21 +85,12 @@ class PostgresSource:
 
     @staticmethod
     def _duckdb_where(conditions: Sequence[Condition], since_us: int, until_us: int) -> tuple[str, list[Any]]:
-        return cold.duckdb_where([
-            *conditions,
-            Condition("since", "created_at", moment(since_us)),
-            Condition("until", "created_at", moment(until_us)),
-        ])  # fmt: skip
+        return cold.duckdb_where(bounded(conditions, since_us, until_us))
 
     def _where(
         self, conditions: Sequence[Condition], since_us: int, until_us: int
     ) -> tuple[list[str], list[Any]]:
-        bounded = [
-            *conditions,
-            Condition("since", "created_at", moment(since_us)),
-            Condition("until", "created_at", moment(until_us)),
-        ]
-        return postgres(bounded)
+        return postgres(bounded(conditions, since_us, until_us))
 
     async def rows(
         self, conditions: Sequence[Condition], since_us: int, until_us: int, limit: int, forward: bool
