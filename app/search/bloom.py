@@ -45,18 +45,28 @@ def probe(entry: str) -> tuple[int, int]:
     return found
 
 
-def size(entries: int) -> int:
+def size(entries: int, bits: int = BITS_PER_ENTRY) -> int:
     """Words for a filter of this many distinct entries."""
-    return max(1, (entries * BITS_PER_ENTRY + 63) // 64)
+    return max(1, (entries * bits + 63) // 64)
 
 
 def build(entries: Iterable[str], count: int) -> bytes:
     """The filter of `entries` (`count` of them, distinct)."""
-    n = size(count)
+    return encoded(map(str.encode, entries), count)
+
+
+def encoded(entries: Iterable[bytes], count: int, bits: int = BITS_PER_ENTRY) -> bytes:
+    """The filter of these UTF-8 encoded entries (`count` of them, distinct) at `bits` bits per entry: what
+    `probe` finds, computed inline (a block's entries are mostly seen once, so `probe`'s cache and calls
+    would only cost)."""
+    n = size(count, bits)
     words = [0] * n
-    for entry in entries:
-        h, mask = probe(entry)
-        words[h % n] |= mask
+    pairs = _PAIRS
+    for h in map(zlib.crc32, entries):
+        y = h * _K2
+        words[(((h * _K1) & _M64) >> 32) % n] |= (
+            pairs[y & 0xFFF] | pairs[(y >> 12) & 0xFFF] | pairs[(y >> 24) & 0xFFF]
+        )
     return struct.pack(f">{n}Q", *words)
 
 

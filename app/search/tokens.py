@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from operator import itemgetter
 
 import orjson
 
@@ -40,8 +41,13 @@ _ASCII_WORD = re.compile(r"[A-Za-z0-9_]+")
 # JSON text escapes only quotes, backslashes and control characters (orjson and jsonb's output alike), none of
 # them word characters: each escape becomes a separator. \uXXXX may hide a letter: that text is decoded.
 _ESCAPE = re.compile(r"\\.")
-# A JSON string's content once its escapes are gone (keys and values alike).
-_STRING = re.compile(r'"([^"]*)"')
+# A word's entries besides itself: its first and last AFFIX characters (the word itself when not longer).
+_HEAD, _TAIL = itemgetter(slice(AFFIX)), itemgetter(slice(-AFFIX, None))
+# UTF-8 bytes as `encoded_entries` splits them: ASCII letters lowered, every other ASCII character that is not
+# a word character (`\w` and [A-Za-z0-9_] agree on ASCII) a space, the bytes of other characters kept.
+_ASCII_WORDS = bytes(
+    c if c >= 0x80 else ord(chr(c).lower()) if chr(c).isalnum() or c == 0x5F else 0x20 for c in range(256)
+)
 
 
 def fold(text: str) -> str:
@@ -61,7 +67,20 @@ def metadata_text(json_text: str) -> str:
         return " ".join(_strings(orjson.loads(json_text)))
     if "\\" in json_text:
         json_text = _ESCAPE.sub(" ", json_text)
-    return " ".join(_STRING.findall(json_text))
+    return " ".join(json_text.split('"')[1::2])
+
+
+def metadata_texts(json_texts: list[str]) -> str:
+    """The words of `metadata_text` of each of these, in a few passes over them all (a writer's block): a
+    JSON text's quotes pair up once its escapes are gone, so the strings of texts joined are the odd pieces
+    between their quotes; each distinct string is kept once (a block's keys and most values recur)."""
+    joined, decoded = "\n".join(json_texts), []
+    if "\\u" in joined:
+        decoded = [metadata_text(text) for text in json_texts if "\\u" in text]
+        joined = "\n".join([text for text in json_texts if "\\u" not in text])
+    if "\\" in joined:
+        joined = _ESCAPE.sub(" ", joined)
+    return "\n".join({*joined.split('"')[1::2], *decoded})
 
 
 def _strings(value: object) -> Iterable[str]:
@@ -79,7 +98,29 @@ def _strings(value: object) -> Iterable[str]:
 def entries(found: Iterable[str]) -> set[str]:
     """A block's filter entries for these (distinct) words."""
     out = set(found)
-    out.update([w[:AFFIX] for w in out if len(w) > AFFIX] + [w[-AFFIX:] for w in out if len(w) > AFFIX])
+    whole = list(out)
+    out.update(map(_HEAD, whole), map(_TAIL, whole))
+    return out
+
+
+def encoded_entries(text: str) -> set[bytes]:
+    """`entries(words(text))`, UTF-8 encoded, in a few passes over the whole text instead of Python work per
+    word (the writer's cost per log): ASCII is split and lowered as bytes (`_ASCII_WORDS`), and only the
+    distinct pieces holding other characters go through `fold` and `WORD`. Folding one such piece alone
+    gives what folding the whole text gives except for U+03A3 Σ, the one character whose lower case depends
+    on its neighbours (final sigma), so a text holding it is folded whole first."""
+    if "\u03a3" in text:
+        text = fold(text)
+    out = set(text.encode("utf-8", "surrogatepass").translate(_ASCII_WORDS).split())
+    other = [piece for piece in out if not piece.isascii()]
+    out.difference_update(other)
+    whole = list(out)
+    out.update(map(_HEAD, whole), map(_TAIL, whole))
+    if other:
+        found = entries(
+            WORD.findall(fold(" ".join([piece.decode("utf-8", "surrogatepass") for piece in other])))
+        )
+        out.update([entry.encode("utf-8", "surrogatepass") for entry in found])
     return out
 
 
