@@ -64,7 +64,7 @@ def router(settings: Settings, intake: Intake, database: Database) -> APIRouter:
             if kind == loki.PROTOBUF:
                 # The expanded protobuf counts against the worker's body budget like a gunzipped body.
                 held.take(loki.snappy_length(decoded, settings.max_body_bytes))
-            logs = loki.body(loki.streams(decoded, kind, settings.max_body_bytes), limit)
+            logs, kept = loki.body(loki.streams(decoded, kind, settings.max_body_bytes), limit)
             if logs is None:
                 return Response(status_code=204)
             held.take(len(logs))
@@ -72,9 +72,15 @@ def router(settings: Settings, intake: Intake, database: Database) -> APIRouter:
                 batch, rejected = rows.parse_partial(logs, limit, window=window)
             except InvalidLogs as exc:
                 raise BadRequest(f"no log line could be stored: {exc.message}") from None
+            refusals = {item["index"] for item in rejected}
+            # Each stored row with what the Loki query API gives back (rows.LOKI_COLUMNS), in the same order.
+            batch = [
+                (*row, *extra)
+                for row, extra in zip(batch, (k for i, k in enumerate(kept) if i not in refusals), strict=True)
+            ]
             answer = b""
             if rejected:
-                refused = len({item["index"] for item in rejected})
+                refused = len(refusals)
                 named = "; ".join(f"{e['field']}: {e['message']}" for e in rejected[:5])
                 answer = orjson.dumps({
                     "error": "bad_request",
