@@ -76,7 +76,9 @@ def router(settings: Settings, intake: Intake, database: Database) -> APIRouter:
             # Each stored row with what the Loki query API gives back (rows.LOKI_COLUMNS), in the same order.
             batch = [
                 (*row, *extra)
-                for row, extra in zip(batch, (k for i, k in enumerate(kept) if i not in refusals), strict=True)
+                for row, extra in zip(
+                    batch, (k for i, k in enumerate(kept) if i not in refusals), strict=True
+                )
             ]
             answer = b""
             if rejected:
