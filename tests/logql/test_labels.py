@@ -149,7 +149,13 @@ def test_a_pushed_log_reads_back_with_its_line_labels_and_structured_metadata(
     assert not any(key.startswith("loki_") for log in logs for key in log)
     paid = by_message["paid"]
     assert (paid["level"], paid["trace_id"], paid["service"]) == ("ERROR", "tr-9", "varlogs")
-    assert paid["metadata"] == {"host": "web-1", "trace_id": "t-1", "pod": "p-1", "user": "u-1", "took": "12ms"}
+    assert paid["metadata"] == {
+        "host": "web-1",
+        "trace_id": "t-1",
+        "pod": "p-1",
+        "user": "u-1",
+        "took": "12ms",
+    }
     exported = client.get("/logs", params={"service": "varlogs"}, headers={"Accept": "application/x-ndjson"})
     assert [json.loads(line) for line in exported.text.splitlines()] == logs
     assert client.get("/traces/tr-9").json()["logs"] == [paid]
