@@ -17,6 +17,10 @@ since an agent cannot fix its labels for us. A line that is a JSON object is rea
 fields, plus the shippers' message and level aliases; its other fields join metadata, and its own values win
 over the labels); any other line is the message. The entry's timestamp is `created_at`, to the microsecond;
 a time in a JSON line stays in metadata. The entries then go through app/intake/rows.py like every format.
+
+That mapping is what GET /logs shows. Beside each entry, what the Loki query API gives back is kept
+(`Kept`, the loki_* columns): the labels as pushed (service_name added as Loki 3 derives it), the structured
+metadata as pushed, and the line when the message is not it.
 """
 
 from __future__ import annotations

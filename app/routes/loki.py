@@ -119,7 +119,8 @@ _REQUEST_BODY: dict[str, Any] = {
     "as Promtail, Alloy and Docker's driver send it; or JSON, which Content-Encoding gzip/deflate/zstd may "
     "compress. Labels service/service_name/app/application/job/container give the service, "
     "level/severity/detected_level the level, env/environment the environment; the rest and structured "
-    "metadata go into metadata. A line that is a JSON object is read like a POST /logs entry.",
+    "metadata go into metadata. A line that is a JSON object is read like a POST /logs entry. The labels, "
+    "structured metadata and line as pushed are kept too: the Loki query API gives them back as Loki does.",
     "content": {
         loki.PROTOBUF: {"schema": {"type": "string", "format": "binary"}},
         loki.JSON: {
