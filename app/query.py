@@ -145,24 +145,54 @@ LABELS = {
     "duration_ms": ("trim_scale(duration_ms)::text", "rtrim(rtrim(duration_ms::VARCHAR, '0'), '.')"),
 }
 NOT_NULL_LABELS = frozenset({"service_name", "level", "detected_level", "environment"})
+# The labels every log has, a log pushed through Loki included (app/formats/loki.py adds its service_name).
+EVERY_LOG_LABELS = frozenset({"service_name", "detected_level"})
 
 
 def label_sql(name: str, param: Callable[[Any], str]) -> str:
-    """A LogQL label of a row as PostgreSQL text (`param` adds a parameter and returns its placeholder)."""
+    """A LogQL label of a row as PostgreSQL text (`param` adds a parameter and returns its placeholder).
+
+    A log pushed through Loki's push API has the labels and structured metadata it was pushed with
+    (loki_labels, loki_metadata: app/formats/loki.py), detected_level aside; every other log has LABELS'."""
     known = LABELS.get(name)
     if known is not None:
-        return known[0] if name in NOT_NULL_LABELS else f"coalesce({known[0]}, '')"
-    return f"coalesce(metadata->>{param(name)}, '')"
+        ours = known[0] if name in NOT_NULL_LABELS else f"coalesce({known[0]}, '')"
+    else:
+        ours = f"coalesce(metadata->>{param(name)}, '')"
+    fallback = "lower(level::text)" if name == "detected_level" else "''"
+    key = param(name)
+    pushed = f"coalesce(loki_labels->>{key}, loki_metadata->>{key}, {fallback})"
+    return f"(CASE WHEN loki_labels IS NULL THEN {ours} ELSE {pushed} END)"
+
+
+def duckdb_label(name: str, param: Callable[[Any], str]) -> str:
+    """`label_sql` for DuckDB over archived rows (JSON columns as text, read by JSON pointer)."""
+    pointer = "/" + name.replace("~", "~0").replace("/", "~1")
+    if name in LABELS:
+        ours = f"coalesce({LABELS[name][1]}, '')"
+    else:
+        ours = f"coalesce(json_extract_string(metadata, {param(pointer)}), '')"
+    fallback = "lower(level)" if name == "detected_level" else "''"
+    pushed = (
+        f"coalesce(json_extract_string(loki_labels, {param(pointer)}),"
+        f" json_extract_string(loki_metadata, {param(pointer)}), {fallback})"
+    )
+    return f"(CASE WHEN loki_labels IS NULL THEN {ours} ELSE {pushed} END)"
 
 
 def line_sql(op: str, needles: tuple[str, ...], param: Callable[[Any], str]) -> str:
+    """LogQL's line filter: the line is the message, or the line a log was pushed to Loki with (loki_line)."""
     if op == "|=":
-        return "(" + " OR ".join(f"strpos(message, {param(n)}) > 0" for n in needles) + ")"
+        return (
+            "(" + " OR ".join(f"strpos(coalesce(loki_line, message), {param(n)}) > 0" for n in needles) + ")"
+        )
     if op == "!=":
-        return "(" + " AND ".join(f"strpos(message, {param(n)}) = 0" for n in needles) + ")"
+        return (
+            "(" + " AND ".join(f"strpos(coalesce(loki_line, message), {param(n)}) = 0" for n in needles) + ")"
+        )
     regex = "~" if op == "|~" else "!~"
     joined = " OR " if op == "|~" else " AND "
-    return "(" + joined.join(f"message {regex} {param(n)}" for n in needles) + ")"
+    return "(" + joined.join(f"coalesce(loki_line, message) {regex} {param(n)}" for n in needles) + ")"
 
 
 def label_match_sql(expr: str, op: str, value: str, param: Callable[[Any], str]) -> str:

@@ -17,6 +17,10 @@ since an agent cannot fix its labels for us. A line that is a JSON object is rea
 fields, plus the shippers' message and level aliases; its other fields join metadata, and its own values win
 over the labels); any other line is the message. The entry's timestamp is `created_at`, to the microsecond;
 a time in a JSON line stays in metadata. The entries then go through app/intake/rows.py like every format.
+
+That mapping is what GET /logs shows. Beside each entry, what the Loki query API gives back is kept
+(`Kept`, the loki_* columns): the labels as pushed (service_name added as Loki 3 derives it), the structured
+metadata as pushed, and the line when the message is not it.
 """
 
 from __future__ import annotations
@@ -39,6 +43,10 @@ SERVICE_LABELS = ("service", "service_name", "app", "application", "job", "conta
 LEVEL_LABELS = ("level", "severity", "detected_level")
 ENVIRONMENT_LABELS = ("env", "environment")
 UNKNOWN_SERVICE = "unknown_service"
+# The labels Loki 3 derives a stream's service_name from when none is pushed, in its order (its limits'
+# `discover_service_name` default); without any, service_name is unknown_service.
+DISCOVER_SERVICE_NAME = ("service", "app", "application", "name", "app_kubernetes_io_name", "container",
+                         "container_name", "component", "workload", "job")  # fmt: skip
 # Level names agents and syslog use beyond ours (python-logging-loki sends logging's names in lower case).
 _LEVELS = {
     **{level: level for level in LEVELS},
@@ -267,20 +275,30 @@ def _unescape(match: re.Match[str]) -> str:
 # --- streams -> our entries ----------------------------------------------------------------------------
 
 
-def body(request_streams: Iterator[tuple[dict[str, str], list[Entry]]], limit: int) -> bytes | None:
+# A pushed log's loki_labels, loki_metadata and loki_line columns (rows.LOKI_COLUMNS): JSON texts and text.
+Kept = tuple[str, str | None, str | None]
+
+
+def body(
+    request_streams: Iterator[tuple[dict[str, str], list[Entry]]], limit: int
+) -> tuple[bytes | None, list[Kept]]:
     """Every line as an entry of POST /logs's schema, as a `{"logs": [...]}` body for app/intake/rows.py
-    (None when there is no line); 413 past `limit` lines.
+    (None when there is no line), and beside each entry what the Loki query API gives back (`Kept`: the
+    labels, service_name added as Loki 3 adds it; the structured metadata; the line when the message is not
+    it); 413 past `limit` lines.
 
     An application's own JSON line in our fields is spliced, not parsed into Python objects: msgspec checks
     in C that it holds only our fields (`_LINE`), and the stream's fields are written before its own, which
     win as the later of two equal keys (both of rows.py's passes keep the last). Every other line is mapped
     in Python (`_entry`). The body is then validated like POST /logs's own, the same C pass."""
     pieces: list[bytes] = []
+    kept: list[Kept] = []
     for labels, lines in request_streams:
         if len(pieces) + len(lines) > limit:
             raise PayloadTooLarge(f"the request holds more than {limit} log lines; send smaller batches")
         common, common_metadata = _common(labels)
         head = orjson.dumps(common)[:-1] + b',"created_at":'
+        stream = stream_labels(labels)
         for seconds, nanos, line, structured in lines:
             if not 0 <= seconds < SECONDS_BELOW or not 0 <= nanos < _NANOS:
                 raise BadRequest(
@@ -290,11 +308,43 @@ def body(request_streams: Iterator[tuple[dict[str, str], list[Entry]]], limit: i
             # Microseconds, exact: a float of Unix seconds holds them to about 0.2 µs until the year 2106.
             created_at = seconds + (nanos // 1000) / 1e6
             metadata = {**common_metadata, **structured} if structured else common_metadata
-            piece = _spliced(head, created_at, line, metadata) if line[:1] == "{" else None
+            message = None
+            if line[:1] == "{":
+                piece, message = _spliced(head, created_at, line, metadata)
+            else:
+                piece = None
             if piece is None:
-                piece = orjson.dumps(_entry(created_at, line, structured, common, common_metadata))
+                entry = _entry(created_at, line, structured, common, common_metadata)
+                message = entry["message"]
+                piece = orjson.dumps(entry)
             pieces.append(piece)
-    return b'{"logs":[' + b",".join(pieces) + b"]}" if pieces else None
+            kept.append((
+                stream,
+                _pairs(structured) if structured else None,
+                None if message == line else _text(line),
+            ))  # fmt: skip
+    return (b'{"logs":[' + b",".join(pieces) + b"]}" if pieces else None), kept
+
+
+def stream_labels(labels: dict[str, str]) -> str:
+    """A stream's labels as stored (JSON text): as pushed, with service_name when none was pushed."""
+    if "service_name" not in labels:
+        service = next((labels[name] for name in DISCOVER_SERVICE_NAME if name in labels), UNKNOWN_SERVICE)
+        labels = {**labels, "service_name": service}
+    return _pairs(labels)
+
+
+def _pairs(pairs: dict[str, str]) -> str:
+    """Labels or structured metadata as JSON text for jsonb, which cannot hold U+0000: U+FFFD instead, as
+    rows.py stores every string."""
+    text = orjson.dumps(pairs).decode()
+    if "\\u0000" in text:
+        text = orjson.dumps({_text(k): _text(v) for k, v in pairs.items()}).decode()
+    return text
+
+
+def _text(value: str) -> str:
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
 
 
 def _line_struct() -> Any:
@@ -316,24 +366,27 @@ _CANONICAL_LEVELS = frozenset(LEVELS)
 _CANONICAL_ENVIRONMENTS = frozenset(ENVIRONMENTS)
 
 
-def _spliced(head: bytes, created_at: float, line: str, metadata: dict[str, Any] | None) -> bytes | None:
-    """The line as an entry without parsing it into Python objects, or None when it needs mapping."""
+def _spliced(
+    head: bytes, created_at: float, line: str, metadata: dict[str, Any] | None
+) -> tuple[bytes | None, str | None]:
+    """The line as an entry without parsing it into Python objects, and its message; (None, None) when it
+    needs mapping."""
     try:
         parsed = _LINE.decode(line)
     except msgspec.MsgspecError:
-        return None
+        return None, None
     if (parsed.level is not None and parsed.level not in _CANONICAL_LEVELS) or (
         parsed.environment is not None and parsed.environment not in _CANONICAL_ENVIRONMENTS
     ):
-        return None
+        return None, None
     extra = b""
     if metadata:
         if parsed.metadata is not None:
-            return None  # two metadata objects to merge
+            return None, None  # two metadata objects to merge
         extra = b',"metadata":' + orjson.dumps(metadata)
     elif parsed.metadata is not None and memoryview(parsed.metadata)[:1] != b"{":  # not an object
-        return None
-    return b"%s%r%s,%s" % (head, created_at, extra, line[1:].encode())
+        return None, None
+    return b"%s%r%s,%s" % (head, created_at, extra, line[1:].encode()), parsed.message
 
 
 def _common(labels: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -63,6 +63,10 @@ COLUMNS = (
     "user_id", "session_id", "error_type", "message", "stack_trace", "path", "method", "action_type",
     "function_name", "file_path", "duration_ms", "metadata",
 )  # fmt: skip
+# The columns a log pushed through Loki's push API adds after COLUMNS (app/routes/loki.py): its stream labels,
+# structured metadata and raw line, which only the Loki query API reads. Every other row leaves them NULL
+# by not naming them, so its COPY sends nothing more.
+LOKI_COLUMNS = (*COLUMNS, "loki_labels", "loki_metadata", "loki_line")
 # The table's NOT NULL defaults, applied here because COPY names every column.
 DEFAULTS = {"log_type": "BACKEND", "environment": "development", "service_version": "v0.0.0-dev"}
 # PostgreSQL text and jsonb cannot hold U+0000; it becomes U+FFFD so the log is kept, not refused.

@@ -40,7 +40,7 @@ from app.config import IngestMode, Settings
 from app.database import Database
 from app.errors import Busy, IngestError, InvalidLogs, ServiceUnavailable
 from app.intake import documents, idempotency
-from app.intake.rows import COLUMNS, LazyRows, Unsettled
+from app.intake.rows import COLUMNS, LOKI_COLUMNS, LazyRows, Unsettled
 from app.search import build
 from app.storage import partitions, summary
 
@@ -150,10 +150,24 @@ async def commit(database: Database, batches: Sequence[Batch]) -> list[Outcome |
     async with _transaction(database) as conn:
         outcomes, rows = await _claim(conn, batches, database.settings.idempotency_ttl)
         if rows:
-            await conn.copy_records_to_table("logs", records=rows, columns=COLUMNS)
+            await _copy(conn, rows, batches)
             await summary.add(conn, summary.counts(rows), _blocks(database, rows))
     _committed(len(rows))
     return outcomes
+
+
+async def _copy(conn: asyncpg.Connection, rows: Sequence[Row], batches: Sequence[Batch]) -> None:
+    """COPY the rows: those of Loki pushes (LOKI_COLUMNS wide) in a COPY of their own. A batch's rows are all
+    of one width, so one look per batch tells whether any is wide, and other front doors' rows are sent as
+    they always were."""
+    if not any(b.rows and len(b.rows[0]) != len(COLUMNS) for b in batches):
+        await conn.copy_records_to_table("logs", records=rows, columns=COLUMNS)
+        return
+    narrow = [row for row in rows if len(row) == len(COLUMNS)]
+    wide = [row for row in rows if len(row) != len(COLUMNS)]
+    if narrow:
+        await conn.copy_records_to_table("logs", records=narrow, columns=COLUMNS)
+    await conn.copy_records_to_table("logs", records=wide, columns=LOKI_COLUMNS)
 
 
 async def stream(database: Database, batch: Batch) -> Outcome | IngestError:

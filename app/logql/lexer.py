@@ -93,6 +93,9 @@ def tokens(text: str) -> list[Token]:
     return found
 
 
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
 def _string(text: str, start: int, line: int, col: int) -> tuple[str, int]:
     quote = text[start]
     if quote == "`":
@@ -117,8 +120,11 @@ def _string(text: str, start: int, line: int, col: int) -> tuple[str, int]:
             if escape in ("x", "u", "U"):
                 width = {"x": 2, "u": 4, "U": 8}[escape]
                 digits = text[position + 2 : position + 2 + width]
-                if len(digits) == width and all(c in "0123456789abcdefABCDEF" for c in digits):
-                    out.append(chr(int(digits, 16)))
+                code = int(digits, 16) if len(digits) == width and all(c in _HEX for c in digits) else -1
+                # A surrogate or a code point past Unicode is no character to look for (as in Go's strconv).
+                if 0 <= code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF:
+                    # Stored text holds U+FFFD where a log had U+0000 (PostgreSQL text cannot hold it).
+                    out.append(chr(code) if code else "\ufffd")
                     position += 2 + width
                     continue
             raise ParseError(line, col, f"syntax error: invalid escape \\{escape} in a string")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from app.logql import ast
 from app.logql.pipeline import ERROR
-from app.query import NOT_NULL_LABELS, Condition
+from app.query import EVERY_LOG_LABELS, Condition
 
 # Stages after which a label filter no longer sees the stored labels (or the line is another).
 _CHANGING = (ast.Parser, ast.LineFormat, ast.LabelFormat, ast.Drop)
@@ -26,7 +26,7 @@ class Plan:
         return all(isinstance(s, ast.Unwrap) for s in self.stages)
 
 
-# A regex every stored value of these labels matches (they are never empty): no condition at all, so that
+# A regex every stored value of these labels matches (every log has them, never empty): no condition at all, so that
 # Grafana's `{service_name=~".+"}` costs no per-row regex.
 _ANY = frozenset({".+", ".*", "(?:.+)", "(?:.*)"})
 
@@ -35,7 +35,7 @@ def plan(query: ast.LogQuery) -> Plan:
     conditions = [
         Condition("label", m.name, (m.name, m.op, m.value))
         for m in query.matchers
-        if not (m.op == "=~" and m.value in _ANY and m.name in NOT_NULL_LABELS)
+        if not (m.op == "=~" and m.value in _ANY and m.name in EVERY_LOG_LABELS)
     ]
     rest: list[ast.Stage] = []
     changed = False

@@ -14,8 +14,8 @@ import orjson
 
 from app.errors import ArchiveUnreadable
 from app.logql.engine import Bucket
-from app.logql.labels import METADATA_COLUMNS, ROW_DUCKDB, ROW_PG, label_value, sanitize
-from app.query import LABELS, Condition, Query, label_sql, postgres
+from app.logql.labels import METADATA_COLUMNS, ROW_DUCKDB, ROW_PG, label_value, pushed_labels, sanitize
+from app.query import LABELS, Condition, Query, duckdb_label, label_sql, postgres
 from app.search import lookup
 from app.storage import cold
 from app.storage.cold import EPOCH
@@ -24,9 +24,14 @@ from app.storage.cold import EPOCH
 _LEVEL = "level"
 _LEVELS = frozenset({"level", "detected_level"})
 _ALL_LABELS = ["service", _LEVEL, "environment::text",
-               *(LABELS[c][0] for c in METADATA_COLUMNS), "metadata::text"]  # fmt: skip
+               *(LABELS[c][0] for c in METADATA_COLUMNS), "metadata::text", "loki_labels::text",
+               "loki_metadata::text"]  # fmt: skip
 _ALL_LABELS_DUCKDB = ["service", "lower(level)", "environment", *(LABELS[c][1] for c in METADATA_COLUMNS),
-                      "metadata"]  # fmt: skip
+                      "metadata", "loki_labels", "loki_metadata"]  # fmt: skip
+# A log pushed through Loki's push API: its level label is the one it was pushed with (app/logql/labels.py).
+_PUSHED_LEVEL = (
+    "CASE WHEN loki_labels IS NOT NULL THEN coalesce(loki_labels->>{0}, loki_metadata->>{0}, {1}) END"
+)
 
 
 def moment(us: int) -> datetime:
@@ -134,12 +139,18 @@ class PostgresSource:
 
         if unwrap is not None:
             where.append(f"{unwrap} IS NOT NULL")
-        # The level grouped as the enum it is stored as (a cast per row costs), made lower case afterwards.
+        # The level grouped as the enum it is stored as (a cast per row costs), made lower case afterwards;
+        # beside it, a pushed log's own level label (NULL for every other log: no cast).
         columns = (
             [_LEVEL if name in _LEVELS else label_sql(name, param) for name in labels]
             if labels is not None
             else list(_ALL_LABELS)
         )
+        levels = [i for i, name in enumerate(labels or ()) if name in _LEVELS]
+        for i in levels:
+            name = labels[i] if labels is not None else ""
+            fallback = "lower(level::text)" if name == "detected_level" else "''"
+            columns.append(_PUSHED_LEVEL.format(param(name), fallback))
         # Sums in exact decimals (not floats), so that the order rows are added in changes nothing.
         value = unwrap if unwrap else "1"
         whole_us = origin_ns % 1000 == 0 and width_ns % 1000 == 0
@@ -157,7 +168,7 @@ class PostgresSource:
             )
         selected = ", ".join(f"{c} AS l{i}" for i, c in enumerate(columns))
         # Only what the aggregation needs: reading every message for its length, or the values, costs.
-        size = "sum(octet_length(message))" if measure == "bytes" else "0"
+        size = "sum(octet_length(coalesce(loki_line, message)))" if measure == "bytes" else "0"
         if measure == "values":
             values = f"sum({value}), min({value}), max({value}), sum({value} * {value})"
         elif isinstance(measure, float):
@@ -177,18 +188,18 @@ class PostgresSource:
         if whole_us:
             origin_us, width_us = origin_ns // 1000, width_ns // 1000
             records = [((_us(r[0]) - origin_us) // width_us + 1, *r[1:]) for r in records]
-        if labels is not None:
-            levels = [i + 1 for i, name in enumerate(labels) if name in _LEVELS]
-            records = [tuple(v.lower() if i in levels else v for i, v in enumerate(r)) for r in records]
+        if levels:
+            records = [_levelled(r, levels, len(columns) - len(levels)) for r in records]
         if archive is not None:
             records += await self._cold_buckets(
                 *archive, conditions, since_us, until_us, origin_ns, width_ns, labels, unwrap, limit
             )
         found = []
+        width = len(columns) - len(levels)
         for record in records:
-            values = list(record[1 : len(columns) + 1])
+            values = list(record[1 : width + 1])
             named = dict(zip(labels, values, strict=True)) if labels is not None else _all_labels(values)
-            n, size, total, low, high, squares = record[len(columns) + 1 :]
+            n, size, total, low, high, squares = record[width + 1 :]
             found.append((record[0], named, Bucket(n, int(size or 0), total, low, high, squares)))
         return found
 
@@ -222,30 +233,37 @@ class PostgresSource:
             columns = list(_ALL_LABELS_DUCKDB)
         else:
             columns = []
-            for name in labels:
-                if name in LABELS:
-                    columns.append(f"coalesce({LABELS[name][1]}, '')")
-                else:
-                    pointer = "/" + name.replace("~", "~0").replace("/", "~1")
-                    columns.append(f"coalesce(json_extract_string(metadata, {param(pointer)}), '')")
+            columns = [duckdb_label(name, param) for name in labels]
         value = unwrap if unwrap else "1"
         if unwrap:
             where += f" AND {unwrap} IS NOT NULL"
         selected = "".join(f", {c} AS l{i}" for i, c in enumerate(columns))
         groups = "".join(f", l{i}" for i in range(len(columns)))
         sql = (
-            f"SELECT {bucket} AS b{selected}, count(*), sum(strlen(message)), sum({value}), min({value}),"
+            f"SELECT {bucket} AS b{selected}, count(*), sum(strlen(coalesce(loki_line, message))), sum({value}), min({value}),"
             f" max({value}), sum({value} * {value}) FROM archived WHERE {where} GROUP BY b{groups} LIMIT {int(limit)}"
         )
         # The SELECT's parameters come before the WHERE's.
         return await reader.fetch(paths, sql, [*args, *before])
 
 
+def _levelled(record: tuple[Any, ...], levels: list[int], width: int) -> tuple[Any, ...]:
+    """A group's record with its level labels in lower case, or a pushed log's own (the columns after
+    `width` label columns), and those columns taken out."""
+    values = list(record[: width + 1])
+    for extra, i in enumerate(levels):
+        pushed = record[width + 1 + extra]
+        values[i + 1] = values[i + 1].lower() if pushed is None else pushed
+    return (*values, *record[width + 1 + len(levels) :])
+
+
 def _all_labels(values: list[Any]) -> dict[str, str]:
     """_ALL_LABELS' values as labels: the stream's, the metadata columns', metadata's scalars and
-    detected_level (app/logql/labels.py's entry, for a group)."""
-    service, level, environment, *columns, metadata_text = values
+    detected_level (app/logql/labels.py's entry, for a group); a pushed log's as it was pushed."""
+    service, level, environment, *columns, metadata_text, pushed, structured = values
     level = level.lower()
+    if pushed is not None:
+        return pushed_labels(pushed, structured, level)
     labels: dict[str, str] = {}
     if metadata_text:
         document = orjson.loads(metadata_text)

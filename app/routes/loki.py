@@ -64,7 +64,7 @@ def router(settings: Settings, intake: Intake, database: Database) -> APIRouter:
             if kind == loki.PROTOBUF:
                 # The expanded protobuf counts against the worker's body budget like a gunzipped body.
                 held.take(loki.snappy_length(decoded, settings.max_body_bytes))
-            logs = loki.body(loki.streams(decoded, kind, settings.max_body_bytes), limit)
+            logs, kept = loki.body(loki.streams(decoded, kind, settings.max_body_bytes), limit)
             if logs is None:
                 return Response(status_code=204)
             held.take(len(logs))
@@ -72,9 +72,17 @@ def router(settings: Settings, intake: Intake, database: Database) -> APIRouter:
                 batch, rejected = rows.parse_partial(logs, limit, window=window)
             except InvalidLogs as exc:
                 raise BadRequest(f"no log line could be stored: {exc.message}") from None
+            refusals = {item["index"] for item in rejected}
+            # Each stored row with what the Loki query API gives back (rows.LOKI_COLUMNS), in the same order.
+            batch = [
+                (*row, *extra)
+                for row, extra in zip(
+                    batch, (k for i, k in enumerate(kept) if i not in refusals), strict=True
+                )
+            ]
             answer = b""
             if rejected:
-                refused = len({item["index"] for item in rejected})
+                refused = len(refusals)
                 named = "; ".join(f"{e['field']}: {e['message']}" for e in rejected[:5])
                 answer = orjson.dumps({
                     "error": "bad_request",
@@ -111,7 +119,8 @@ _REQUEST_BODY: dict[str, Any] = {
     "as Promtail, Alloy and Docker's driver send it; or JSON, which Content-Encoding gzip/deflate/zstd may "
     "compress. Labels service/service_name/app/application/job/container give the service, "
     "level/severity/detected_level the level, env/environment the environment; the rest and structured "
-    "metadata go into metadata. A line that is a JSON object is read like a POST /logs entry.",
+    "metadata go into metadata. A line that is a JSON object is read like a POST /logs entry. The labels, "
+    "structured metadata and line as pushed are kept too: the Loki query API gives them back as Loki does.",
     "content": {
         loki.PROTOBUF: {"schema": {"type": "string", "format": "binary"}},
         loki.JSON: {

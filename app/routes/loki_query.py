@@ -29,7 +29,7 @@ from app.logql.parser import parse
 from app.logql.pipeline import count_bytes, logfmt_pairs, number, seconds
 from app.logql.plan import plan
 from app.logql.store import PostgresSource, moment
-from app.query import LABELS, Condition, label_sql, postgres
+from app.query import Condition, duckdb_label, label_sql, postgres
 from app.routes.errors import responses
 from app.routes.query import narrow_on_timeout
 from app.storage import archive, cold
@@ -234,41 +234,63 @@ def router(settings: Settings, database: Database) -> APIRouter:
             found += await reader.fetch(parts.paths, archived(where_cold, qmark), [*head, *args_cold])
         return found
 
-    async def streams(values: dict[str, str], selector: str | None) -> dict[tuple[str, ...], tuple[int, int]]:
-        """(service_name, level, environment) -> (entries, bytes) of the logs a selector picks in the range."""
+    async def streams(
+        values: dict[str, str], selector: str | None
+    ) -> dict[tuple[tuple[str, str], ...], tuple[int, int]]:
+        """The streams (label sets, as sorted pairs) a selector picks in the range -> (entries, bytes): a log's
+        service_name, level and environment, or the labels it was pushed to Loki with."""
         start, end = _bounds(values)
         async with snapshot() as conn:
             rows = await both(
                 conn,
                 _conditions(selector, start, end),
                 lambda where, _: (
-                    "SELECT service, lower(level::text), environment::text, count(*),"
-                    f" sum(octet_length(message)) FROM logs WHERE {where} GROUP BY 1, 2, 3"
+                    "SELECT service, lower(level::text), environment::text, loki_labels::text, count(*),"
+                    f" sum(octet_length(coalesce(loki_line, message))) FROM logs WHERE {where} GROUP BY 1, 2, 3, 4"
                 ),
                 lambda where, _: (
-                    "SELECT service, lower(level), environment, count(*), sum(strlen(message))"
-                    f" FROM archived WHERE {where} GROUP BY 1, 2, 3"
+                    "SELECT service, lower(level), environment, loki_labels, count(*),"
+                    f" sum(strlen(coalesce(loki_line, message))) FROM archived WHERE {where} GROUP BY 1, 2, 3, 4"
                 ),
             )
-        found: dict[tuple[str, ...], tuple[int, int]] = {}
-        for service, level, environment, n, size in rows:
-            before = found.get((service, level, environment), (0, 0))
-            found[service, level, environment] = (before[0] + n, before[1] + int(size or 0))
+        found: dict[tuple[tuple[str, str], ...], tuple[int, int]] = {}
+        for service, level, environment, pushed, n, size in rows:
+            labels = (
+                orjson.loads(pushed)
+                if pushed is not None
+                else dict(zip(STREAM, (service, level, environment)))
+            )
+            key = tuple(sorted(labels.items()))
+            before = found.get(key, (0, 0))
+            found[key] = (before[0] + n, before[1] + int(size or 0))
         return found
 
     @read(f"{PREFIX}/labels", "Label names (Loki)", _SELECTOR, _START, _END)
     async def labels(request: Request) -> Response:
-        """The stream labels of the logs in [start, end] (default: the last 6 hours)."""
+        """The stream labels of the logs in [start, end] (default: the last 6 hours): service_name, level and
+        environment, and the labels of logs pushed to Loki's push API."""
         values = await _params(request)
         start, end = _bounds(values)
+        limit = settings.logql_max_series
         async with snapshot() as conn:
             rows = await both(
                 conn,
                 _conditions(values.get("query"), start, end),
-                lambda where, _: f"SELECT 1 FROM logs WHERE {where} LIMIT 1",
-                lambda where, _: f"SELECT 1 FROM archived WHERE {where} LIMIT 1",
+                # '': some log in the range was not pushed to Loki (it has service_name, level, environment).
+                lambda where, _: (
+                    f"(SELECT '' FROM logs WHERE {where} AND loki_labels IS NULL LIMIT 1) UNION ALL"
+                    f" (SELECT DISTINCT jsonb_object_keys(loki_labels) FROM logs WHERE {where}"
+                    f" AND loki_labels IS NOT NULL LIMIT {limit})"
+                ),
+                lambda where, _: (
+                    "SELECT DISTINCT unnest(coalesce(json_keys(loki_labels), [''])) FROM archived"
+                    f" WHERE {where} LIMIT {limit + 1}"
+                ),
             )
-        return _json({"status": "success", "data": sorted(STREAM) if rows else []})
+        names = {name for (name,) in rows if name}
+        if any(not name for (name,) in rows):
+            names.update(STREAM)
+        return _json({"status": "success", "data": sorted(names)})
 
     @read(PREFIX + "/label/{name}/values", "A label's values (Loki)", _SELECTOR, _START, _END)
     async def label_values(name: str, request: Request) -> Response:
@@ -284,7 +306,7 @@ def router(settings: Settings, database: Database) -> APIRouter:
                     f"SELECT DISTINCT {label_sql(name, param)} FROM logs WHERE {where} LIMIT {limit}"
                 ),
                 lambda where, qmark: (
-                    f"SELECT DISTINCT {_cold_label(name, qmark)} FROM archived WHERE {where} LIMIT {limit}"
+                    f"SELECT DISTINCT {duckdb_label(name, qmark)} FROM archived WHERE {where} LIMIT {limit}"
                 ),
             )
         return _json({"status": "success", "data": sorted({v for (v,) in rows if v})[:limit]})
@@ -300,7 +322,7 @@ def router(settings: Settings, database: Database) -> APIRouter:
         found: set[tuple[str, ...]] = set()
         for selector in selectors or [None]:
             found |= set(await streams(values, selector))
-        data = [dict(zip(STREAM, key, strict=True)) for key in sorted(found)[: settings.logql_max_series]]
+        data = [dict(key) for key in sorted(found)[: settings.logql_max_series]]
         return _json({"status": "success", "data": data})
 
     @read(f"{PREFIX}/index/stats", "Index stats (Loki)", _SELECTOR, _START, _END)
@@ -379,8 +401,11 @@ def router(settings: Settings, database: Database) -> APIRouter:
         """The stream labels and how many values each has in [start, end]."""
         values = await _params(request)
         found = await streams(values, values.get("query"))
-        counts = [len({key[i] for key in found}) for i in range(len(STREAM))]
-        listed = sorted((name, n) for name, n in zip(STREAM, counts, strict=True) if n)
+        seen: dict[str, set[str]] = {}
+        for key in found:
+            for name, value in key:
+                seen.setdefault(name, set()).add(value)
+        listed = sorted((name, len(values)) for name, values in seen.items())
         return _json({"detectedLabels": [{"label": name, "cardinality": n} for name, n in listed]})
 
     @api.get(f"{PREFIX}/status/buildinfo", summary="The Loki version this server speaks")
@@ -430,14 +455,6 @@ def _type(values: set[str]) -> str:
     if values and all(count_bytes(v) is not None for v in values):
         return "bytes"
     return "string"
-
-
-def _cold_label(name: str, qmark: Callable[[Any], str]) -> str:
-    """A label of an archived row, for DuckDB (app/query.py's LABELS; other names are metadata keys)."""
-    if name in LABELS:
-        return f"coalesce({LABELS[name][1]}, '')"
-    pointer = "/" + name.replace("~", "~0").replace("/", "~1")
-    return f"coalesce(json_extract_string(metadata, {qmark(pointer)}), '')"
 
 
 def _needs_no_rows(expr: ast.Expr) -> bool:

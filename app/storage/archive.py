@@ -57,17 +57,20 @@ ROW_GROUP_ROWS = 5_000
 # Rows per file: a reader (and the pass's own check) parses a file's footer whole, ~22 kB of memory per row
 # group (21 column chunks each); in one file a day of 10 M rows took ~45 MB to open, and its writer as much.
 FILE_ROWS = 1_000_000
-# Every column of logs, in table order; enums as text, metadata as its JSON text.
+# Every column of logs, in table order; enums as text, metadata (and a Loki push's labels and structured
+# metadata) as JSON text. Files written before the loki_* columns lack them: readers take them as NULL.
 COLUMNS = (
     "id", "created_at", "level", "log_type", "service", "environment", "service_version", "trace_id",
     "user_id", "session_id", "error_type", "message", "stack_trace", "path", "method", "action_type",
-    "function_name", "file_path", "duration_ms", "deleted", "metadata",
+    "function_name", "file_path", "duration_ms", "deleted", "metadata", "loki_labels", "loki_metadata",
+    "loki_line",
 )  # fmt: skip
 # Sent as COPY (…) TO STDOUT WITH (FORMAT csv).
 _COPY = (
     "SELECT id, (extract(epoch FROM created_at) * 1000000)::bigint, level, log_type, service, environment,"
     " service_version, trace_id, user_id, session_id, error_type, message, stack_trace, path, method, action_type,"
-    " function_name, file_path, duration_ms, deleted, metadata FROM {table} ORDER BY created_at, id"
+    " function_name, file_path, duration_ms, deleted, metadata, loki_labels, loki_metadata, loki_line FROM {table}"
+    " ORDER BY created_at, id"
 )
 # Inside each row group (a slice of time).
 SORTED_BY = ("service", "created_at", "id")
@@ -435,7 +438,10 @@ class _Files:
             table.sort_by([(name, "ascending") for name in SORTED_BY]), row_group_size=ROW_GROUP_ROWS
         )
         if self.search:
-            self._filters.append(build.filter_of_columns(table.column("message"), table.column("metadata")))
+            lines = table.column("loki_line") if "loki_line" in table.column_names else None
+            self._filters.append(
+                build.filter_of_columns(table.column("message"), table.column("metadata"), lines)
+            )
         self.row_groups += 1
         self.rows_in_file += table.num_rows
 

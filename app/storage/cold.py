@@ -120,9 +120,9 @@ def duckdb_where(conditions: Sequence[Condition]) -> tuple[str, list[Any]]:
 def _line(op: str, needles: Sequence[str], params: Any) -> str:
     """LogQL's line filter (app/query.py's `line_sql`) for DuckDB: RE2 regexes, as Loki's own."""
     if op in ("|=", "!="):
-        tests = [f"contains(message, {params([n])})" for n in needles]
+        tests = [f"contains(coalesce(loki_line, message), {params([n])})" for n in needles]
     else:
-        tests = [f"regexp_matches(message, {params([n])})" for n in needles]
+        tests = [f"regexp_matches(coalesce(loki_line, message), {params([n])})" for n in needles]
     if op in ("|=", "|~"):
         return "(" + " OR ".join(tests) + ")"
     return "(" + " AND ".join(f"NOT {t}" for t in tests) + ")"
@@ -130,13 +130,9 @@ def _line(op: str, needles: Sequence[str], params: Any) -> str:
 
 def _label(name: str, op: str, value: str, params: Any) -> str:
     """A LogQL label matcher (app/query.py's `label_match_sql`) for DuckDB: a missing label is ''."""
-    from app.query import LABELS
+    from app.query import duckdb_label
 
-    if name in LABELS:
-        expr = f"coalesce({LABELS[name][1]}, '')"
-    else:
-        pointer = "/" + name.replace("~", "~0").replace("/", "~1")
-        expr = f"coalesce(json_extract_string(metadata, {params([pointer])}), '')"
+    expr = duckdb_label(name, lambda v: params([v]))
     if op == "=":
         return f"{expr} = {params([value])}"
     if op == "!=":
@@ -203,8 +199,8 @@ ROW = (
     "session_id, error_type, message, stack_trace, path, method, action_type, function_name, file_path, "
     "duration_ms::VARCHAR, metadata"
 )
-# The archived columns ROW holds, in its order.
-ARCHIVED = [name for name in archive.COLUMNS if name != "deleted"]
+# The archived columns ROW holds, in its order (what only the Loki query API reads is not in GET /logs).
+ARCHIVED = [name for name in archive.COLUMNS if name != "deleted" and not name.startswith("loki_")]
 # GET /logs's JSON for a log is PostgreSQL's `jsonb_build_object(...)::text` (app/query.py's DOCUMENT): keys
 # in jsonb's order (shorter first, then bytewise), ": " and ", " between them. An archived row is written the
 # same way here, byte for byte (tests/storage/test_cold.py checks it against PostgreSQL for generated rows):
@@ -324,10 +320,15 @@ class Cold:
             # Local files: DuckDB's own Parquet reader (row groups skipped by their statistics, top-N filters
             # pushed into the scan) is ~15x faster than scanning them as a pyarrow dataset (bench archive suite).
             listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-            return cursor.execute(sql.replace("FROM archived", f"FROM read_parquet([{listed}])"), list(args))
+            # By name: files archived before a column was added (loki_*) give NULL for it.
+            return cursor.execute(
+                sql.replace("FROM archived", f"FROM read_parquet([{listed}], union_by_name = true)"),
+                list(args),
+            )
         # S3: DuckDB reads it only through its httpfs extension, which is not downloaded at run time; pyarrow's
         # S3 filesystem serves the files as a dataset that DuckDB scans, pushing columns and filters down.
-        cursor.register("archived", ds.dataset(files, format="parquet", filesystem=self.store.fs))
+        dataset = ds.dataset(files, format="parquet", filesystem=self.store.fs, schema=archive.schema())
+        cursor.register("archived", dataset)
         return cursor.execute(sql, list(args))
 
     async def fetch(self, paths: Sequence[str], sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:

@@ -67,13 +67,13 @@ def now_ns() -> int:
 
 def mapped(body: bytes, kind: str = loki.PROTOBUF) -> list[dict[str, Any]]:
     """The entries as rows.py reads them (of two equal keys, the later)."""
-    logs = loki.body(loki.streams(body, kind, 10**7), 1000)
+    logs, _ = loki.body(loki.streams(body, kind, 10**7), 1000)
     return orjson.loads(logs)["logs"] if logs else []
 
 
 def parsed(body: bytes, kind: str = loki.PROTOBUF) -> list[tuple[Any, ...]]:
     """The rows the route stores, through the same validation as POST /logs."""
-    logs = loki.body(loki.streams(body, kind, 10**7), 1000)
+    logs, _ = loki.body(loki.streams(body, kind, 10**7), 1000)
     assert logs is not None
     return rows.parse(logs, 1000)
 
@@ -268,7 +268,7 @@ def test_spliced_lines_store_what_the_python_mapping_stores(
 ) -> None:
     received = datetime.now(UTC)
     stream = [(int(received.timestamp()), i * 1000, line, structured or None) for i, line in enumerate(lines)]
-    spliced = loki.body(iter([(labels, stream)]), 100)
+    spliced, _ = loki.body(iter([(labels, stream)]), 100)
     common, common_metadata = loki._common(labels)
     mapped_only = orjson.dumps({"logs": [
         loki._entry(s + n // 1000 / 1e6, line, md, common, common_metadata) for s, n, line, md in stream

@@ -70,6 +70,32 @@ def test_group_commit_really_shares_transactions(db: DB, settings: Settings) -> 
 
 
 @pytest.mark.parametrize("mode", list(IngestMode))
+def test_loki_rows_and_other_rows_in_one_group_are_both_written(
+    db: DB, settings: Settings, mode: IngestMode
+) -> None:
+    """Rows of a Loki push carry three more columns (rows.LOKI_COLUMNS); batches of both widths may share a
+    transaction, each row written with its own."""
+    pushed = ('{"job": "varlogs", "service_name": "varlogs"}', '{"pod": "p-1"}', '{"message": "m", "x": 1}')
+
+    async def work(writer: Any) -> None:
+        await asyncio.gather(*(
+            writer.write(Batch([(*row, *pushed) for row in rows(3, message=f"loki{i}")], b"ok"))
+            if i % 2 else writer.write(batch(3, message=f"ours{i}"))
+            for i in range(20)
+        ))  # fmt: skip
+
+    asyncio.run(with_writer(settings, mode, work))
+    found = db.fetch("SELECT message, loki_labels::text AS l, loki_metadata::text AS m, loki_line FROM logs")
+    assert len(found) == 60
+    for row in found:
+        kept = (row["l"], row["m"], row["loki_line"])
+        if row["message"].startswith("loki"):
+            assert kept == pushed
+        else:
+            assert kept == (None, None, None)
+
+
+@pytest.mark.parametrize("mode", list(IngestMode))
 def test_a_refused_request_fails_alone(db: DB, settings: Settings, mode: IngestMode) -> None:
     async def work(writer: Any) -> list[Any]:
         return await asyncio.gather(

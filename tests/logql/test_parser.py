@@ -7,6 +7,7 @@ import pytest
 
 from app.logql import ast
 from app.logql.errors import ParseError
+from app.logql.lexer import tokens
 from app.logql.parser import parse
 
 SEL = (ast.Matcher("app", "=", "foo"),)
@@ -139,3 +140,13 @@ def test_errors_in_lokis_words(text: str, message: str) -> None:
         parse(text)
     assert message in raised.value.message
     assert raised.value.status == 400
+
+
+def test_escapes_that_name_no_storable_character() -> None:
+    # U+0000 is stored as U+FFFD (PostgreSQL text cannot hold it), so that is what a needle looks for; a
+    # surrogate or a code point past Unicode is a parse error, not a query PostgreSQL would refuse.
+    (matcher,) = [t for t in tokens(r'{a="x\u0000y"}') if t.kind == "STRING"]
+    assert matcher.value == "x\ufffdy"
+    for bad in (r'{a="\ud800"}', r'{a="\U00110000"}'):
+        with pytest.raises(ParseError, match="invalid escape"):
+            tokens(bad)

@@ -182,6 +182,31 @@ def test_python_logging_loki_through_logging(server: tuple[subprocess.Popen[byte
     assert first["logger"] == "billing.loki-test.0" and first["customer"] == "c-9"
 
 
+def test_python_logging_loki_reads_back_through_the_query_api(
+    server: tuple[subprocess.Popen[bytes], str], db: DB
+) -> None:
+    """What the client pushed comes back as Loki returns it: its tags as the stream's labels (service_name
+    derived from `application`), its lines as sent."""
+    _, url = server
+    failures: list[BaseException] = []
+    logger = loki_logger(url, failures)
+    logger.warning("invoice %s overdue", "INV-7", extra={"tags": {"customer": "c-9"}})
+    logger.error("charge failed")
+    assert failures == []
+    params = {"query": '{application="billing", severity="error"}', "direction": "forward", "limit": 10}
+    found = httpx.get(url + "/loki/api/v1/query_range", params=params).json()["data"]["result"]
+    labels = {"application": "billing", "env": "staging", "severity": "error",
+              "logger": "billing.loki-test.0", "service_name": "billing"}  # fmt: skip
+    assert [(s["stream"], [v[1] for v in s["values"]]) for s in found] == [
+        ({**labels, "detected_level": "error"}, ["charge failed"])
+    ]
+    params["query"] = '{customer="c-9"}'
+    warned = httpx.get(url + "/loki/api/v1/query_range", params=params).json()["data"]["result"]
+    assert [v[1] for s in warned for v in s["values"]] == ["invoice INV-7 overdue"]
+    values = httpx.get(url + "/loki/api/v1/label/severity/values").json()["data"]
+    assert values == ["error", "warning"]
+
+
 def test_python_logging_loki_sends_an_api_key_as_basic_auth_and_ready_stays_open(
     database_url: str, db: DB, tmp_path: Path
 ) -> None:
