@@ -487,8 +487,8 @@ def syslog_section(syslog_data: dict[str, Any]) -> list[str]:
     """The syslog suite (bench/syslog.py): TCP octet-counted RFC 5424 and RELP beside our JSON."""
     p, arms = syslog_data["parameters"], syslog_data["results"]["arms"]
     target = p["target"]
-    rows = ["| arm | logs/s | vs JSON | target met | logs/s per round | server CPU µs/log |",
-            "|---|---:|---:|---|---|---:|"]  # fmt: skip
+    rows = [("| arm | logs/s | vs JSON | target met | logs/s per round | server CPU µs/log | PostgreSQL CPU µs/log "
+             "| bench clients' CPU (cores) |"), "|---|---:|---:|---|---|---:|---:|---:|"]  # fmt: skip
     for r in arms:
         met = "yes" if r["vs_json"] >= target else "**no**"
         if r["arm"].startswith("json"):
@@ -497,18 +497,26 @@ def syslog_section(syslog_data: dict[str, Any]) -> list[str]:
             met = "(reported)"
         rows.append(
             f"| `{r['arm']}` | {_n(r['logs_per_s'])} | {r['vs_json']:.2f} × | {met} | "
-            f"{', '.join(_n(x) for x in r['rounds'])} | {r['server_cpu_us_per_log']:.1f} |"
+            f"{', '.join(_n(x) for x in r['rounds'])} | {r['server_cpu_us_per_log']:.1f} | "
+            f"{_maybe(r.get('postgres_cpu_us_per_log'), '.1f')} | {_maybe(r.get('client_cpu'), '.2f')} |"
         )
     return ["## Syslog beside our JSON (syslog suite)", "",
             (f"The same generated logs, {p['batch']} per batch, {p['clients']} clients, one server ({p['workers']} "
-             f"worker), {p['warmup_s']} s warm-up (JSON) then {p['duration_s']} s per arm: our JSON (gzip) to "
+             f"worker), {p['warmup_s']} s warm-up then {p['duration_s']} s per arm: our JSON (gzip) to "
              "`POST /logs`; TCP octet-counted RFC 5424 (`SYSLOG_TCP_PORT`) with the other fields as structured "
              "data, and with a JSON MSG read like a `/logs` entry; RELP (`SYSLOG_RELP_PORT`), a window of "
              f"{p['relp_window']} unacknowledged messages per client, counted when acknowledged, i.e. committed. "
-             "TCP has no acknowledgement: logs/s is the messages sent over the time to the last commit. The arms "
+             "TCP has no acknowledgement: logs/s is the messages the server committed within the measured window (its "
+             "counter, read at both ends while the clients keep writing); after each arm every message sent is "
+             "checked stored. CPU per log is over the measured window. The arms "
              f"take turns for {p['rounds']} round(s): each figure is the median over the rounds, and vs JSON the "
              f"median of the ratios within each round. Target (issue 31): TCP octet-counted ≥ {target} × JSON; "
              "RELP reported."), "", *rows, ""]  # fmt: skip
+
+
+def _maybe(value: float | None, spec: str) -> str:
+    # Figures older results do not have.
+    return "—" if value is None else format(value, spec)
 
 
 def aws_section(aws_data: dict[str, Any]) -> list[str]:

@@ -40,7 +40,7 @@ def test_the_report_renders_the_syslog_arms_against_the_target() -> None:
                        "rounds": 3, "relp_window": 128, "target": 0.7},
         "results": {"arms": [
             {"arm": "json b1000-gzip-c8", "logs_per_s": 20_000, "vs_json": 1.0, "rounds": [20_000, 19_000, 21_000],
-             "server_cpu_us_per_log": 15.0},
+             "server_cpu_us_per_log": 15.0, "postgres_cpu_us_per_log": 11.0, "client_cpu": 0.05},
             {"arm": "tcp octet-counted rfc5424+sd c8", "logs_per_s": 10_000, "vs_json": 0.5, "rounds": [10_000],
              "server_cpu_us_per_log": 30.5},
             {"arm": "tcp octet-counted rfc5424+json c8", "logs_per_s": 16_000, "vs_json": 0.8, "rounds": [16_000],
@@ -52,8 +52,10 @@ def test_the_report_renders_the_syslog_arms_against_the_target() -> None:
     section = report.syslog_section(data)
     assert section[0] == "## Syslog beside our JSON (syslog suite)"
     table = [line for line in section if line.startswith("| `")]
-    assert table[0] == "| `json b1000-gzip-c8` | 20,000 | 1.00 × | — | 20,000, 19,000, 21,000 | 15.0 |"
-    assert "| 0.50 × | **no** |" in table[1] and table[1].endswith("| 30.5 |")
+    assert table[0] == (
+        "| `json b1000-gzip-c8` | 20,000 | 1.00 × | — | 20,000, 19,000, 21,000 | 15.0 | 11.0 | 0.05 |"
+    )
+    assert "| 0.50 × | **no** |" in table[1] and table[1].endswith("| 30.5 | — | — |")
     assert "| 0.80 × | yes |" in table[2]
     assert "| 0.45 × | (reported) |" in table[3]
     assert "≥ 0.7 × JSON" in section[2] and "a window of 128" in section[2]
