@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 
-from app.storage import partitions
+from app.storage import partitions, summary
 
 log = logging.getLogger(__name__)
 
@@ -48,5 +48,9 @@ async def run(
                 "DELETE FROM log_counts WHERE hour >= $1 AND hour < $2", start, start + timedelta(days=1)
             )
             await conn.execute("DELETE FROM search_blocks WHERE day = $1", day)
+            # The day's minutes (log_minutes is keyed by a minute's end: summary.DAY_MINUTES).
+            await conn.execute(
+                f"DELETE FROM log_minutes WHERE {summary.DAY_MINUTES}", start, start + timedelta(days=1)
+            )
         log.info("partition dropped", extra={"partition": name})
     return list(old.values())
