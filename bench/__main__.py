@@ -53,7 +53,7 @@ FULL = {
     "client": (200_000, 300_000),  # calls timed, logs sent for throughput
     "alerts": 10_000_000,  # rows the rules are evaluated against
     "search": (10_000_000, 100_000),  # logs over the week, parsed logs in the pool they are cycled from
-    "logql": (10_000_000, 20_000),  # logs over the week, parsed logs written per ingest arm and round
+    "logql": (10_000_000, 50_000),  # logs over the week, parsed logs written per ingest arm and round
 }
 QUICK = {
     "db": ([10, 1000], 0.1, 0.3),
