@@ -1168,7 +1168,7 @@ def logql_section(data: dict[str, Any]) -> list[str]:
            f"{r['seed_s']:.0f} s; each query over the last 24 hours, {data['parameters']['runs']} runs in the "
            "app's process (TestClient: no HTTP stack). PostgreSQL CPU is the cluster's, from /proc. Count and "
            "rate queries are read from the per-minute rollup (`log_minutes`) when their windows fall on minutes "
-           "(Grafana's steps do); the same query started a second off the minute reads rows, for comparison. "
+           "(start, step and range whole minutes); the same query started a second off the minute reads rows. "
            f"Load (1 min) {load['before']:.1f} before, {load['after_seed']:.1f} after seeding, "
            f"{load['after']:.1f} after; {meta.get('cores', '?')} cores."), "",
            "| query | step | p50 | min | target | PostgreSQL CPU / query | app CPU / query | series |",
@@ -1188,7 +1188,8 @@ def logql_section(data: dict[str, Any]) -> list[str]:
     out += ["", f"Ingest: PostgreSQL CPU per stored log for COPY + the summary statement, batches of "
             f"{ingest['batch']}, median of {ingest['rounds']} alternated rounds of {ingest['logs_per_round']:,} logs: "
             f"{per_log['with rollup']} µs with the rollup's upsert folded in, {per_log['without rollup']} µs "
-            f"without it" + (f" ({share:+.0%})." if share is not None else "."), ""]  # fmt: skip
+            f"without it" + (f" ({share:+.0%}; differences of a few % are this machine's noise)." if share is not None
+                             else "."), ""]  # fmt: skip
     return out
 
 
