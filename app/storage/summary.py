@@ -216,8 +216,25 @@ ON CONFLICT (hour, service, level, shard) DO UPDATE SET n = c.n + EXCLUDED.n
 """
 
 
+# log_minutes' shards of minutes more than an hour old, folded into shard 0 (the minutes stay: LogQL reads them).
+_COMPACT_MINUTES = """
+WITH moved AS (
+    DELETE FROM log_minutes WHERE minute < now() - interval '1 hour' AND shard <> 0
+    RETURNING minute, service, level, environment, edge, n, bytes
+)
+INSERT INTO log_minutes AS m (minute, service, level, environment, edge, shard, n, bytes)
+SELECT minute, service, level, environment, edge, 0, sum(n), sum(bytes) FROM moved GROUP BY 1, 2, 3, 4, 5
+ON CONFLICT (minute, service, level, environment, edge, shard)
+    DO UPDATE SET n = m.n + EXCLUDED.n, bytes = m.bytes + EXCLUDED.bytes
+"""
+
+
 async def compact(conn: asyncpg.Connection) -> int:
     """Fold shards of past hours into shard 0, and the hours of days before yesterday into one row a
-    day; return how many rows were folded. The totals do not change."""
-    status = await conn.execute(_COMPACT)
-    return int(status.split()[-1])
+    day; log_minutes' shards of past minutes into shard 0; return how many rows were folded. The totals
+    do not change."""
+    folded = 0
+    for sql in (_COMPACT, _COMPACT_MINUTES):
+        status = await conn.execute(sql)
+        folded += int(status.split()[-1])
+    return folded

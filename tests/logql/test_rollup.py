@@ -147,11 +147,11 @@ def test_the_rollup_answers_only_what_it_can_answer_exactly(
     )
 
 
-_MINUTES = """
+MINUTES = """
 SELECT minute, service, level::text, environment::text, sum(n)::bigint AS n, sum(bytes)::bigint AS bytes
 FROM log_minutes GROUP BY 1, 2, 3, 4 HAVING sum(n) <> 0 ORDER BY 1, 2, 3, 4
 """
-_FROM_ROWS = """
+FROM_ROWS = """
 SELECT date_trunc('minute', created_at - interval '1 microsecond', 'UTC') + interval '1 minute' AS minute, service,
        level::text, environment::text, count(*) AS n, sum(octet_length(message))::bigint AS bytes
 FROM logs WHERE NOT deleted GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
@@ -159,14 +159,14 @@ FROM logs WHERE NOT deleted GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
 
 
 def test_the_minutes_are_the_rows_after_writes_deletes_and_a_dropped_day(data: TestClient, db: DB) -> None:
-    assert db.fetch(_MINUTES) == db.fetch(_FROM_ROWS)
+    assert db.fetch(MINUTES) == db.fetch(FROM_ROWS)
     edges = db.fetch("SELECT count(*) AS n FROM logs WHERE created_at = $1", MIDNIGHT)[0]["n"]
     assert edges > 0  # a row at midnight: in its day's partition, in the minute that ends the day before
     # Retention drops the day before MIDNIGHT (and any older partition of the test database, all empty).
     dropped = asyncio.run(_drop_before(db.url, MIDNIGHT.date()))
     assert partitions.name(MIDNIGHT.date() - timedelta(days=1)) in dropped
     assert db.fetch("SELECT count(*) AS n FROM logs WHERE created_at < $1", MIDNIGHT)[0]["n"] == 0
-    assert db.fetch(_MINUTES) == db.fetch(_FROM_ROWS) != []
+    assert db.fetch(MINUTES) == db.fetch(FROM_ROWS) != []
 
 
 async def _drop_before(url: str, day: date) -> list[str]:
