@@ -1,4 +1,4 @@
-"""`python -m bench [all|db|http|otlp|agents|syslog|aws|limits|scale|archive|client|profile|coldstart|alerts|steps REV...|search|report] [--quick] [--logs N] [--out DIR]`: measure, save raw JSON, render
+"""`python -m bench [all|db|http|otlp|agents|syslog|aws|limits|scale|archive|client|profile|coldstart|alerts|steps REV...|search|logql|report] [--quick] [--logs N] [--out DIR]`: measure, save raw JSON, render
 the report."""
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from bench import (
     db,
     http,
     limits,
+    logql,
     lone,
     machine,
     otlp,
@@ -42,7 +43,7 @@ ROOT = Path(__file__).parent.parent
 
 # Every suite that measures ("report" only renders what they wrote).
 SUITES = ("all", "db", "http", "otlp", "agents", "syslog", "aws", "limits", "scale", "archive", "client", "profile",
-          "coldstart", "alerts", "steps", "search")  # fmt: skip
+          "coldstart", "alerts", "steps", "search", "logql")  # fmt: skip
 # (batch sizes, warm-up s, measured s) per suite
 FULL = {
     "db": ([1, 10, 100, 1000, 10000], 0.5, 3.0),
@@ -52,6 +53,7 @@ FULL = {
     "client": (200_000, 300_000),  # calls timed, logs sent for throughput
     "alerts": 10_000_000,  # rows the rules are evaluated against
     "search": (10_000_000, 100_000),  # logs over the week, parsed logs in the pool they are cycled from
+    "logql": (10_000_000, 50_000),  # logs over the week, parsed logs written per ingest arm and round
 }
 QUICK = {
     "db": ([10, 1000], 0.1, 0.3),
@@ -61,6 +63,7 @@ QUICK = {
     "client": (5_000, 5_000),
     "alerts": 20_000,
     "search": (20_000, 5_000),
+    "logql": (20_000, 2_000),
 }
 
 
@@ -74,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("revisions", nargs="*", help="steps: git revisions whose server to measure, in order")
     parser.add_argument("--quick", action="store_true", help="a smoke run in well under a minute")
-    parser.add_argument("--logs", type=int, help="search: logs generated over the week (default 10,000,000)")
+    parser.add_argument(
+        "--logs", type=int, help="search, logql: logs generated over the week (default 10,000,000)"
+    )
     parser.add_argument(
         "--out", type=Path, default=ROOT / "results", help="where JSON, REPORT.md and plots go"
     )
@@ -209,6 +214,14 @@ def main(argv: list[str] | None = None) -> int:
                                                        "target_ms": search.TARGET_MS,
                                                        "target_postgres_cpu_ratio": search.TARGET_PG_RATIO},
                       results)  # fmt: skip
+            if args.suite == "logql":
+                # Not part of "all" either: seeding 10 M logs takes minutes of its own.
+                logs, pool_size = plan["logql"]
+                logs = args.logs or logs
+                results = logql.run(source.dsn, _rows(pool_size), logs, progress)
+                _save(args.out / "logql.json", meta, {"logs": logs, "days": logql.DAYS, "runs": logql.RUNS,
+                                                      "batch": logql.BATCH, "rounds": logql.ROUNDS,
+                                                      "ingest_pool": pool_size}, results)  # fmt: skip
             if args.suite == "steps":
                 warmup, duration = plan["http"]
                 results = steps.run(source.dsn, args.revisions, warmup, duration, progress)
@@ -254,6 +267,8 @@ def _count_steps(suite: str, plan: dict[str, Any], revisions: list[str]) -> int:
         count += 2 + 2 * alerts.REPEATS
     if suite == "search":
         count += search.steps(search.index_values())
+    if suite == "logql":
+        count += logql.STEPS
     if suite == "steps":
         count += steps.REPEATS * len(revisions) * (len(steps.ARMS) + 1)
     return count

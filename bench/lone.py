@@ -67,7 +67,7 @@ async def _measure(dsn: str, runs: int) -> dict[str, Any]:
             await writer.stream(database, writer.Batch(rows.prepare(raw, 1000), b""))
             times["stream"].append(clock() - started)
         async with pool.acquire() as conn:
-            await conn.execute("TRUNCATE logs, log_counts")
+            await conn.execute("TRUNCATE logs, log_counts, log_minutes")
     finally:
         await database.close()
     return {name: round(statistics.median(values) * 1000, 2) for name, values in times.items()}

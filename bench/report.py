@@ -69,6 +69,7 @@ def render(out: Path) -> list[Path]:
         + ("\n".join(alerts_section(alerts_data)) + "\n" if alerts_data else "")
         + ("\n".join(search_section(search_data)) + "\n" if search_data else "")
         + ("\n".join(syslog_section(syslog_data)) + "\n" if syslog_data else "")
+        + ("\n".join(logql_section(logql_data)) + "\n" if (logql_data := read(out, "logql.json")) else "")
     )
     if db_data:
         written += [
@@ -1193,6 +1194,41 @@ def search_section(data: dict[str, Any]) -> list[str]:
             out.append(f"| `{a}` | {_n(m['logs_per_s'])} | {m['server_cpu_us_per_log']:.1f} | "
                        f"{m['postgres_cpu_us_per_log']:.1f} |")  # fmt: skip
     return [*out, ""]
+
+
+def logql_section(data: dict[str, Any]) -> list[str]:
+    """The logql suite: issue 30's queries over a week of logs against their targets, PostgreSQL CPU per
+    query, and the rollup's ingest cost."""
+    r, meta = data["results"], data["meta"]
+    load = r["load_1m"]
+    out = ["## LogQL: Grafana's queries over a week of logs (logql suite)", "",
+           (f"{r['logs']:,} logs over {r['days']} days (20 services, 6 levels, 2 environments), seeded by SQL in "
+           f"{r['seed_s']:.0f} s; each query over the last 24 hours, {data['parameters']['runs']} runs in the "
+           "app's process (TestClient: no HTTP stack). PostgreSQL CPU is the cluster's, from /proc. Count and "
+           "rate queries are read from the per-minute rollup (`log_minutes`) when their windows fall on minutes "
+           "(start, step and range whole minutes); the same query started a second off the minute reads rows. "
+           f"Load (1 min) {load['before']:.1f} before, {load['after_seed']:.1f} after seeding, "
+           f"{load['after']:.1f} after; {meta.get('cores', '?')} cores."), "",
+           "| query | step | p50 | min | target | PostgreSQL CPU / query | app CPU / query | series |",
+           "|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for name, q in r["queries"].items():
+        target = q["target_ms"]
+        verdict = "" if target is None else (" ✓" if q["p50_ms"] <= target else " ✗")
+        pg = q["postgres_cpu_ms_per_query"]
+        out.append(
+            f"| {name}: `{q['query'].replace('|', chr(92) + '|')}` | {q['step'] or '–'} | {_took(q['p50_ms'])}{verdict}"
+            f" | {_took(q['min_ms'])} | {_took(target) if target else '–'} | {_took(pg) if pg is not None else '–'}"
+            f" | {_took(q['app_cpu_ms_per_query'])} | {q['series']} |"
+        )
+    ingest = r["ingest"]
+    per_log = ingest["postgres_cpu_us_per_log"]
+    share = ingest["rollup_share"]
+    out += ["", f"Ingest: PostgreSQL CPU per stored log for COPY + the summary statement, batches of "
+            f"{ingest['batch']}, median of {ingest['rounds']} alternated rounds of {ingest['logs_per_round']:,} logs: "
+            f"{per_log['with rollup']} µs with the rollup's upsert folded in, {per_log['without rollup']} µs "
+            f"without it" + (f" ({share:+.0%}; differences of a few % are this machine's noise)." if share is not None
+                             else "."), ""]  # fmt: skip
+    return out
 
 
 def _took(ms: float) -> str:

@@ -44,7 +44,7 @@ async def _migrate(url: str) -> None:
 def db(database_url: str) -> DB:
     database = DB(database_url)
     database.fetch(
-        "TRUNCATE logs, idempotency_keys, log_counts, bulk_ids, alert_rules, search_blocks, search_days, search_dirty"
+        "TRUNCATE logs, idempotency_keys, log_counts, log_minutes, bulk_ids, alert_rules, search_blocks, search_days, search_dirty"
     )
     return database
 

@@ -27,7 +27,7 @@ import itertools
 import logging
 import math
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -187,7 +187,9 @@ async def stream(database: Database, batch: Batch) -> Outcome | IngestError:
         async with _transaction(database) as conn:
             (outcome,), claimed = await _claim(conn, [batch], database.settings.idempotency_ttl)
             blocks = build.Blocks() if database.settings.search_index else None
-            counted = await _copy_chunks(database, conn, first, chunks, blocks) if claimed else Counter()
+            counted = (
+                await _copy_chunks(database, conn, first, chunks, blocks) if claimed else summary.Tally()
+            )
             written = counted.total()
             if written:
                 await summary.add(conn, counted, blocks)
@@ -223,10 +225,10 @@ async def _copy_chunks(
     first: list[Row],
     rest: Iterator[list[Row]],
     blocks: build.Blocks | None,
-) -> Counter[tuple[int, str, str]]:
+) -> summary.Tally:
     """COPY every chunk; the summary's counts of what was written, and its search blocks when `blocks` is
     given (a chunk's rows are let go once sent)."""
-    counted: Counter[tuple[int, str, str]] = Counter()
+    counted = summary.Tally()
     copying: asyncio.Task[str] | None = None
     try:
         for chunk in itertools.chain([first], rest):  # builds the next chunk while `copying` is written

@@ -13,6 +13,7 @@ import asyncpg
 import orjson
 
 from app.errors import ArchiveUnreadable
+from app.logql import rollup
 from app.logql.engine import Bucket
 from app.logql.labels import METADATA_COLUMNS, ROW_DUCKDB, ROW_PG, label_value, pushed_labels, sanitize
 from app.query import LABELS, Condition, Query, duckdb_label, label_sql, postgres
@@ -131,6 +132,14 @@ class PostgresSource:
         limit: int,
         measure: str | float = "values",
     ) -> list[tuple[int, dict[str, str], Bucket]] | None:
+        # Counts over stream labels on minute boundaries, on days not archived: from log_minutes.
+        if rollup.answers(conditions, since_us, until_us, origin_ns, width_ns, labels, unwrap, measure) and (
+            await self._parts(since_us, until_us) is None
+        ):
+            assert labels is not None
+            return await rollup.buckets(
+                self.conn, conditions, since_us, until_us, origin_ns, width_ns, labels, limit, moment
+            )
         where, args = self._where(await self._narrowed(conditions, since_us, until_us), since_us, until_us)
 
         def param(value: Any) -> str:

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from app.search import build
-from app.storage import partitions
+from app.storage import partitions, summary
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -527,6 +527,11 @@ async def _drop(
         # The day's search blocks covered exactly the rows that leave (app/search/build.py).
         await conn.execute("DELETE FROM search_blocks WHERE day = $1", day)
         await conn.execute("DELETE FROM search_days WHERE day = $1", day)
+        # LogQL's rollup (app/logql/rollup.py) answers no archived day: its minutes leave with its rows.
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        await conn.execute(
+            f"DELETE FROM log_minutes WHERE {summary.DAY_MINUTES}", start, start + timedelta(days=1)
+        )
         await conn.execute(
             "UPDATE archive_parts SET state = 'archived', updated_at = now() WHERE day = $1 AND part = $2",
             day,

@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 
-from app.storage import partitions
+from app.storage import partitions, summary
 
 log = logging.getLogger(__name__)
 
@@ -49,5 +49,9 @@ async def run(
             )
             await conn.execute("DELETE FROM search_blocks WHERE day = $1", day)
             await conn.execute("DELETE FROM search_days WHERE day = $1", day)
+            # The day's minutes (log_minutes is keyed by a minute's end: summary.DAY_MINUTES).
+            await conn.execute(
+                f"DELETE FROM log_minutes WHERE {summary.DAY_MINUTES}", start, start + timedelta(days=1)
+            )
         log.info("partition dropped", extra={"partition": name})
     return list(old.values())

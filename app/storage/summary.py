@@ -7,6 +7,10 @@ its own (its backend's pid modulo 16), and its keys go in sorted order so two wr
 `compact` folds the shards, and days older than yesterday, into one row each; retention deletes the counts
 of the days it drops in the same transaction as the drop (app/storage/retention.py).
 
+The same statement adds the group's rows and message bytes per minute, service, level and environment to
+`log_minutes` (schema/0011_log_minutes.sql), which LogQL's count, rate and bytes queries read
+(app/logql/rollup.py).
+
 `recent_24h` is exact: the full hours of the last day from the summary, plus a count of the rows between
 24 hours ago and the next full hour from `logs` itself (at most one hour of rows, read by the primary key).
 """
@@ -15,7 +19,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -33,27 +38,102 @@ ON CONFLICT (hour, service, level, shard) DO UPDATE SET n = c.n + EXCLUDED.n
 """
 
 
-def counts(rows: Sequence[tuple[Any, ...]]) -> Counter[tuple[int, str, str]]:
-    """(hour since the epoch, service, level) -> rows, for rows in COPY column order."""
-    return Counter((int(row[0].timestamp()) // 3600, row[3], row[1]) for row in rows)
+def _minutes_cte(first: int) -> str:
+    """log_minutes' upsert as a data-modifying CTE of _ADD's statement (no round trip of its own), its seven
+    arrays the parameters from $first on (the search blocks' take $5–$9 when they come too)."""
+    p = [f"${first + i}" for i in range(7)]
+    return f"""minutes AS (
+    INSERT INTO log_minutes AS m (minute, service, level, environment, edge, shard, n, bytes)
+    SELECT to_timestamp(mi * 60), s, l::log_level, e::log_environment, x,
+           (pg_backend_pid() % {SHARDS})::smallint, n, b
+    FROM unnest({p[0]}::bigint[], {p[1]}::text[], {p[2]}::text[], {p[3]}::text[], {p[4]}::bool[],
+                {p[5]}::bigint[], {p[6]}::bigint[]) AS t(mi, s, l, e, x, n, b)
+    ON CONFLICT (minute, service, level, environment, edge, shard)
+        DO UPDATE SET n = m.n + EXCLUDED.n, bytes = m.bytes + EXCLUDED.bytes
+)
+"""
 
 
-async def add(
-    conn: asyncpg.Connection, counted: Counter[tuple[int, str, str]], blocks: build.Blocks | None = None
-) -> None:
+_MINUTES_ALONE = "WITH " + _minutes_cte(5) + _ADD
+_MINUTES_AFTER_BLOCKS = build.RECORD + ", " + _minutes_cte(10) + _ADD
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_MINUTE_US = 60_000_000
+
+
+@dataclass
+class Tally:
+    """What a transaction wrote: rows per (hour, service, level) for log_counts, and rows and message bytes
+    per (minute's end, service, level, environment, edge) for log_minutes (minutes since the epoch)."""
+
+    hours: Counter[tuple[int, str, str]] = field(default_factory=Counter)
+    minutes: Counter[tuple[int, str, str, str, bool]] = field(default_factory=Counter)
+    bytes: Counter[tuple[int, str, str, str, bool]] = field(default_factory=Counter)
+
+    def update(self, other: Tally) -> None:
+        self.hours.update(other.hours)
+        self.minutes.update(other.minutes)
+        self.bytes.update(other.bytes)
+
+    def total(self) -> int:
+        return self.hours.total()
+
+
+def counts(rows: Sequence[tuple[Any, ...]]) -> Tally:
+    """The Tally of rows in COPY column order (created_at, level, …, service, environment, …, message)."""
+    tally = Tally()
+    hours, minutes, sizes = tally.hours, tally.minutes, tally.bytes
+    for row in rows:
+        at = row[0]
+        us = (at - _EPOCH) // _MICROSECOND
+        key = (-(-us // _MINUTE_US), row[3], row[1], row[4], us % _MINUTE_US == 0)
+        hours[us // 3_600_000_000, row[3], row[1]] += 1
+        minutes[key] += 1
+        message = row[10]
+        # isascii is O(1) on str: most lines skip the encode.
+        sizes[key] += len(message) if message.isascii() else len(message.encode())
+    return tally
+
+
+async def add(conn: asyncpg.Connection, tally: Tally, blocks: build.Blocks | None = None) -> None:
     """Add `counts(rows)` of the rows this transaction wrote; with `blocks`, record their search index in
     the same statement (app/search/build.py: no round trip of its own)."""
-    keys = sorted(counted.items())
+    hours = sorted(tally.hours.items())
+    minutes = sorted(tally.minutes.items())
     columns = [
-        [k[0] for k, _ in keys],
-        [k[1] for k, _ in keys],
-        [k[2] for k, _ in keys],
-        [n for _, n in keys],
+        [k[0] for k, _ in hours],
+        [k[1] for k, _ in hours],
+        [k[2] for k, _ in hours],
+        [n for _, n in hours],
+    ]
+    by_minute = [
+        [k[0] for k, _ in minutes],
+        [k[1] for k, _ in minutes],
+        [k[2] for k, _ in minutes],
+        [k[3] for k, _ in minutes],
+        [k[4] for k, _ in minutes],
+        [n for _, n in minutes],
+        [tally.bytes[k] for k, _ in minutes],
     ]
     if blocks is None:
-        await conn.execute(_ADD, *columns)
+        await conn.execute(_MINUTES_ALONE, *columns, *by_minute)
     else:
-        await conn.execute(build.RECORD + _ADD, *columns, *blocks.params())
+        await conn.execute(_MINUTES_AFTER_BLOCKS, *columns, *blocks.params(), *by_minute)
+
+
+# The minutes of the rows in [since, until): DAY_MINUTES with since and until for start and end.
+DAY_MINUTES = "(minute > $1 AND minute < $2 OR minute = $1 AND edge OR minute = $2 AND NOT edge)"
+
+# Sets log_minutes' counts (shard 0) of the minutes that have rows in [$1, $2) (day boundaries) from the rows:
+# for rows written by SQL rather than the writer (a benchmark's or a test's data set).
+REBUILD_MINUTES = """
+INSERT INTO log_minutes AS m (minute, service, level, environment, edge, shard, n, bytes)
+SELECT date_trunc('minute', created_at - interval '1 microsecond', 'UTC') + interval '1 minute',
+       service, level, environment, date_trunc('minute', created_at, 'UTC') = created_at, 0, count(*),
+       sum(octet_length(message))
+FROM logs WHERE NOT deleted AND created_at >= $1 AND created_at < $2 GROUP BY 1, 2, 3, 4, 5
+ON CONFLICT (minute, service, level, environment, edge, shard) DO UPDATE SET n = EXCLUDED.n, bytes = EXCLUDED.bytes
+"""
 
 
 _TOTALS = "SELECT service, level::text AS level, sum(n) AS n FROM log_counts GROUP BY 1, 2 HAVING sum(n) <> 0"
@@ -136,8 +216,25 @@ ON CONFLICT (hour, service, level, shard) DO UPDATE SET n = c.n + EXCLUDED.n
 """
 
 
+# log_minutes' shards of minutes more than an hour old, folded into shard 0 (the minutes stay: LogQL reads them).
+_COMPACT_MINUTES = """
+WITH moved AS (
+    DELETE FROM log_minutes WHERE minute < now() - interval '1 hour' AND shard <> 0
+    RETURNING minute, service, level, environment, edge, n, bytes
+)
+INSERT INTO log_minutes AS m (minute, service, level, environment, edge, shard, n, bytes)
+SELECT minute, service, level, environment, edge, 0, sum(n), sum(bytes) FROM moved GROUP BY 1, 2, 3, 4, 5
+ON CONFLICT (minute, service, level, environment, edge, shard)
+    DO UPDATE SET n = m.n + EXCLUDED.n, bytes = m.bytes + EXCLUDED.bytes
+"""
+
+
 async def compact(conn: asyncpg.Connection) -> int:
     """Fold shards of past hours into shard 0, and the hours of days before yesterday into one row a
-    day; return how many rows were folded. The totals do not change."""
-    status = await conn.execute(_COMPACT)
-    return int(status.split()[-1])
+    day; log_minutes' shards of past minutes into shard 0; return how many rows were folded. The totals
+    do not change."""
+    folded = 0
+    for sql in (_COMPACT, _COMPACT_MINUTES):
+        status = await conn.execute(sql)
+        folded += int(status.split()[-1])
+    return folded

@@ -35,7 +35,7 @@ DATA = [
 
 @pytest.fixture(scope="module")
 def url(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    DB(database_url).fetch("TRUNCATE logs, log_counts")
+    DB(database_url).fetch("TRUNCATE logs, log_counts, log_minutes")
     process, base = start_server({"DATABASE_URL": database_url}, tmp_path_factory.mktemp("loki-clients"))
     try:
         response = httpx.post(base + "/logs", json={"logs": DATA}, timeout=30)

@@ -16,6 +16,7 @@ from app.database import Database
 from app.intake.rows import parse
 from app.intake.writer import Batch, create
 from app.storage import summary
+from tests.logql.test_rollup import FROM_ROWS, MINUTES
 from tests.support import DB, log_entry, make_settings
 
 # Wide enough for test_retention's newest kept day (noon, 29 days ago) at any time of today.
@@ -120,6 +121,14 @@ def test_compaction_changes_no_total(client: TestClient, db: DB, database_url: s
         )[0]["n"]
         == 0
     )
+    # LogQL's minutes too: shards folded, the counts still the rows'.
+    assert (
+        db.fetch(
+            "SELECT count(*) AS n FROM log_minutes WHERE shard <> 0 AND minute < now() - interval '2 hours'"
+        )[0]["n"]
+        == 0
+    )
+    assert db.fetch(MINUTES) == db.fetch(FROM_ROWS)
 
 
 def test_recent_24h_is_exact_at_the_edge(client: TestClient, db: DB, database_url: str) -> None:
