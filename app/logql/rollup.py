@@ -6,7 +6,9 @@ detected_level, environment), the grouping names only those, only counts or byte
 bucket edge and the range's ends fall on minute boundaries: a bucket (origin + (k − 1)·width,
 origin + k·width] is then the minutes whose end m lies in it, as a minute holds the rows of (m − 1 min, m].
 Archived days have no minutes (app/storage/archive.py deletes them with the partition): a range that
-reaches one is read from rows and files."""
+reaches one is read from rows and files. Logs pushed through Loki have stream labels of their own and their
+raw line's bytes (app/query.py label_sql), not the columns the minutes count them under: a range holding
+one (a `pushed` minute) is read from rows too."""
 
 from __future__ import annotations
 
@@ -16,11 +18,12 @@ from typing import Any
 import asyncpg
 
 from app.logql.engine import Bucket
-from app.query import Condition, postgres
+from app.query import LABELS, Condition, label_match_sql
 
 MINUTE_NS = 60 * 10**9
 _MINUTE_US = 60 * 10**6
-# LogQL labels as log_minutes' columns (the level grouped as its enum, made lower case afterwards).
+# LogQL labels as log_minutes' columns (the level grouped as its enum, made lower case afterwards); matchers
+# compare them as app.query.LABELS spells them for the rows that were not pushed.
 _COLUMNS = {"service_name": "service", "level": "level", "detected_level": "level",
             "environment": "environment::text"}  # fmt: skip
 
@@ -60,17 +63,23 @@ async def buckets(
     labels: Sequence[str],
     limit: int,
     moment: Any,
-) -> list[tuple[int, dict[str, str], Bucket]]:
-    """Source.buckets' answer from the minutes (`answers` must hold); `moment` makes a timestamptz."""
-    # The same matchers as on logs: log_minutes has the columns under the same names and types.
-    where, args = postgres(list(conditions))
-    where = [clause for clause in where if clause != "NOT deleted"]
+) -> list[tuple[int, dict[str, str], Bucket]] | None:
+    """Source.buckets' answer from the minutes (`answers` must hold), or None when a log pushed through Loki
+    is in the range (the rows answer); `moment` makes a timestamptz."""
+    args: list[Any] = []
 
     def param(value: Any) -> str:
         args.append(value)
         return f"${len(args)}"
 
-    where += [f"minute > {param(moment(since_us - 1))}", f"minute <= {param(moment(until_us - 1))}"]
+    # The rows' matchers on columns of the same names and types as logs' (pushed rows are not counted here).
+    where = []
+    for c in conditions:
+        name, op, value = c.value
+        clause = label_match_sql(LABELS[name][0], op, value, param)
+        where.append(f"({clause}) IS NOT TRUE" if c.negated else clause)
+    span = f"minute > {param(moment(since_us - 1))} AND minute <= {param(moment(until_us - 1))}"
+    where.append(span)
     columns = [_COLUMNS[name] for name in labels]
     selected = "".join(f", {c} AS l{i}" for i, c in enumerate(columns))
     groups = "".join(f", l{i}" for i in range(len(columns)))
@@ -82,16 +91,25 @@ async def buckets(
         f"(extract(epoch FROM minute)::bigint / 60 - {param(origin - shift)}::bigint + {param(width - 1)}::bigint)"
         f" / {param(width)}::bigint - {param(shift // width)}::bigint"
     )
+    # One statement, one snapshot: whether a pushed minute is in the range, and only if none, the buckets
+    # (a one-time filter: PostgreSQL does not read them otherwise). A row with a NULL bucket: none matched.
     sql = (
-        f"SELECT {index} AS b{selected}, sum(n) AS n, sum(bytes) AS size FROM log_minutes"
-        f" WHERE {' AND '.join(where)} GROUP BY b{groups} HAVING sum(n) <> 0 LIMIT {int(limit)}"
+        f"SELECT p.pushed, g.* FROM (SELECT EXISTS (SELECT FROM log_minutes WHERE pushed AND {span}) AS pushed) p"
+        f" LEFT JOIN LATERAL (SELECT {index} AS b{selected}, sum(n) AS n, sum(bytes) AS size FROM log_minutes"
+        f" WHERE NOT p.pushed AND {' AND '.join(where)} GROUP BY b{groups} HAVING sum(n) <> 0"
+        f" LIMIT {int(limit)}) g ON TRUE"
     )
+    records = await conn.fetch(sql, *args)
+    if records[0]["pushed"]:
+        return None
     levels = {i for i, name in enumerate(labels) if name in ("level", "detected_level")}
     found = []
-    for record in await conn.fetch(sql, *args):
-        values = [v.lower() if i in levels else v for i, v in enumerate(record[1 : len(columns) + 1])]
-        n, size = record[len(columns) + 1 :]
+    for record in records:
+        if record["b"] is None:
+            continue
+        values = [v.lower() if i in levels else v for i, v in enumerate(record[2 : len(columns) + 2])]
+        n, size = record[len(columns) + 2 :]
         found.append(
-            (record[0], dict(zip(labels, values, strict=True)), Bucket(int(n), int(size), 0, 0, 0, 0))
+            (record["b"], dict(zip(labels, values, strict=True)), Bucket(int(n), int(size), 0, 0, 0, 0))
         )
     return found

@@ -132,14 +132,17 @@ class PostgresSource:
         limit: int,
         measure: str | float = "values",
     ) -> list[tuple[int, dict[str, str], Bucket]] | None:
-        # Counts over stream labels on minute boundaries, on days not archived: from log_minutes.
+        # Counts over stream labels on minute boundaries, on days not archived, with no pushed log in the
+        # range: from log_minutes.
         if rollup.answers(conditions, since_us, until_us, origin_ns, width_ns, labels, unwrap, measure) and (
             await self._parts(since_us, until_us) is None
         ):
             assert labels is not None
-            return await rollup.buckets(
+            found = await rollup.buckets(
                 self.conn, conditions, since_us, until_us, origin_ns, width_ns, labels, limit, moment
             )
+            if found is not None:
+                return found
         where, args = self._where(await self._narrowed(conditions, since_us, until_us), since_us, until_us)
 
         def param(value: Any) -> str:

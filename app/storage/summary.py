@@ -7,7 +7,8 @@ its own (its backend's pid modulo 16), and its keys go in sorted order so two wr
 `compact` folds the shards, and days older than yesterday, into one row each; retention deletes the counts
 of the days it drops in the same transaction as the drop (app/storage/retention.py).
 
-The same statement adds the group's rows and message bytes per minute, service, level and environment to
+The same statement adds the group's rows and message bytes per minute, service, level, environment and
+whether they were pushed through Loki to
 `log_minutes` (schema/0011_log_minutes.sql), which LogQL's count, rate and bytes queries read
 (app/logql/rollup.py).
 
@@ -25,6 +26,7 @@ from typing import Any
 
 import asyncpg
 
+from app.intake.rows import LOKI_COLUMNS
 from app.models import ServiceCount, Stats, Timeline, TimelinePoint
 from app.search import build
 
@@ -39,16 +41,16 @@ ON CONFLICT (hour, service, level, shard) DO UPDATE SET n = c.n + EXCLUDED.n
 
 
 def _minutes_cte(first: int) -> str:
-    """log_minutes' upsert as a data-modifying CTE of _ADD's statement (no round trip of its own), its seven
+    """log_minutes' upsert as a data-modifying CTE of _ADD's statement (no round trip of its own), its eight
     arrays the parameters from $first on (the search blocks' take $5–$9 when they come too)."""
-    p = [f"${first + i}" for i in range(7)]
+    p = [f"${first + i}" for i in range(8)]
     return f"""minutes AS (
-    INSERT INTO log_minutes AS m (minute, service, level, environment, edge, shard, n, bytes)
-    SELECT to_timestamp(mi * 60), s, l::log_level, e::log_environment, x,
+    INSERT INTO log_minutes AS m (minute, service, level, environment, edge, pushed, shard, n, bytes)
+    SELECT to_timestamp(mi * 60), s, l::log_level, e::log_environment, x, pu,
            (pg_backend_pid() % {SHARDS})::smallint, n, b
     FROM unnest({p[0]}::bigint[], {p[1]}::text[], {p[2]}::text[], {p[3]}::text[], {p[4]}::bool[],
-                {p[5]}::bigint[], {p[6]}::bigint[]) AS t(mi, s, l, e, x, n, b)
-    ON CONFLICT (minute, service, level, environment, edge, shard)
+                {p[5]}::bool[], {p[6]}::bigint[], {p[7]}::bigint[]) AS t(mi, s, l, e, x, pu, n, b)
+    ON CONFLICT (minute, service, level, environment, edge, pushed, shard)
         DO UPDATE SET n = m.n + EXCLUDED.n, bytes = m.bytes + EXCLUDED.bytes
 )
 """
@@ -59,16 +61,18 @@ _MINUTES_AFTER_BLOCKS = build.RECORD + ", " + _minutes_cte(10) + _ADD
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _MINUTE_US = 60_000_000
+# A row pushed through Loki has its labels, metadata and line after COLUMNS'; every other row stops there.
+_PUSHED_WIDTH = len(LOKI_COLUMNS)
 
 
 @dataclass
 class Tally:
     """What a transaction wrote: rows per (hour, service, level) for log_counts, and rows and message bytes
-    per (minute's end, service, level, environment, edge) for log_minutes (minutes since the epoch)."""
+    per (minute's end, service, level, environment, edge, pushed) for log_minutes (minutes since the epoch)."""
 
     hours: Counter[tuple[int, str, str]] = field(default_factory=Counter)
-    minutes: Counter[tuple[int, str, str, str, bool]] = field(default_factory=Counter)
-    bytes: Counter[tuple[int, str, str, str, bool]] = field(default_factory=Counter)
+    minutes: Counter[tuple[int, str, str, str, bool, bool]] = field(default_factory=Counter)
+    bytes: Counter[tuple[int, str, str, str, bool, bool]] = field(default_factory=Counter)
 
     def update(self, other: Tally) -> None:
         self.hours.update(other.hours)
@@ -80,13 +84,14 @@ class Tally:
 
 
 def counts(rows: Sequence[tuple[Any, ...]]) -> Tally:
-    """The Tally of rows in COPY column order (created_at, level, …, service, environment, …, message)."""
+    """The Tally of rows in COPY column order (created_at, level, …, service, environment, …, message, and
+    for a row pushed through Loki its labels, metadata and line)."""
     tally = Tally()
     hours, minutes, sizes = tally.hours, tally.minutes, tally.bytes
     for row in rows:
         at = row[0]
         us = (at - _EPOCH) // _MICROSECOND
-        key = (-(-us // _MINUTE_US), row[3], row[1], row[4], us % _MINUTE_US == 0)
+        key = (-(-us // _MINUTE_US), row[3], row[1], row[4], us % _MINUTE_US == 0, len(row) == _PUSHED_WIDTH)
         hours[us // 3_600_000_000, row[3], row[1]] += 1
         minutes[key] += 1
         message = row[10]
@@ -112,6 +117,7 @@ async def add(conn: asyncpg.Connection, tally: Tally, blocks: build.Blocks | Non
         [k[2] for k, _ in minutes],
         [k[3] for k, _ in minutes],
         [k[4] for k, _ in minutes],
+        [k[5] for k, _ in minutes],
         [n for _, n in minutes],
         [tally.bytes[k] for k, _ in minutes],
     ]
@@ -127,12 +133,12 @@ DAY_MINUTES = "(minute > $1 AND minute < $2 OR minute = $1 AND edge OR minute = 
 # Sets log_minutes' counts (shard 0) of the minutes that have rows in [$1, $2) (day boundaries) from the rows:
 # for rows written by SQL rather than the writer (a benchmark's or a test's data set).
 REBUILD_MINUTES = """
-INSERT INTO log_minutes AS m (minute, service, level, environment, edge, shard, n, bytes)
+INSERT INTO log_minutes AS m (minute, service, level, environment, edge, pushed, shard, n, bytes)
 SELECT date_trunc('minute', created_at - interval '1 microsecond', 'UTC') + interval '1 minute',
-       service, level, environment, date_trunc('minute', created_at, 'UTC') = created_at, 0, count(*),
-       sum(octet_length(message))
-FROM logs WHERE NOT deleted AND created_at >= $1 AND created_at < $2 GROUP BY 1, 2, 3, 4, 5
-ON CONFLICT (minute, service, level, environment, edge, shard) DO UPDATE SET n = EXCLUDED.n, bytes = EXCLUDED.bytes
+       service, level, environment, date_trunc('minute', created_at, 'UTC') = created_at,
+       loki_labels IS NOT NULL, 0, count(*), sum(octet_length(message))
+FROM logs WHERE NOT deleted AND created_at >= $1 AND created_at < $2 GROUP BY 1, 2, 3, 4, 5, 6
+ON CONFLICT (minute, service, level, environment, edge, pushed, shard) DO UPDATE SET n = EXCLUDED.n, bytes = EXCLUDED.bytes
 """
 
 
@@ -220,11 +226,11 @@ ON CONFLICT (hour, service, level, shard) DO UPDATE SET n = c.n + EXCLUDED.n
 _COMPACT_MINUTES = """
 WITH moved AS (
     DELETE FROM log_minutes WHERE minute < now() - interval '1 hour' AND shard <> 0
-    RETURNING minute, service, level, environment, edge, n, bytes
+    RETURNING minute, service, level, environment, edge, pushed, n, bytes
 )
-INSERT INTO log_minutes AS m (minute, service, level, environment, edge, shard, n, bytes)
-SELECT minute, service, level, environment, edge, 0, sum(n), sum(bytes) FROM moved GROUP BY 1, 2, 3, 4, 5
-ON CONFLICT (minute, service, level, environment, edge, shard)
+INSERT INTO log_minutes AS m (minute, service, level, environment, edge, pushed, shard, n, bytes)
+SELECT minute, service, level, environment, edge, pushed, 0, sum(n), sum(bytes) FROM moved GROUP BY 1, 2, 3, 4, 5, 6
+ON CONFLICT (minute, service, level, environment, edge, pushed, shard)
     DO UPDATE SET n = m.n + EXCLUDED.n, bytes = m.bytes + EXCLUDED.bytes
 """
 

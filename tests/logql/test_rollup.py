@@ -1,11 +1,13 @@
 """LogQL's rollup (app/logql/rollup.py, log_minutes): count, rate and bytes queries answered from the minutes
 are the same as from the rows, on random data (rows exactly on minute boundaries and on midnight, soft
-deletes and undeletes, non-ASCII lines) over random aligned and unaligned ranges; the rollup is read when a
-query's windows fall on minute boundaries and rows otherwise. Archived days: tests/logql/test_store.py."""
+deletes and undeletes, non-ASCII lines, logs pushed through Loki with labels of their own) over random
+aligned and unaligned ranges; the rollup is read when a query's windows fall on minute boundaries and no
+pushed log is in the range, and rows otherwise. Archived days: tests/logql/test_store.py."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -25,6 +27,7 @@ MINUTE = 60 * S
 MIDNIGHT = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
 BASE_NS = int(MIDNIGHT.timestamp()) * S - 10 * MINUTE
 SPAN_NS = 20 * MINUTE
+PUSHED_FROM = 16  # the span's minute from which logs are also pushed through Loki
 SERVICES = ["api", "web", "db"]
 LEVELS = ["DEBUG", "INFO", "WARN", "ERROR"]
 ENVIRONMENTS = ["production", "staging", "test"]
@@ -38,12 +41,43 @@ QUERIES = [
 ]  # fmt: skip
 
 
-def moment(rng: random.Random) -> str:
-    """A time in the span: often exactly on a minute (midnight among them) or a microsecond from one."""
-    minute = BASE_NS // S + 60 * rng.randrange(SPAN_NS // MINUTE)
+PUSHED_LABELS = [{"job": "x"}, {"job": "x", "level": "warn"}, {"service_name": "api"},
+                 {"service_name": "web", "level": "error", "environment": "production"}]  # fmt: skip
+
+
+def pushed_line(rng: random.Random) -> str:
+    """A pushed line: JSON or logfmt, some naming a level and a message of their own."""
+    words = " ".join(rng.choices(WORDS, k=rng.randrange(1, 4)))
+    return rng.choice(
+        [
+            json.dumps({"level": rng.choice(["info", "error"]), "msg": words}),
+            json.dumps({"message": words, "n": rng.randrange(9)}),
+            f'level={rng.choice(["debug", "warn"])} msg="{words}"',
+            f"took=3ms {words}",
+        ]
+    )
+
+
+def push(client: TestClient, rng: random.Random, at: datetime) -> None:
+    """Loki streams of random labels and lines at `at`: the rows' stream labels are the pushed ones."""
+    ns = (at - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) * 1000
+    streams = [
+        {"stream": labels, "values": [[str(ns), pushed_line(rng)]]} for labels in rng.sample(PUSHED_LABELS, 2)
+    ]
+    response = client.post("/loki/api/v1/push", json={"streams": streams})
+    assert response.status_code == 204, response.text
+
+
+def instant(rng: random.Random, first: int = 0, last: int = SPAN_NS // MINUTE) -> datetime:
+    """A time in the span's minutes [first, last): often exactly on a minute (midnight among them) or a
+    microsecond from one."""
+    minute = BASE_NS // S + 60 * rng.randrange(first, last)
     us = rng.choice([0, 0, 1, 59_999_999, rng.randrange(60_000_000)])
-    at = datetime.fromtimestamp(minute, UTC) + timedelta(microseconds=us)
-    return at.isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(minute, UTC) + timedelta(microseconds=us)
+
+
+def moment(rng: random.Random) -> str:
+    return instant(rng).isoformat().replace("+00:00", "Z")
 
 
 @pytest.fixture
@@ -59,6 +93,9 @@ def data(client: TestClient, db: DB) -> TestClient:
         ]  # fmt: skip
         response = client.post("/logs", json={"logs": logs})
         assert response.status_code == 200, response.text
+    # Pushed logs in the span's last minutes only: ranges before them may read the rollup, ranges over them not.
+    for _ in range(40):
+        push(client, rng, instant(rng, PUSHED_FROM))
     db.fetch("UPDATE logs SET deleted = true WHERE id % 7 = 3")
     db.fetch("UPDATE logs SET deleted = false WHERE id % 21 = 3")  # some back again
     return client
@@ -79,8 +116,8 @@ def from_rows(query: str) -> str:
 
 def test_rollup_and_rows_answer_the_same_on_random_ranges(data: TestClient) -> None:
     rng = random.Random(5)
-    aligned = 0
-    for _ in range(60):
+    aligned = [0, 0]
+    for _ in range(80):
         r = (
             rng.choice([1, 2, 5]) * MINUTE
             if rng.random() < 0.7
@@ -97,11 +134,15 @@ def test_rollup_and_rows_answer_the_same_on_random_ranges(data: TestClient) -> N
             .replace("{r}", f"{r // 10**6}ms")
             .replace(" offset {o}", f" offset {offset // 10**6}ms" if offset else "")
         )
-        aligned += r % MINUTE == step % MINUTE == start % MINUTE == offset % MINUTE == 0
+        if r % MINUTE == step % MINUTE == start % MINUTE == offset % MINUTE == 0:
+            # Before the pushed logs' first minute the rollup answers; over it, the rows.
+            aligned[end - offset < BASE_NS + PUSHED_FROM * MINUTE] += 1
         assert ask(data, query, start, end, step // 10**6) == ask(data, from_rows(query), start, end, step // 10**6), (
             query, start, end, step
         )  # fmt: skip
-    assert aligned >= 10  # the rollup was asked often enough to matter
+    assert min(aligned) >= 8, (
+        aligned
+    )  # the rollup was asked often enough to matter, with and without pushed logs
 
 
 def test_aligned_windows_read_the_minutes_and_unaligned_ones_the_rows(data: TestClient, db: DB) -> None:
@@ -113,6 +154,16 @@ def test_aligned_windows_read_the_minutes_and_unaligned_ones_the_rows(data: Test
     db.fetch("UPDATE log_minutes SET n = n + 1000 WHERE service = 'api'")
     assert ask(data, query, start, end, 60_000) != aligned
     assert ask(data, query, start + S, end + S, 60_000) == unaligned
+
+
+def test_a_range_holding_a_pushed_log_reads_the_rows(data: TestClient, db: DB) -> None:
+    query = 'sum by (level) (count_over_time({service_name=~".+"}[1m]))'
+    before = (BASE_NS + 5 * MINUTE, BASE_NS + (PUSHED_FROM - 1) * MINUTE)
+    over = (BASE_NS + 10 * MINUTE, BASE_NS + 19 * MINUTE)
+    answers = [ask(data, query, *span, 60_000) for span in (before, over)]
+    db.fetch("UPDATE log_minutes SET n = n + 1000 WHERE NOT pushed")
+    assert ask(data, query, *before, 60_000) != answers[0]  # from the minutes
+    assert ask(data, query, *over, 60_000) == answers[1]  # from the rows
 
 
 @pytest.mark.parametrize(
@@ -148,13 +199,14 @@ def test_the_rollup_answers_only_what_it_can_answer_exactly(
 
 
 MINUTES = """
-SELECT minute, service, level::text, environment::text, sum(n)::bigint AS n, sum(bytes)::bigint AS bytes
-FROM log_minutes GROUP BY 1, 2, 3, 4 HAVING sum(n) <> 0 ORDER BY 1, 2, 3, 4
+SELECT minute, service, level::text, environment::text, pushed, sum(n)::bigint AS n, sum(bytes)::bigint AS bytes
+FROM log_minutes GROUP BY 1, 2, 3, 4, 5 HAVING sum(n) <> 0 ORDER BY 1, 2, 3, 4, 5
 """
 FROM_ROWS = """
 SELECT date_trunc('minute', created_at - interval '1 microsecond', 'UTC') + interval '1 minute' AS minute, service,
-       level::text, environment::text, count(*) AS n, sum(octet_length(message))::bigint AS bytes
-FROM logs WHERE NOT deleted GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+       level::text, environment::text, loki_labels IS NOT NULL AS pushed, count(*) AS n,
+       sum(octet_length(message))::bigint AS bytes
+FROM logs WHERE NOT deleted GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
 """
 
 
