@@ -200,8 +200,10 @@ def test_dictconfig_during_a_slow_server_does_not_deadlock(stub: str) -> None:
     import logging.config
 
     Stub.answers = [(200, {}, 3.0)]  # the first batch takes three seconds to be answered
+    # Loggers made before (the server's "app", which later tests read with caplog) stay enabled.
     config = {
         "version": 1,
+        "disable_existing_loggers": False,
         "handlers": {
             "logsave": {"()": "logsave.LogSaveHandler", "url": stub, "service": "svc", "flush_interval": 0.01}
         },
@@ -213,7 +215,9 @@ def test_dictconfig_during_a_slow_server_does_not_deadlock(stub: str) -> None:
     done = threading.Event()
 
     def reconfigure() -> None:
-        logging.config.dictConfig({"version": 1, "root": {"handlers": [], "level": "WARNING"}})
+        logging.config.dictConfig(
+            {"version": 1, "disable_existing_loggers": False, "root": {"handlers": [], "level": "WARNING"}}
+        )
         done.set()
 
     threading.Thread(target=reconfigure, daemon=True).start()
