@@ -24,9 +24,6 @@ from app.storage import partitions
 log = logging.getLogger(__name__)
 
 _CREATED, _MESSAGE, _METADATA = 0, 10, 18
-# A row pushed through Loki is wider (app/intake/rows.py LOKI_COLUMNS) and ends with the line as pushed, which
-# LogQL's line filters read instead of the message: its words join the block's, so `|=` may use the index.
-_WIDE = 22
 # Rows per block when a day is rebuilt from its rows (in time order): a candidate block costs reading this
 # many rows, a block costs its row in search_blocks and a lookup's test.
 BACKFILL_ROWS = 5_000
@@ -88,7 +85,6 @@ class Blocks:
         block.min_at, block.max_at = min(block.min_at, low), max(block.max_at, high)
         block.rows += len(rows)
         block.messages += map(_MESSAGE_OF, rows)
-        block.messages += [row[-1] for row in rows if len(row) == _WIDE and row[-1] is not None]
         block.metadata += filter(None, map(_METADATA_OF, rows))
 
     def params(self) -> list[list[Any]]:
@@ -118,11 +114,9 @@ def filter_of(texts: list[str]) -> bytes:
     return bloom.encoded(found, len(found))
 
 
-def filter_of_columns(messages: Any, metadata: Any, lines: Any = None) -> bytes:
-    """An archived row group's filter, from its Arrow message, metadata (JSON text) and Loki line columns."""
+def filter_of_columns(messages: Any, metadata: Any) -> bytes:
+    """An archived row group's filter, from its Arrow message and metadata (JSON text) columns."""
     texts = [m for m in messages.to_pylist() if m is not None]
-    if lines is not None:
-        texts += [line for line in lines.to_pylist() if line is not None]
     texts += [tokens.metadata_text(m) for m in metadata.to_pylist() if m is not None]
     return filter_of(texts)
 
@@ -225,11 +219,7 @@ async def _rebuild(conn: asyncpg.Connection, day: date, table: str) -> None:
         pending.append((day, block[0][0], block[-1][0], len(block), bloom.build(found, len(found))))
         block.clear()
 
-    # A Loki push's own line (loki_line) is indexed beside its message, as the writer does.
-    sql = (
-        "SELECT created_at, CASE WHEN loki_line IS NULL THEN message ELSE message || E'\\n' || loki_line END,"
-        f" metadata::text FROM {table} ORDER BY created_at, id"
-    )
+    sql = f"SELECT created_at, message, metadata::text FROM {table} ORDER BY created_at, id"
     async for record in conn.cursor(sql, prefetch=BACKFILL_ROWS):
         block.append((record[0], record[1], record[2]))
         if len(block) == BACKFILL_ROWS:

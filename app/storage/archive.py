@@ -438,10 +438,7 @@ class _Files:
             table.sort_by([(name, "ascending") for name in SORTED_BY]), row_group_size=ROW_GROUP_ROWS
         )
         if self.search:
-            lines = table.column("loki_line") if "loki_line" in table.column_names else None
-            self._filters.append(
-                build.filter_of_columns(table.column("message"), table.column("metadata"), lines)
-            )
+            self._filters.append(build.filter_of_columns(table.column("message"), table.column("metadata")))
         self.row_groups += 1
         self.rows_in_file += table.num_rows
 
