@@ -98,6 +98,8 @@ def test_the_table_has_the_seeds_21_columns_in_order(db: DB) -> None:
         "id", "created_at", "level", "log_type", "service", "environment", "service_version", "trace_id",
         "user_id", "session_id", "error_type", "message", "stack_trace", "path", "method", "action_type",
         "function_name", "file_path", "duration_ms", "deleted", "metadata",
+        # After them, what a Loki push keeps to give back through the query API (migration 0010).
+        "loki_labels", "loki_metadata", "loki_line",
     ]  # fmt: skip
 
 
