@@ -84,7 +84,7 @@ def wait_for_rows(db: DB, count: int, seconds: float = 60) -> int:
 
 def stored(db: DB) -> list[dict[str, Any]]:
     rows = db.fetch(
-        "SELECT created_at, level::text AS level, service, message, trace_id, metadata FROM logs ORDER BY id"
+        "SELECT created_at, level::text AS level, service, message, trace_id, metadata FROM logs ORDER BY created_at, id"
     )
     return [{**dict(row), "metadata": json.loads(row["metadata"] or "{}")} for row in rows]
 
